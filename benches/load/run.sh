@@ -1,0 +1,443 @@
+#!/usr/bin/env bash
+# Load benchmark: twilio-notify-proxy vs. plain nginx reverse proxy vs. direct.
+#
+# Starts, all on 127.0.0.1 with free ephemeral ports and under one temp dir:
+#   * nginx "upstream"  - stand-in notification handler, answers 200 {"ok":true}
+#   * nginx proxy       - plain reverse proxy to the upstream (the baseline)
+#   * the proxy         - $BIN run --config <generated yaml>
+# then sends the same pre-signed Twilio client notification with wrk to each
+# target, interleaved over ROUNDS rounds, and prints the medians and ratios.
+#
+# Usage: benches/load/run.sh            (after: cargo build --release)
+# Knobs (env): BIN ROUNDS DURATION CONNECTIONS THREADS WARMUP SKIP_PROXY
+#              ALLOW_SOCKET_ERRORS COUNT_2XX KEEP_TMP NGINX WRK  (see README.md)
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(cd "$SCRIPT_DIR/../.." && pwd)
+
+BIN=${BIN:-$REPO_DIR/target/release/twilio-notify-proxy}
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-5}
+CONNECTIONS=${CONNECTIONS:-32}
+THREADS=${THREADS:-1}
+WARMUP=${WARMUP:-1}
+SKIP_PROXY=${SKIP_PROXY:-0}
+ALLOW_SOCKET_ERRORS=${ALLOW_SOCKET_ERRORS:-0}
+COUNT_2XX=${COUNT_2XX:-0}
+KEEP_TMP=${KEEP_TMP:-0}
+NGINX=${NGINX:-nginx}
+WRK=${WRK:-wrk}
+
+# Fixed bench secret: only ever used against 127.0.0.1.
+BENCH_TOKEN=bench-auth-token-0123456789abcdef
+PUBLIC_URL=https://voice.example.com/twilio/client-notify
+SCHEMA=$REPO_DIR/conf/schemas/client-notification.schema.json
+BODY='{"twi_account_sid":"AC0123456789abcdef0123456789abcdef","twi_bridge_token":"eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3MDAwMDAwMDB9.c2lnbmF0dXJl","twi_call_sid":"CA0123456789abcdef0123456789abcdef","twi_from":"client:alice","twi_message_id":"WB0123456789abcdef0123456789abcdef","twi_message_type":"twilio.voice.call","twi_to":"client:bob"}'
+
+# Reconstruct the exact command line (with the knobs that were set) for the report.
+CMDLINE=""
+for v in BIN ROUNDS DURATION CONNECTIONS THREADS WARMUP SKIP_PROXY ALLOW_SOCKET_ERRORS COUNT_2XX KEEP_TMP NGINX WRK; do
+  if printenv "$v" >/dev/null 2>&1; then
+    CMDLINE+="$v=$(printf '%q' "${!v}") "
+  fi
+done
+CMDLINE+="$(printf '%q' "$0")"
+for a in "$@"; do CMDLINE+=" $(printf '%q' "$a")"; done
+
+log() { printf '[load] %s\n' "$*"; }
+warn() { printf '[load] %s\n' "$*" >&2; }
+die() { printf '\n[load] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- checks ----
+is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
+is_uint "$ROUNDS" && ((ROUNDS >= 1)) || die "ROUNDS must be a positive integer (got '$ROUNDS')"
+is_uint "$DURATION" && ((DURATION >= 1)) || die "DURATION must be a positive integer number of seconds (got '$DURATION')"
+is_uint "$WARMUP" || die "WARMUP must be a non-negative integer number of seconds (got '$WARMUP')"
+is_uint "$THREADS" && ((THREADS >= 1)) || die "THREADS must be a positive integer (got '$THREADS')"
+is_uint "$CONNECTIONS" && ((CONNECTIONS >= THREADS)) || die "CONNECTIONS must be an integer >= THREADS (got '$CONNECTIONS')"
+(($# == 0)) || die "run.sh takes no arguments; use the env knobs (see $SCRIPT_DIR/README.md)"
+
+for tool in "$NGINX" "$WRK" curl python3 sed; do
+  command -v "$tool" >/dev/null 2>&1 || die "required tool not found: $tool (Debian: apt-get install nginx wrk curl python3)"
+done
+for f in upstream.nginx.conf.tmpl nginx-proxy.conf.tmpl proxy.yaml.tmpl request.lua; do
+  [[ -f $SCRIPT_DIR/$f ]] || die "missing bench file: $SCRIPT_DIR/$f"
+done
+
+if [[ $SKIP_PROXY != 1 ]]; then
+  [[ -e $BIN ]] || die "binary not found: $BIN (build it first: cargo build --release, or set BIN=...)"
+  [[ -x $BIN ]] || die "binary not executable: $BIN"
+  [[ -f $SCHEMA ]] || die "schema not found: $SCHEMA"
+fi
+
+# ------------------------------------------------------ temp dir + cleanup ----
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/notify-proxy-load.XXXXXX")
+UP_PID="" NGINX_PID="" PROXY_PID="" WRK_PID=""
+
+stop_pid() { # name pid
+  local name=$1 pid=$2 i
+  [[ -n $pid ]] || return 0
+  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    warn "$name (pid $pid) did not stop after SIGTERM, sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  set +e
+  stop_pid wrk "$WRK_PID"
+  stop_pid proxy "$PROXY_PID"
+  stop_pid "nginx proxy" "$NGINX_PID"
+  stop_pid "nginx upstream" "$UP_PID"
+  if ((rc != 0)); then
+    warn "failed (exit $rc); logs kept in $TMP"
+    for f in "$TMP"/proxy.log "$TMP"/upstream/error.log "$TMP"/nginx/error.log; do
+      if [[ -s $f ]]; then
+        warn "---- last lines of $f ----"
+        tail -n 20 "$f" >&2
+      fi
+    done
+  elif [[ $KEEP_TMP == 1 ]]; then
+    log "temp dir kept: $TMP"
+  else
+    rm -rf "$TMP"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ------------------------------------------------------------------ ports ----
+PORTS=$(python3 - <<'EOF'
+import socket
+socks = []
+for _ in range(4):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+for s in socks:
+    s.close()
+EOF
+) || die "could not pick free ports with python3"
+read -r UP_PORT NGINX_PORT PROXY_PORT ADMIN_PORT <<<"$PORTS"
+[[ -n ${ADMIN_PORT:-} ]] || die "could not pick free ports (got '$PORTS')"
+
+# ------------------------------------------------------------------ nginx ----
+USER_DIRECTIVE=""
+if [[ $(id -u) == 0 ]]; then
+  # As root nginx would drop its worker to 'nobody', which cannot use the
+  # mktemp dir; keep the worker as the invoking user.
+  USER_DIRECTIVE="user $(id -un) $(id -gn);"
+fi
+
+render() { # template out key=value...
+  local tmpl=$1 out=$2 kv expr=()
+  shift 2
+  for kv in "$@"; do
+    expr+=(-e "s|@${kv%%=*}@|${kv#*=}|g")
+  done
+  sed "${expr[@]}" "$tmpl" >"$out"
+  if grep -q '@[A-Z_]*@' "$out"; then
+    die "unfilled placeholder in $out: $(grep -o '@[A-Z_]*@' "$out" | sort -u | tr '\n' ' ')"
+  fi
+}
+
+wait_http() { # name pid url [method] ; waits up to ~10 s for any HTTP answer
+  local name=$1 pid=$2 url=$3 method=${4:-GET} i code
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || die "$name exited during startup (see the error.log below)"
+    code=$(curl -s -o /dev/null -m 1 -X "$method" -w '%{http_code}' "$url" 2>/dev/null) || code=000
+    [[ $code == 000 ]] || { printf '%s' "$code"; return 0; }
+    sleep 0.1
+  done
+  die "$name did not answer on $url within 10 s"
+}
+
+start_nginx() { # name dir template port [extra key=value...]
+  local name=$1 dir=$2 tmpl=$3 port=$4
+  shift 4
+  mkdir -p "$dir"
+  render "$SCRIPT_DIR/$tmpl" "$dir/nginx.conf" \
+    "PREFIX=$dir" "PORT=$port" "USER_DIRECTIVE=$USER_DIRECTIVE" "$@"
+  if ! "$NGINX" -q -t -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/test.log" 2>&1; then
+    cat "$dir/test.log" >&2
+    die "$name: nginx config test failed ($dir/nginx.conf)"
+  fi
+  "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/stdout.log" 2>&1 &
+  STARTED_PID=$!
+}
+
+log "temp dir: $TMP"
+log "ports: upstream=$UP_PORT nginx=$NGINX_PORT proxy=$PROXY_PORT admin=$ADMIN_PORT"
+
+start_nginx "nginx upstream" "$TMP/upstream" upstream.nginx.conf.tmpl "$UP_PORT"
+UP_PID=$STARTED_PID
+start_nginx "nginx proxy" "$TMP/nginx" nginx-proxy.conf.tmpl "$NGINX_PORT" "UP_PORT=$UP_PORT"
+NGINX_PID=$STARTED_PID
+wait_http "nginx upstream" "$UP_PID" "http://127.0.0.1:$UP_PORT/" POST >/dev/null
+wait_http "nginx proxy" "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT/" POST >/dev/null
+
+# ------------------------------------------------------ body + signature ----
+BODY_FILE=$TMP/body.json
+printf '%s' "$BODY" >"$BODY_FILE"
+
+# Reference implementation of Twilio's signature for JSON bodies:
+# url = public_url + "?bodySHA256=" + hex(sha256(body)); sig = b64(hmac_sha1(token, url)).
+REF_SIGN=$(python3 - "$BENCH_TOKEN" "$PUBLIC_URL" "$BODY_FILE" <<'EOF'
+import base64, hashlib, hmac, sys
+token, public_url, body_file = sys.argv[1:4]
+body = open(body_file, "rb").read()
+url = public_url + "?bodySHA256=" + hashlib.sha256(body).hexdigest()
+sig = base64.b64encode(hmac.new(token.encode(), url.encode(), hashlib.sha1).digest()).decode()
+print(url, sig)
+EOF
+)
+read -r REF_URL REF_SIG <<<"$REF_SIGN"
+
+SIGNED_URL=$REF_URL
+SIGNATURE=$REF_SIG
+SIGN_SOURCE="python3 reference (proxy not used)"
+if [[ $SKIP_PROXY != 1 ]]; then
+  if SIGN_OUT=$(TWILIO_AUTH_TOKEN=$BENCH_TOKEN timeout 10 "$BIN" sign --url "$PUBLIC_URL" --json "$BODY_FILE" --format json </dev/null 2>"$TMP/sign.err") &&
+    PARSED=$(printf '%s' "$SIGN_OUT" | python3 -c '
+import json, sys
+raw = sys.stdin.read()
+try:
+    d = json.loads(raw)
+    print(d["url"], d["signature"])
+except Exception as e:
+    sys.exit("sign output is not JSON with \"url\" and \"signature\" (%s: %s): %r" % (type(e).__name__, e, raw[:300]))
+' 2>>"$TMP/sign.err"); then
+    read -r SIGNED_URL SIGNATURE <<<"$PARSED"
+    SIGN_SOURCE="$BIN sign"
+    if [[ $SIGNED_URL != "$REF_URL" || $SIGNATURE != "$REF_SIG" ]]; then
+      warn "WARNING: '$BIN sign' disagrees with the python3 reference signature:"
+      warn "  sign:      $SIGNED_URL $SIGNATURE"
+      warn "  reference: $REF_URL $REF_SIG"
+      warn "  (using the proxy's own signature)"
+    fi
+  else
+    warn "WARNING: '$BIN sign' failed or printed unexpected output; falling back to the python3 reference signature"
+    sed 's/^/[load]   /' "$TMP/sign.err" >&2 || true
+    SIGN_SOURCE="python3 reference (fallback: sign CLI unavailable)"
+  fi
+fi
+# Path + query: everything after scheme://host.
+REQ_PATH=$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(p.path + ("?" + p.query if p.query else ""))' "$SIGNED_URL")
+[[ $REQ_PATH == /* ]] || die "could not derive the request path from '$SIGNED_URL'"
+
+# ------------------------------------------------------------------ proxy ----
+if [[ $SKIP_PROXY != 1 ]]; then
+  CFG=$TMP/proxy.yaml
+  render "$SCRIPT_DIR/proxy.yaml.tmpl" "$CFG" \
+    "PROXY_PORT=$PROXY_PORT" "ADMIN_PORT=$ADMIN_PORT" "UP_PORT=$UP_PORT" \
+    "PUBLIC_URL=$PUBLIC_URL" "SCHEMA=$SCHEMA"
+  log "starting proxy: TWILIO_AUTH_TOKEN=<bench token> $BIN run --config $CFG"
+  TWILIO_AUTH_TOKEN=$BENCH_TOKEN "$BIN" run --config "$CFG" >"$TMP/proxy.log" 2>&1 &
+  PROXY_PID=$!
+  ready=0
+  for ((i = 0; i < 100; i++)); do
+    if ! kill -0 "$PROXY_PID" 2>/dev/null; then
+      st=0
+      wait "$PROXY_PID" || st=$?
+      PROXY_PID=""
+      die "proxy exited during startup with status $st (log: $TMP/proxy.log; config: $CFG)"
+    fi
+    if curl -fsS -o /dev/null -m 1 "http://127.0.0.1:$ADMIN_PORT/healthz" 2>/dev/null; then
+      ready=1
+      break
+    fi
+    sleep 0.1
+  done
+  ((ready)) || die "proxy not healthy: http://127.0.0.1:$ADMIN_PORT/healthz did not answer 2xx within 10 s"
+fi
+
+# --------------------------------------------------------------- targets ----
+TARGETS=(direct nginx)
+[[ $SKIP_PROXY == 1 ]] || TARGETS+=(proxy)
+declare -A URL PID_OF
+URL[direct]="http://127.0.0.1:$UP_PORT$REQ_PATH"
+URL[nginx]="http://127.0.0.1:$NGINX_PORT$REQ_PATH"
+URL[proxy]="http://127.0.0.1:$PROXY_PORT$REQ_PATH"
+PID_OF[direct]=$UP_PID
+PID_OF[nginx]=$NGINX_PID
+PID_OF[proxy]=$PROXY_PID
+
+curl_request() { # url [extra curl args...] ; the exact request wrk sends
+  local url=$1
+  shift
+  curl -sS -m 5 -X POST "$@" \
+    -H 'Content-Type: application/json' \
+    -H "X-Twilio-Signature: $SIGNATURE" \
+    -H 'I-Twilio-Idempotency-Token: bench' \
+    --data-binary "@$BODY_FILE" "$url"
+}
+
+diagnose() { # target
+  warn "diagnosis: one request to ${1} with the bench headers (curl -i):"
+  curl_request "${URL[$1]}" -i >&2 || true
+  printf '\n' >&2
+}
+
+# Smoke test every target once before measuring.
+for t in "${TARGETS[@]}"; do
+  code=$(curl_request "${URL[$t]}" -o "$TMP/smoke.$t.body" -w '%{http_code}') || code=000
+  if [[ $code != 200 ]]; then
+    diagnose "$t"
+    die "smoke test: $t answered HTTP $code (expected 200) for POST ${URL[$t]}"
+  fi
+  if [[ $(cat "$TMP/smoke.$t.body") != '{"ok":true}' ]]; then
+    log "note: $t answered 200 with body: $(head -c 300 "$TMP/smoke.$t.body")"
+  fi
+done
+log "smoke test passed: every target answered 200"
+
+# -------------------------------------------------------------------- wrk ----
+RESULTS=$TMP/results.tsv
+printf 'round\ttarget\trps\tp50_us\tp99_us\trequests\n' >"$RESULTS"
+
+field() { # line key -> value (empty if absent)
+  local re="(^| )$2=([^ ]+)"
+  if [[ $1 =~ $re ]]; then printf '%s' "${BASH_REMATCH[2]}"; fi
+}
+
+run_wrk() { # target duration_s round(0=warm-up)
+  local t=$1 d=$2 round=$3 out line
+  out=$TMP/wrk.$t.r$round.txt
+  BENCH_BODY_FILE=$BODY_FILE BENCH_SIGNATURE=$SIGNATURE BENCH_COUNT_2XX=$COUNT_2XX \
+    "$WRK" -t"$THREADS" -c"$CONNECTIONS" -d"${d}s" --latency \
+    -s "$SCRIPT_DIR/request.lua" "${URL[$t]}" >"$out" 2>&1 &
+  WRK_PID=$!
+  if ! wait "$WRK_PID"; then
+    WRK_PID=""
+    cat "$out" >&2
+    die "wrk failed against $t (${URL[$t]})"
+  fi
+  WRK_PID=""
+  kill -0 "${PID_OF[$t]}" 2>/dev/null || die "$t server process died during the run"
+
+  line=$(grep -m1 '^BENCH_RESULT ' "$out") || {
+    cat "$out" >&2
+    die "no BENCH_RESULT line in wrk output for $t ($out)"
+  }
+  local reqs rps p50 p99 st n2 ce re we to
+  reqs=$(field "$line" requests) rps=$(field "$line" rps)
+  p50=$(field "$line" p50_us) p99=$(field "$line" p99_us)
+  st=$(field "$line" status_errors) n2=$(field "$line" non2xx)
+  ce=$(field "$line" connect_errors) re=$(field "$line" read_errors)
+  we=$(field "$line" write_errors) to=$(field "$line" timeouts)
+  for v in "$reqs" "$st" "$ce" "$re" "$we" "$to"; do
+    is_uint "$v" || die "could not parse wrk result for $t: $line"
+  done
+
+  local tag="round $round/$ROUNDS"
+  ((round > 0)) || tag="warm-up  "
+  printf '[load] %s  %-6s %10.0f req/s  p50 %8.3f ms  p99 %8.3f ms  (%d requests; >=400: %d; socket errors c/r/w/t: %d/%d/%d/%d)\n' \
+    "$tag" "$t" "$rps" "$(awk -v v="$p50" 'BEGIN{print v/1000}')" "$(awk -v v="$p99" 'BEGIN{print v/1000}')" \
+    "$reqs" "$st" "$ce" "$re" "$we" "$to"
+
+  if ((reqs == 0)); then
+    cat "$out" >&2
+    die "$t completed 0 requests"
+  fi
+  if ((st > 0 || n2 > 0)); then
+    grep -E 'Non-2xx|Socket errors' "$out" >&2 || true
+    diagnose "$t"
+    die "$t answered non-2xx to $((n2 > 0 ? n2 : st)) of $reqs requests"
+  fi
+  if ((ce + re + we + to > 0)); then
+    if [[ $ALLOW_SOCKET_ERRORS == 1 ]]; then
+      warn "WARNING: $t had socket errors (connect $ce, read $re, write $we, timeout $to); ALLOW_SOCKET_ERRORS=1"
+    else
+      cat "$out" >&2
+      die "$t had socket errors (connect $ce, read $re, write $we, timeout $to); set ALLOW_SOCKET_ERRORS=1 to only warn"
+    fi
+  fi
+  if ((round > 0)); then
+    printf '%d\t%s\t%s\t%s\t%s\t%s\n' "$round" "$t" "$rps" "$p50" "$p99" "$reqs" >>"$RESULTS"
+  fi
+}
+
+START_TS=$(date +%s)
+if ((WARMUP > 0)); then
+  for t in "${TARGETS[@]}"; do run_wrk "$t" "$WARMUP" 0; done
+fi
+for ((r = 1; r <= ROUNDS; r++)); do
+  for t in "${TARGETS[@]}"; do run_wrk "$t" "$DURATION" "$r"; done
+done
+END_TS=$(date +%s)
+
+# --------------------------------------------------------------- metrics ----
+METRICS_LINES=""
+if [[ $SKIP_PROXY != 1 ]]; then
+  if METRICS=$(curl -fsS -m 5 "http://127.0.0.1:$ADMIN_PORT/metrics" 2>"$TMP/metrics.err"); then
+    METRICS_LINES=$(printf '%s\n' "$METRICS" | grep 'notify_proxy_requests_total' || true)
+    [[ -n $METRICS_LINES ]] || METRICS_LINES="(no line matching notify_proxy_requests_total in /metrics)"
+  else
+    METRICS_LINES="(could not scrape http://127.0.0.1:$ADMIN_PORT/metrics: $(cat "$TMP/metrics.err"))"
+  fi
+fi
+
+# --------------------------------------------------------------- summary ----
+cpu_model=$(LC_ALL=C lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n1 || true)
+bin_version="-"
+if [[ $SKIP_PROXY != 1 ]]; then
+  bin_version=$("$BIN" --version 2>/dev/null | head -n1 || true)
+fi
+git_rev=$(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo "-")
+
+echo
+echo "=============================== load benchmark ==============================="
+echo "command:      $CMDLINE"
+printf 'wrk:          %s -t%s -c%s -d%ss --latency -s %s <target-url>\n' "$WRK" "$THREADS" "$CONNECTIONS" "$DURATION" "$SCRIPT_DIR/request.lua"
+echo "request:      POST $REQ_PATH ($(wc -c <"$BODY_FILE") byte JSON body, signed by $SIGN_SOURCE)"
+echo "rounds:       $ROUNDS x ${DURATION}s per target, interleaved ($(IFS=,; echo "${TARGETS[*]}" | sed 's/,/, /g')), ${WARMUP}s warm-up each; measured wall time $((END_TS - START_TS))s"
+echo "machine:      nproc=$(nproc), cpu=${cpu_model:-?}, kernel=$(uname -r)"
+echo "date:         $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
+echo "versions:     $("$NGINX" -v 2>&1 | head -n1); $("$WRK" -v 2>&1 | head -n1 | cut -d' ' -f1-2); proxy: ${bin_version:--}; repo rev: $git_rev"
+echo "targets:      direct = wrk -> nginx upstream (127.0.0.1:$UP_PORT)"
+echo "              nginx  = wrk -> nginx proxy_pass, keepalive 64 -> upstream"
+[[ $SKIP_PROXY == 1 ]] || echo "              proxy  = wrk -> $BIN (threads: 1) -> upstream"
+echo
+python3 - "$RESULTS" "$SKIP_PROXY" <<'EOF'
+import csv, statistics, sys
+path, skip_proxy = sys.argv[1], sys.argv[2] == "1"
+rows = list(csv.DictReader(open(path), delimiter="\t"))
+order = ["direct", "nginx"] + ([] if skip_proxy else ["proxy"])
+med = {}
+print(f"{'target':<8}{'req/s (median)':>16}{'min..max req/s':>22}{'p50 ms':>10}{'p99 ms':>10}{'rounds':>8}")
+for t in order:
+    rs = [r for r in rows if r["target"] == t]
+    rps = [float(r["rps"]) for r in rs]
+    p50 = [float(r["p50_us"]) / 1000 for r in rs]
+    p99 = [float(r["p99_us"]) / 1000 for r in rs]
+    med[t] = (statistics.median(rps), statistics.median(p50), statistics.median(p99))
+    print(f"{t:<8}{med[t][0]:>16.0f}{f'{min(rps):.0f}..{max(rps):.0f}':>22}{med[t][1]:>10.3f}{med[t][2]:>10.3f}{len(rs):>8}")
+print()
+def ratios(a, b):
+    x, y = med[a], med[b]
+    print(f"{a + '/' + b:<14} req/s {x[0] / y[0]:7.3f}   p50 {x[1] / y[1]:7.3f}   p99 {x[2] / y[2]:7.3f}")
+print("ratios of medians (req/s < 1 = fewer requests; latency > 1 = slower):")
+if not skip_proxy:
+    ratios("proxy", "nginx")
+    ratios("proxy", "direct")
+ratios("nginx", "direct")
+EOF
+if [[ $SKIP_PROXY != 1 ]]; then
+  echo
+  echo "proxy /metrics (notify_proxy_requests_total):"
+  printf '%s\n' "$METRICS_LINES" | sed 's/^/  /'
+fi
+echo "=============================================================================="

@@ -1,0 +1,125 @@
+//! Wiring: turns a validated [`Config`] into a Pingora [`Server`] with its services.
+//!
+//! Owns which services exist (public listeners, admin listener, health checks, the optional demo
+//! handler) and the Pingora server settings. No request logic lives here.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use pingora::listeners::tls::TlsSettings;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+
+use crate::admin::AdminApp;
+use crate::config::Config;
+use crate::delivery::{new_balancer, UpstreamGroup};
+use crate::demo::DemoHandler;
+use crate::metrics::Metrics;
+use crate::proxy::NotifyProxy;
+
+/// Pingora's own process flags, passed through from the command line.
+#[derive(Debug, Default, Clone)]
+pub struct ProcessFlags {
+    pub daemon: bool,
+    pub upgrade: bool,
+    pub test: bool,
+}
+
+/// Where the sample handler listens and which identities it knows (for `demo`).
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub address: String,
+    pub identities: Vec<String>,
+}
+
+fn whole_seconds(d: std::time::Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// Builds the server; the caller runs it (`run_forever`).
+pub fn build_server(
+    config: Config,
+    flags: &ProcessFlags,
+    demo: Option<DemoOptions>,
+) -> Result<Server> {
+    let mut conf = ServerConf {
+        threads: config.server.threads.get(),
+        work_stealing: config.server.work_stealing,
+        grace_period_seconds: Some(whole_seconds(config.server.grace_period)),
+        graceful_shutdown_timeout_seconds: Some(whole_seconds(
+            config.server.graceful_shutdown_timeout,
+        )),
+        error_log: config.server.error_log.clone(),
+        ..ServerConf::default()
+    };
+    if let Some(pid) = &config.server.pid_file {
+        conf.pid_file = pid.clone();
+    }
+    if let Some(sock) = &config.server.upgrade_sock {
+        conf.upgrade_sock = sock.clone();
+    }
+    let opt = Opt {
+        daemon: flags.daemon,
+        upgrade: flags.upgrade,
+        test: flags.test,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let metrics = Arc::new(Metrics::new());
+    let mut upstreams = Vec::new();
+    for u in &config.upstreams {
+        let lb = new_balancer(u).with_context(|| format!("upstreams.{}", u.name))?;
+        let lb = if u.health_check_interval.is_some() {
+            let service = background_service(&format!("health check {}", u.name), lb);
+            let task = service.task();
+            server.add_service(service);
+            task
+        } else {
+            Arc::new(lb)
+        };
+        upstreams.push(Arc::new(UpstreamGroup::new(
+            u.clone(),
+            lb,
+            metrics.upstream(&u.name),
+        )));
+    }
+
+    let proxy = NotifyProxy::new(&config, upstreams.clone(), &metrics);
+    let mut public = Service::new("twilio-notify-proxy".to_string(), proxy);
+    public.threads = Some(config.server.threads.get());
+    for l in &config.listeners {
+        let addr = l.address.to_string();
+        match &l.tls {
+            None => public.add_tcp(&addr),
+            Some(tls) => {
+                let cert = tls.cert_file.to_string_lossy();
+                let key = tls.key_file.to_string_lossy();
+                // HTTP/1.1 only: Twilio speaks it, and the pipeline forwards HTTP/1 heads verbatim.
+                let settings = TlsSettings::intermediate(&cert, &key)
+                    .map_err(|e| anyhow::anyhow!("listener {addr}: TLS cert/key: {e}"))?;
+                public.add_tls_with_settings(&addr, None, settings);
+            }
+        }
+    }
+    server.add_service(public);
+
+    let mut admin = Service::new("admin".to_string(), AdminApp::new(metrics, upstreams));
+    admin.threads = Some(1);
+    admin.add_tcp(&config.admin_address.to_string());
+    server.add_service(admin);
+
+    if let Some(demo) = demo {
+        let mut handler = Service::new(
+            "demo handler".to_string(),
+            DemoHandler::new(demo.identities),
+        );
+        handler.threads = Some(1);
+        handler.add_tcp(&demo.address);
+        server.add_service(handler);
+    }
+    Ok(server)
+}

@@ -1,0 +1,570 @@
+//! Configuration: load the YAML file, resolve secrets and schemas, validate everything.
+//!
+//! Owns the typed [`Config`] the rest of the proxy runs on. Loading happens once, before any port
+//! is bound; every error names the file, the key and, where there is one, the fix. This module
+//! reads files and environment variables but never opens sockets and never logs a secret.
+
+mod raw;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use ipnet::IpNet;
+
+use crate::schema::NotificationSchema;
+use crate::signature::{Algorithm, KeyRing, SigningKey};
+use raw::{RawConfig, RawRoute, RawSecretRef, RawUpstream};
+
+/// The validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The file this was loaded from (for messages).
+    pub source: PathBuf,
+    pub server: ServerSettings,
+    pub listeners: Vec<Listener>,
+    pub admin_address: SocketAddr,
+    pub limits: Limits,
+    pub trusted_proxies: Vec<IpNet>,
+    pub keys: KeyRing,
+    /// Empty: every account is accepted.
+    pub allowed_accounts: HashSet<String>,
+    pub upstreams: Vec<UpstreamConfig>,
+    pub routes: Vec<Route>,
+    /// Things that are legal but probably not what the operator wants.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub threads: NonZeroUsize,
+    pub work_stealing: bool,
+    pub grace_period: Duration,
+    pub graceful_shutdown_timeout: Duration,
+    pub pid_file: Option<String>,
+    pub upgrade_sock: Option<String>,
+    pub error_log: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub address: SocketAddr,
+    pub tls: Option<TlsFiles>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub body_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub name: String,
+    pub peers: Vec<SocketAddr>,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub pool_size: NonZeroUsize,
+    pub health_check_interval: Option<Duration>,
+}
+
+/// What a route's body is, which decides how its signature covers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// Client call notification: JSON, covered by `bodySHA256` in the signed URL.
+    Json,
+    /// Other Twilio webhooks: form parameters, sorted into the signed string.
+    Form,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaMode {
+    /// Violations are rejected with 400.
+    Enforce,
+    /// Violations are counted and logged; the request is forwarded anyway.
+    Report,
+}
+
+/// The scheme and authority of the public URL Twilio signs, split as the verifier needs it.
+#[derive(Debug, Clone)]
+pub struct PublicUrl {
+    pub scheme: String,
+    pub host: String,
+    pub port: Option<String>,
+    pub path: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub path: String,
+    pub public_url: Option<PublicUrl>,
+    /// Index into [`Config::upstreams`].
+    pub upstream: usize,
+    pub body: BodyKind,
+    pub schema: Option<Arc<NotificationSchema>>,
+    pub schema_mode: SchemaMode,
+}
+
+impl Config {
+    /// Reads, parses and validates `path`, including the secrets and schema files it names.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("config: cannot read {}", path.display()))?;
+        Self::from_yaml(&text, path)
+    }
+
+    /// Parses `text` as if it were the file at `path` (relative paths resolve against its folder).
+    pub fn from_yaml(text: &str, path: &Path) -> Result<Config> {
+        let raw: RawConfig =
+            serde_yaml::from_str(text).map_err(|e| anyhow!("config {}: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::try_from_raw(raw, path, base).map_err(|e| anyhow!("config {}: {e:#}", path.display()))
+    }
+
+    fn try_from_raw(raw: RawConfig, source: &Path, base: &Path) -> Result<Config> {
+        let mut warnings = Vec::new();
+        let server = ServerSettings {
+            threads: NonZeroUsize::new(raw.server.threads)
+                .ok_or_else(|| anyhow!("server.threads: must be at least 1"))?,
+            work_stealing: raw.server.work_stealing,
+            grace_period: duration("server.grace_period", &raw.server.grace_period)?,
+            graceful_shutdown_timeout: duration(
+                "server.graceful_shutdown_timeout",
+                &raw.server.graceful_shutdown_timeout,
+            )?,
+            pid_file: raw.server.pid_file,
+            upgrade_sock: raw.server.upgrade_sock,
+            error_log: raw.server.error_log,
+        };
+
+        if raw.listeners.is_empty() {
+            bail!("listeners: at least one listener is required (e.g. - address: 0.0.0.0:8080)");
+        }
+        let mut listeners = Vec::new();
+        for (i, l) in raw.listeners.into_iter().enumerate() {
+            let key = format!("listeners[{i}]");
+            let address = socket_addr(&format!("{key}.address"), &l.address)?;
+            let tls = match l.tls {
+                Some(t) => Some(TlsFiles {
+                    cert_file: existing_file(&format!("{key}.tls.cert_file"), base, &t.cert_file)?,
+                    key_file: existing_file(&format!("{key}.tls.key_file"), base, &t.key_file)?,
+                }),
+                None => None,
+            };
+            listeners.push(Listener { address, tls });
+        }
+        let admin_address = socket_addr("admin.address", &raw.admin.address)?;
+        if listeners.iter().any(|l| l.address == admin_address) {
+            bail!("admin.address: {admin_address} is also a public listener; use a separate port");
+        }
+        if !admin_address.ip().is_loopback() {
+            warnings.push(format!(
+                "admin.address: {admin_address} is not loopback; /metrics will be reachable from the network"
+            ));
+        }
+
+        let limits = Limits {
+            max_body_bytes: match raw.limits.max_body_bytes {
+                0 => bail!("limits.max_body_bytes: must be greater than 0"),
+                n if n > 1024 * 1024 => {
+                    bail!("limits.max_body_bytes: {n} is above the 1 MiB ceiling (Twilio sends < 2 KiB)")
+                }
+                n => n,
+            },
+            body_timeout: nonzero_duration("limits.body_timeout", &raw.limits.body_timeout)?,
+        };
+
+        let trusted_proxies = raw
+            .trusted_proxies
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                s.parse::<IpNet>()
+                    .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        anyhow!("trusted_proxies[{i}]: {s:?} is not an IP address or CIDR (e.g. 10.0.0.0/8)")
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+
+        let keys = load_keys(&raw.secrets, base)?;
+
+        let mut allowed_accounts = HashSet::new();
+        for (i, sid) in raw.allowed_accounts.iter().enumerate() {
+            check_account_sid(&format!("allowed_accounts[{i}]"), sid)?;
+            allowed_accounts.insert(sid.clone());
+        }
+
+        if raw.upstreams.is_empty() {
+            bail!("upstreams: at least one upstream group is required");
+        }
+        let mut upstreams = Vec::new();
+        for (name, u) in &raw.upstreams {
+            upstreams.push(upstream(name, u)?);
+        }
+
+        if raw.routes.is_empty() {
+            bail!("routes: at least one route is required");
+        }
+        let mut routes: Vec<Route> = Vec::new();
+        for (i, r) in raw.routes.into_iter().enumerate() {
+            let route = route(&format!("routes[{i}]"), r, &upstreams, base, &mut warnings)?;
+            if let Some(other) = routes.iter().find(|o| o.path == route.path) {
+                bail!(
+                    "routes[{i}].path: {:?} is already served by route {:?}; paths must be unique",
+                    route.path,
+                    other.name
+                );
+            }
+            if routes.iter().any(|o| o.name == route.name) {
+                bail!(
+                    "routes[{i}].name: {:?} is used twice; names label metrics and must be unique",
+                    route.name
+                );
+            }
+            routes.push(route);
+        }
+
+        Ok(Config {
+            source: source.to_path_buf(),
+            server,
+            listeners,
+            admin_address,
+            limits,
+            trusted_proxies,
+            keys,
+            allowed_accounts,
+            upstreams,
+            routes,
+            warnings,
+        })
+    }
+}
+
+fn duration(key: &str, value: &str) -> Result<Duration> {
+    humantime::parse_duration(value.trim())
+        .map_err(|e| anyhow!("{key}: {value:?} is not a duration ({e}); write e.g. 500ms, 5s, 1m"))
+}
+
+fn nonzero_duration(key: &str, value: &str) -> Result<Duration> {
+    let d = duration(key, value)?;
+    if d.is_zero() {
+        bail!("{key}: must be greater than 0");
+    }
+    Ok(d)
+}
+
+fn socket_addr(key: &str, value: &str) -> Result<SocketAddr> {
+    value
+        .parse()
+        .map_err(|_| anyhow!("{key}: {value:?} is not an IP:port address (e.g. 0.0.0.0:8080)"))
+}
+
+fn resolve(base: &Path, value: &str) -> PathBuf {
+    let p = Path::new(value);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+fn existing_file(key: &str, base: &Path, value: &str) -> Result<PathBuf> {
+    let path = resolve(base, value);
+    if !path.is_file() {
+        bail!("{key}: file {} does not exist", path.display());
+    }
+    Ok(path)
+}
+
+fn check_account_sid(key: &str, sid: &str) -> Result<()> {
+    let ok =
+        sid.len() == 34 && sid.starts_with("AC") && sid[2..].bytes().all(|b| b.is_ascii_hexdigit());
+    if !ok {
+        bail!("{key}: {sid:?} is not an Account SID (AC followed by 32 hex digits)");
+    }
+    Ok(())
+}
+
+/// Reads one secret. The value never appears in an error message; only where it was looked for.
+fn read_secret(key: &str, r: &RawSecretRef, base: &Path) -> Result<Vec<u8>> {
+    let value = match (&r.env, &r.file) {
+        (Some(var), None) => std::env::var(var).map_err(|_| {
+            anyhow!(
+                "{key}: environment variable {var} is not set (export it, or use file: instead)"
+            )
+        })?,
+        (None, Some(file)) => {
+            let path = resolve(base, file);
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("{key}: cannot read secret file {}", path.display()))?
+        }
+        _ => bail!("{key}: give exactly one of env: VAR or file: PATH"),
+    };
+    // Files usually end with a newline that is not part of the token.
+    let value = value.trim_end_matches(['\r', '\n']);
+    if value.trim().is_empty() {
+        bail!("{key}: the secret is empty");
+    }
+    Ok(value.as_bytes().to_vec())
+}
+
+fn load_keys(raw: &raw::RawSecrets, base: &Path) -> Result<KeyRing> {
+    let mut keys = KeyRing::default();
+    if let Some(r) = &raw.auth_token {
+        let secret = read_secret("secrets.auth_token", r, base)?;
+        keys.auth_tokens
+            .push(SigningKey::new(Algorithm::HmacSha1, &secret));
+    }
+    if let Some(r) = &raw.secondary_auth_token {
+        if raw.auth_token.is_none() {
+            bail!("secrets.secondary_auth_token: set secrets.auth_token first (the secondary is for rotation)");
+        }
+        let secret = read_secret("secrets.secondary_auth_token", r, base)?;
+        keys.auth_tokens
+            .push(SigningKey::new(Algorithm::HmacSha1, &secret));
+    }
+    for (sid, r) in &raw.accounts {
+        let key = format!("secrets.accounts.{sid}");
+        check_account_sid(&key, sid)?;
+        let secret = read_secret(&key, r, base)?;
+        keys.accounts
+            .insert(sid.clone(), SigningKey::new(Algorithm::HmacSha1, &secret));
+    }
+    for (id, r) in &raw.shared_keys {
+        let secret = read_secret(&format!("secrets.shared_keys.{id}"), r, base)?;
+        keys.shared_keys
+            .insert(id.clone(), SigningKey::new(Algorithm::HmacSha256, &secret));
+    }
+    if keys.auth_tokens.is_empty() && keys.accounts.is_empty() && keys.shared_keys.is_empty() {
+        bail!(
+            "secrets: no secret configured; set secrets.auth_token: {{ env: TWILIO_AUTH_TOKEN }}"
+        );
+    }
+    Ok(keys)
+}
+
+fn upstream(name: &str, u: &RawUpstream) -> Result<UpstreamConfig> {
+    let key = format!("upstreams.{name}");
+    if u.peers.is_empty() {
+        bail!("{key}.peers: at least one peer (host:port) is required");
+    }
+    let mut peers = Vec::new();
+    for (i, p) in u.peers.iter().enumerate() {
+        let addr = p
+            .to_socket_addrs()
+            .map_err(|e| anyhow!("{key}.peers[{i}]: {p:?} is not a reachable host:port ({e})"))?
+            .next()
+            .ok_or_else(|| anyhow!("{key}.peers[{i}]: {p:?} resolves to no address"))?;
+        peers.push(addr);
+    }
+    Ok(UpstreamConfig {
+        name: name.to_string(),
+        peers,
+        connect_timeout: nonzero_duration(&format!("{key}.connect_timeout"), &u.connect_timeout)?,
+        response_timeout: nonzero_duration(
+            &format!("{key}.response_timeout"),
+            &u.response_timeout,
+        )?,
+        idle_timeout: duration(&format!("{key}.idle_timeout"), &u.idle_timeout)?,
+        pool_size: NonZeroUsize::new(u.pool_size)
+            .ok_or_else(|| anyhow!("{key}.pool_size: must be at least 1"))?,
+        health_check_interval: match &u.health_check {
+            Some(h) => Some(nonzero_duration(
+                &format!("{key}.health_check.interval"),
+                &h.interval,
+            )?),
+            None => None,
+        },
+    })
+}
+
+fn public_url(key: &str, value: &str) -> Result<PublicUrl> {
+    let url = crate::signature::SignedUrl::parse(value).map_err(|e| anyhow!("{key}: {e}"))?;
+    if !url.query.is_empty() || value.contains('#') {
+        bail!("{key}: {value:?} must not contain a query or fragment (each request's own query is what Twilio signs)");
+    }
+    if url.host.contains('_') {
+        // Twilio rejects hostnames with underscores (13807 "invalid hostname").
+        bail!(
+            "{key}: host {:?} contains an underscore, which Twilio cannot call",
+            url.host
+        );
+    }
+    let path = std::str::from_utf8(url.path).expect("parsed from str");
+    Ok(PublicUrl {
+        scheme: url.scheme.to_ascii_lowercase(),
+        host: url.host.to_string(),
+        port: url.port.map(str::to_string),
+        path: if path.is_empty() {
+            "/".into()
+        } else {
+            path.to_string()
+        },
+    })
+}
+
+fn route(
+    key: &str,
+    r: RawRoute,
+    upstreams: &[UpstreamConfig],
+    base: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<Route> {
+    let public_url = match &r.public_url {
+        Some(u) => Some(public_url(&format!("{key}.public_url"), u)?),
+        None => None,
+    };
+    let path = match (&r.path, &public_url) {
+        (Some(p), _) => p.clone(),
+        (None, Some(u)) => u.path.clone(),
+        (None, None) => {
+            bail!("{key}: set path (and public_url, the URL Twilio is configured with)")
+        }
+    };
+    if !path.starts_with('/') || path.contains('?') {
+        bail!("{key}.path: {path:?} must start with / and hold no query");
+    }
+    if let Some(u) = &public_url {
+        if u.scheme != "https" {
+            warnings.push(format!(
+                "{key}.public_url: {}://… is not https; Twilio requires https for client notifications in production",
+                u.scheme
+            ));
+        }
+    } else {
+        warnings.push(format!(
+            "{key}: no public_url; the signed URL is rebuilt from Host (or X-Forwarded-* from trusted_proxies)"
+        ));
+    }
+    let upstream = upstreams
+        .iter()
+        .position(|u| u.name == r.upstream)
+        .ok_or_else(|| {
+            let known: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
+            anyhow!(
+                "{key}.upstream: {:?} is not defined under upstreams (known: {known:?})",
+                r.upstream
+            )
+        })?;
+    let body = match r.body.as_str() {
+        "json" => BodyKind::Json,
+        "form" => BodyKind::Form,
+        other => bail!(
+            "{key}.body: {other:?} must be json (client notifications) or form (other webhooks)"
+        ),
+    };
+    let schema_mode = match r.schema_mode.as_str() {
+        "enforce" => SchemaMode::Enforce,
+        "report" => SchemaMode::Report,
+        other => bail!("{key}.schema_mode: {other:?} must be enforce or report"),
+    };
+    let schema = match (&r.schema, body) {
+        (Some(_), BodyKind::Form) => {
+            bail!("{key}.schema: schemas apply to json routes only; remove it or set body: json")
+        }
+        (Some(file), BodyKind::Json) => {
+            let path = resolve(base, file);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("{key}.schema: cannot read {}", path.display()))?;
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{key}.schema: {} is not valid JSON", path.display()))?;
+            let schema = NotificationSchema::compile(&value).map_err(|e| {
+                anyhow!(
+                    "{key}.schema: {} is not a valid JSON Schema: {e}",
+                    path.display()
+                )
+            })?;
+            Some(Arc::new(schema))
+        }
+        (None, _) => None,
+    };
+    Ok(Route {
+        name: r.name.unwrap_or_else(|| path.clone()),
+        path,
+        public_url,
+        upstream,
+        body,
+        schema,
+        schema_mode,
+    })
+}
+
+/// Index of routes by exact path, built once for the request path.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    by_path: HashMap<String, usize>,
+}
+
+impl RouteTable {
+    pub fn new(routes: &[Route]) -> Self {
+        RouteTable {
+            by_path: routes
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.path.clone(), i))
+                .collect(),
+        }
+    }
+
+    pub fn find(&self, path: &[u8]) -> Option<usize> {
+        std::str::from_utf8(path)
+            .ok()
+            .and_then(|p| self.by_path.get(p).copied())
+    }
+}
+
+/// Used by tests and `check` to show a config's shape without secrets.
+pub fn summary(config: &Config) -> BTreeMap<&'static str, String> {
+    let mut m = BTreeMap::new();
+    m.insert(
+        "listeners",
+        config
+            .listeners
+            .iter()
+            .map(|l| {
+                format!(
+                    "{}{}",
+                    l.address,
+                    if l.tls.is_some() { " (tls)" } else { "" }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    m.insert("admin", config.admin_address.to_string());
+    m.insert(
+        "routes",
+        config
+            .routes
+            .iter()
+            .map(|r| format!("{} -> {}", r.path, config.upstreams[r.upstream].name))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    m.insert(
+        "keys",
+        format!(
+            "{} auth token(s), {} subaccount(s), {} shared key(s)",
+            config.keys.auth_tokens.len(),
+            config.keys.accounts.len(),
+            config.keys.shared_keys.len()
+        ),
+    );
+    m
+}
+
+#[cfg(test)]
+mod tests;

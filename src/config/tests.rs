@@ -1,0 +1,177 @@
+use super::*;
+
+const SCHEMA: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/conf/schemas/client-notification.schema.json"
+);
+
+fn yaml(route_extra: &str, top_extra: &str, token_var: &str) -> String {
+    format!(
+        r#"
+listeners:
+  - address: 127.0.0.1:8080
+admin:
+  address: 127.0.0.1:9090
+secrets:
+  auth_token: {{ env: {token_var} }}
+upstreams:
+  handler:
+    peers: [127.0.0.1:9000]
+routes:
+  - path: /notify
+    public_url: https://voice.example.com/notify
+    upstream: handler
+    body: json
+    schema: {SCHEMA}
+{route_extra}
+{top_extra}
+"#
+    )
+}
+
+fn load(text: &str) -> Result<Config> {
+    Config::from_yaml(text, Path::new("/etc/tnp/test.yaml"))
+}
+
+fn err(text: &str) -> String {
+    format!("{:#}", load(text).expect_err("config should be rejected"))
+}
+
+#[test]
+fn example_config_in_conf_loads() {
+    std::env::set_var("TWILIO_AUTH_TOKEN", "example-token");
+    let path = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/conf/twilio-notify-proxy.yaml"
+    ));
+    let config = Config::load(path).expect("conf/twilio-notify-proxy.yaml must stay valid");
+    assert_eq!(config.routes.len(), 1);
+    assert_eq!(config.routes[0].body, BodyKind::Json);
+    assert!(config.routes[0].schema.is_some());
+    assert_eq!(config.limits.max_body_bytes, 65536);
+}
+
+#[test]
+fn minimal_config_gets_defaults() {
+    std::env::set_var("TNP_TEST_TOKEN_A", "t");
+    let c = load(&yaml("", "", "TNP_TEST_TOKEN_A")).unwrap();
+    assert_eq!(c.routes[0].name, "/notify");
+    assert_eq!(c.routes[0].schema_mode, SchemaMode::Enforce);
+    assert_eq!(c.upstreams[0].connect_timeout, Duration::from_secs(2));
+    assert_eq!(c.limits.body_timeout, Duration::from_secs(5));
+    assert_eq!(c.keys.auth_tokens.len(), 1);
+}
+
+#[test]
+fn unknown_key_is_named() {
+    std::env::set_var("TNP_TEST_TOKEN_B", "t");
+    let e = err(&yaml("    retries: 3", "", "TNP_TEST_TOKEN_B"));
+    assert!(e.contains("unknown field `retries`"), "{e}");
+    assert!(e.contains("test.yaml"), "names the file: {e}");
+}
+
+#[test]
+fn missing_secret_env_is_named_without_value() {
+    let e = err(&yaml("", "", "TNP_TEST_TOKEN_DEFINITELY_UNSET"));
+    assert!(e.contains("secrets.auth_token"), "{e}");
+    assert!(e.contains("TNP_TEST_TOKEN_DEFINITELY_UNSET"), "{e}");
+}
+
+#[test]
+fn secret_from_file_is_trimmed_and_never_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, "file-token\n").unwrap();
+    let text = yaml("", "", "X").replace("{ env: X }", &format!("{{ file: {} }}", file.display()));
+    let c = load(&text).unwrap();
+    let url = crate::signature::SignedUrl::parse("https://h.example/n").unwrap();
+    let sig = SigningKey::new(Algorithm::HmacSha1, b"file-token").sign(&url, b"");
+    let keys = c.keys.select(None, None).unwrap();
+    assert!(crate::signature::verify_signature(&keys, &url, b"", sig.as_bytes()).is_ok());
+    assert!(
+        !format!("{c:?}").contains("file-token"),
+        "Debug output must not leak the secret"
+    );
+
+    std::fs::write(&file, "\n").unwrap();
+    let e = err(&text);
+    assert!(
+        e.contains("the secret is empty") && !e.contains("file-token"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_values_name_their_key() {
+    std::env::set_var("TNP_TEST_TOKEN_C", "t");
+    let base = yaml("", "", "TNP_TEST_TOKEN_C");
+    let cases = [
+        ("body: json", "body: xml", "routes[0].body"),
+        ("upstream: handler", "upstream: nope", "routes[0].upstream"),
+        (
+            "public_url: https://voice.example.com/notify",
+            "public_url: https://voice.example.com/notify?x=1",
+            "routes[0].public_url",
+        ),
+        (
+            "public_url: https://voice.example.com/notify",
+            "public_url: https://bad_host.example.com/notify",
+            "underscore",
+        ),
+        ("127.0.0.1:9090", "127.0.0.1:8080", "admin.address"),
+        (
+            "peers: [127.0.0.1:9000]",
+            "peers: []",
+            "upstreams.handler.peers",
+        ),
+        (
+            "address: 127.0.0.1:8080",
+            "address: localhost",
+            "listeners[0].address",
+        ),
+    ];
+    for (from, to, needle) in cases {
+        assert!(base.contains(from), "{from}");
+        let e = err(&base.replacen(from, to, 1));
+        assert!(e.contains(needle), "{to}: expected {needle:?} in {e}");
+    }
+    let e = err(&yaml("    schema_mode: loud", "", "TNP_TEST_TOKEN_C"));
+    assert!(e.contains("routes[0].schema_mode"), "{e}");
+    let e = err(&yaml(
+        "",
+        "limits: { body_timeout: soon }",
+        "TNP_TEST_TOKEN_C",
+    ));
+    assert!(e.contains("limits.body_timeout"), "{e}");
+    let e = err(&yaml("", "allowed_accounts: [AC123]", "TNP_TEST_TOKEN_C"));
+    assert!(e.contains("allowed_accounts[0]"), "{e}");
+    let e = err(&yaml(
+        "",
+        "trusted_proxies: [not-an-ip]",
+        "TNP_TEST_TOKEN_C",
+    ));
+    assert!(e.contains("trusted_proxies[0]"), "{e}");
+}
+
+#[test]
+fn schema_on_form_route_and_duplicate_paths_are_rejected() {
+    std::env::set_var("TNP_TEST_TOKEN_D", "t");
+    let e = err(&yaml("", "", "TNP_TEST_TOKEN_D").replace("body: json", "body: form"));
+    assert!(e.contains("routes[0].schema"), "{e}");
+    let dup = format!(
+        "{}  - path: /notify\n    upstream: handler\n    body: form\n",
+        yaml("", "", "TNP_TEST_TOKEN_D")
+    );
+    let e = err(&dup);
+    assert!(e.contains("routes[1].path"), "{e}");
+}
+
+#[test]
+fn invalid_schema_file_is_reported() {
+    std::env::set_var("TNP_TEST_TOKEN_E", "t");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"type": 12}"#).unwrap();
+    let e = err(&yaml("", "", "TNP_TEST_TOKEN_E").replace(SCHEMA, bad.to_str().unwrap()));
+    assert!(e.contains("not a valid JSON Schema"), "{e}");
+}

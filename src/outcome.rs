@@ -1,0 +1,236 @@
+//! How a request ends: the one place that maps failures to status codes, JSON reasons and
+//! metric labels.
+//!
+//! Owns [`Reason`] (why the proxy itself refused a request) and [`Outcome`] (how every request
+//! ended). Adding a variant here is how the taxonomy grows; nothing else spells these strings.
+//! No I/O.
+
+use http::StatusCode;
+
+use crate::signature::SignatureError;
+
+/// Why the proxy refused a request before it reached the handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    Method,
+    ContentType,
+    LengthRequired,
+    TooLarge,
+    BodyTimeout,
+    BodyIncomplete,
+    UnknownRoute,
+    SignatureMissing,
+    SignatureDuplicate,
+    SignatureMismatch,
+    BodyHashMissing,
+    BodyHashMismatch,
+    UnknownKey,
+    UnknownAccount,
+    NotJson,
+    Schema,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 16] = [
+        Reason::Method,
+        Reason::ContentType,
+        Reason::LengthRequired,
+        Reason::TooLarge,
+        Reason::BodyTimeout,
+        Reason::BodyIncomplete,
+        Reason::UnknownRoute,
+        Reason::SignatureMissing,
+        Reason::SignatureDuplicate,
+        Reason::SignatureMismatch,
+        Reason::BodyHashMissing,
+        Reason::BodyHashMismatch,
+        Reason::UnknownKey,
+        Reason::UnknownAccount,
+        Reason::NotJson,
+        Reason::Schema,
+    ];
+
+    /// The label value and the `error` field of the JSON answer.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Method => "method",
+            Reason::ContentType => "content_type",
+            Reason::LengthRequired => "length_required",
+            Reason::TooLarge => "too_large",
+            Reason::BodyTimeout => "body_timeout",
+            Reason::BodyIncomplete => "body_incomplete",
+            Reason::UnknownRoute => "unknown_route",
+            Reason::SignatureMissing => "signature_missing",
+            Reason::SignatureDuplicate => "signature_duplicate",
+            Reason::SignatureMismatch => "signature_mismatch",
+            Reason::BodyHashMissing => "body_hash_missing",
+            Reason::BodyHashMismatch => "body_hash_mismatch",
+            Reason::UnknownKey => "unknown_key",
+            Reason::UnknownAccount => "unknown_account",
+            Reason::NotJson => "not_json",
+            Reason::Schema => "schema",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Reason::Method => StatusCode::METHOD_NOT_ALLOWED,
+            Reason::ContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Reason::LengthRequired => StatusCode::LENGTH_REQUIRED,
+            Reason::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Reason::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Reason::BodyIncomplete | Reason::NotJson | Reason::Schema => StatusCode::BAD_REQUEST,
+            Reason::UnknownRoute => StatusCode::NOT_FOUND,
+            Reason::SignatureMissing
+            | Reason::SignatureDuplicate
+            | Reason::SignatureMismatch
+            | Reason::BodyHashMissing
+            | Reason::BodyHashMismatch
+            | Reason::UnknownKey
+            | Reason::UnknownAccount => StatusCode::FORBIDDEN,
+        }
+    }
+}
+
+/// A refusal: the reason plus a human detail for the JSON answer and the log line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {detail}", reason.as_str())]
+pub struct Rejection {
+    pub reason: Reason,
+    pub detail: String,
+}
+
+impl Rejection {
+    pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        Rejection {
+            reason,
+            detail: detail.into(),
+        }
+    }
+
+    /// `{"error": reason, "detail": ...}`.
+    pub fn json_body(&self) -> Vec<u8> {
+        error_body(self.reason.as_str(), &self.detail)
+    }
+}
+
+impl From<SignatureError> for Rejection {
+    fn from(e: SignatureError) -> Self {
+        let reason = match e {
+            SignatureError::Missing => Reason::SignatureMissing,
+            SignatureError::Duplicate => Reason::SignatureDuplicate,
+            SignatureError::Mismatch => Reason::SignatureMismatch,
+            SignatureError::BodyHashMissing => Reason::BodyHashMissing,
+            SignatureError::BodyHashMismatch => Reason::BodyHashMismatch,
+            SignatureError::UnknownKey(_) => Reason::UnknownKey,
+        };
+        Rejection::new(reason, e.to_string())
+    }
+}
+
+/// The JSON error document every proxy-made error answer carries.
+pub fn error_body(error: &str, detail: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({ "error": error, "detail": detail }))
+        .expect("two strings always serialize")
+}
+
+/// How a request ended. Exactly one per request; the `outcome` label of the request counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The handler answered 2xx.
+    Forwarded2xx,
+    /// The handler answered 1xx/3xx: passed through unchanged.
+    ForwardedOther,
+    /// The handler answered 404: no client binding for the identity (a real answer).
+    NoBinding,
+    /// The handler answered another 4xx (its own validation, auth or config).
+    Upstream4xx,
+    /// The handler answered 5xx.
+    Upstream5xx,
+    /// No connection to any peer (refused, unreachable, connect timeout).
+    UpstreamUnreachable,
+    /// The handler did not answer within the response timeout.
+    UpstreamTimeout,
+    /// The handler broke the protocol (garbage, early close, oversized answer).
+    UpstreamProtocol,
+    /// The proxy refused the request (see [`Reason`]).
+    Rejected,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 9] = [
+        Outcome::Forwarded2xx,
+        Outcome::ForwardedOther,
+        Outcome::NoBinding,
+        Outcome::Upstream4xx,
+        Outcome::Upstream5xx,
+        Outcome::UpstreamUnreachable,
+        Outcome::UpstreamTimeout,
+        Outcome::UpstreamProtocol,
+        Outcome::Rejected,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Forwarded2xx => "forwarded_2xx",
+            Outcome::ForwardedOther => "forwarded_other",
+            Outcome::NoBinding => "no_binding",
+            Outcome::Upstream4xx => "upstream_4xx",
+            Outcome::Upstream5xx => "upstream_5xx",
+            Outcome::UpstreamUnreachable => "upstream_unreachable",
+            Outcome::UpstreamTimeout => "upstream_timeout",
+            Outcome::UpstreamProtocol => "upstream_protocol",
+            Outcome::Rejected => "rejected",
+        }
+    }
+
+    /// The outcome of a handler answer with this status.
+    pub fn from_upstream_status(status: u16) -> Outcome {
+        match status {
+            200..=299 => Outcome::Forwarded2xx,
+            404 => Outcome::NoBinding,
+            400..=499 => Outcome::Upstream4xx,
+            500..=599 => Outcome::Upstream5xx,
+            _ => Outcome::ForwardedOther,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_unique_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for r in Reason::ALL {
+            assert!(seen.insert(r.as_str()), "{}", r.as_str());
+            assert!(r
+                .as_str()
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'_'));
+            assert!(r.status().is_client_error());
+        }
+        for o in Outcome::ALL {
+            assert!(seen.insert(o.as_str()), "{}", o.as_str());
+        }
+    }
+
+    #[test]
+    fn upstream_status_mapping() {
+        assert_eq!(Outcome::from_upstream_status(200), Outcome::Forwarded2xx);
+        assert_eq!(Outcome::from_upstream_status(204), Outcome::Forwarded2xx);
+        assert_eq!(Outcome::from_upstream_status(404), Outcome::NoBinding);
+        assert_eq!(Outcome::from_upstream_status(401), Outcome::Upstream4xx);
+        assert_eq!(Outcome::from_upstream_status(503), Outcome::Upstream5xx);
+        assert_eq!(Outcome::from_upstream_status(302), Outcome::ForwardedOther);
+    }
+
+    #[test]
+    fn error_body_is_json_with_reason() {
+        let r = Rejection::new(Reason::Schema, "/twi_to: \"x\" is not valid");
+        let v: serde_json::Value = serde_json::from_slice(&r.json_body()).unwrap();
+        assert_eq!(v["error"], "schema");
+        assert_eq!(v["detail"], "/twi_to: \"x\" is not valid");
+    }
+}

@@ -1,0 +1,411 @@
+//! The Pingora glue for the public listeners: read a request, run the pipeline, deliver, answer.
+//!
+//! Owns the per-request flow and the mapping of every ending to an answer, a log line and a
+//! metric. It stays thin: the checks live in [`crate::pipeline`], the upstream exchange in
+//! [`crate::delivery`], the names of outcomes in [`crate::outcome`]. Never forwards a request
+//! that failed a check and never logs a signature, token or body.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use http::StatusCode;
+use ipnet::IpNet;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::http::ServerSession;
+use pingora::server::ShutdownWatch;
+
+use crate::config::{Config, Limits, Route, RouteTable};
+use crate::delivery::{downstream_response_header, upstream_request, DeliveryError, UpstreamGroup};
+use crate::metrics::{Metrics, RouteMetrics, UNMATCHED_ROUTE};
+use crate::outcome::{error_body, Outcome, Reason, Rejection};
+use crate::pipeline::{self, BodyFraming, Inbound, RequestHead};
+use crate::signature::{KeyRing, SignedUrl};
+
+/// Everything the request path needs, built once at start and shared by all connections.
+pub struct NotifyProxy {
+    routes: Vec<Route>,
+    route_table: RouteTable,
+    route_metrics: Vec<RouteMetrics>,
+    unmatched_metrics: RouteMetrics,
+    upstreams: Vec<Arc<UpstreamGroup>>,
+    keys: KeyRing,
+    allowed_accounts: HashSet<String>,
+    trusted_proxies: Vec<IpNet>,
+    limits: Limits,
+}
+
+/// How one request ended, for the answer's bookkeeping.
+struct Ending {
+    route: Option<usize>,
+    outcome: Outcome,
+    reason: Option<Reason>,
+    status: u16,
+}
+
+impl NotifyProxy {
+    pub fn new(config: &Config, upstreams: Vec<Arc<UpstreamGroup>>, metrics: &Metrics) -> Self {
+        NotifyProxy {
+            routes: config.routes.clone(),
+            route_table: RouteTable::new(&config.routes),
+            route_metrics: config
+                .routes
+                .iter()
+                .map(|r| metrics.route(&r.name))
+                .collect(),
+            unmatched_metrics: metrics.route(UNMATCHED_ROUTE),
+            upstreams,
+            keys: config.keys.clone(),
+            allowed_accounts: config.allowed_accounts.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
+            limits: config.limits,
+        }
+    }
+
+    fn is_trusted(&self, session: &ServerSession) -> bool {
+        let Some(ip) = client_ip(session) else {
+            return false;
+        };
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Runs one request to its end and writes the answer.
+    async fn handle(&self, session: &mut ServerSession) -> Ending {
+        let raw_target = session.req_header().raw_path();
+        let path_end = raw_target
+            .iter()
+            .position(|&b| b == b'?')
+            .unwrap_or(raw_target.len());
+        let Some(route_idx) = self.route_table.find(&raw_target[..path_end]) else {
+            let path = String::from_utf8_lossy(&raw_target[..path_end]).into_owned();
+            let rejection =
+                Rejection::new(Reason::UnknownRoute, format!("no route for path {path}"));
+            return self.reject(session, None, rejection).await;
+        };
+        let route = &self.routes[route_idx];
+
+        let req = session.req_header();
+        let header = |name: http::header::HeaderName| req.headers.get(name).map(|v| v.as_bytes());
+        let head = RequestHead {
+            method: &req.method,
+            content_type: header(http::header::CONTENT_TYPE),
+            content_length: header(http::header::CONTENT_LENGTH),
+            transfer_encoding: header(http::header::TRANSFER_ENCODING),
+        };
+        let framing = match pipeline::check_head(route, &self.limits, &head) {
+            Ok(f) => f,
+            Err(rejection) => return self.reject(session, Some(route_idx), rejection).await,
+        };
+        let body = match read_body(session, framing, &self.limits).await {
+            Ok(body) => body,
+            Err(rejection) => return self.reject(session, Some(route_idx), rejection).await,
+        };
+
+        let trusted = self.is_trusted(session);
+        let verified = {
+            let req = session.req_header();
+            let url = match public_url(route, req, session_is_tls(session), trusted) {
+                Ok(url) => url,
+                Err(rejection) => return self.reject(session, Some(route_idx), rejection).await,
+            };
+            let signatures: Vec<&[u8]> = req
+                .headers
+                .get_all("x-twilio-signature")
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect();
+            let inbound = Inbound {
+                url,
+                signatures: &signatures,
+                signature_settings: req
+                    .headers
+                    .get("x-twilio-webhooks-signature-settings")
+                    .map(|v| v.as_bytes()),
+                body: &body,
+            };
+            pipeline::check_request(route, &self.keys, &self.allowed_accounts, &inbound)
+        };
+        let verified = match verified {
+            Ok(v) => v,
+            Err(rejection) => return self.reject(session, Some(route_idx), rejection).await,
+        };
+        let notification = verified.notification();
+        if let Some(violation) = &verified.reported_violation {
+            self.route_metrics[route_idx].schema_reported.inc();
+            tracing::warn!(
+                route = %route.name,
+                call_sid = notification.call_sid.unwrap_or("-"),
+                message_id = notification.message_id.unwrap_or("-"),
+                violation = %violation,
+                "schema violation let through (schema_mode: report)"
+            );
+        }
+
+        let raw_head = match session.as_http1() {
+            Some(v1) => v1.get_headers_raw_bytes(),
+            // HTTP/2 is not offered on the public listeners; rebuild the head if it ever is.
+            None => {
+                pingora::protocols::http::v1::client::http_req_header_to_wire(session.req_header())
+                    .map(BytesMut::freeze)
+                    .unwrap_or_default()
+            }
+        };
+        let request = upstream_request(&raw_head, &body);
+        let upstream = &self.upstreams[route.upstream];
+        match upstream.deliver_once(&request, None).await {
+            Ok(answer) => {
+                let status = answer.header.status.as_u16();
+                let outcome = Outcome::from_upstream_status(status);
+                tracing::debug!(
+                    route = %route.name,
+                    call_sid = notification.call_sid.unwrap_or("-"),
+                    message_id = notification.message_id.unwrap_or("-"),
+                    status,
+                    outcome = outcome.as_str(),
+                    "delivered"
+                );
+                let header = downstream_response_header(&answer.header, answer.body.len());
+                write_answer(session, header, answer.body).await;
+                Ending {
+                    route: Some(route_idx),
+                    outcome,
+                    reason: None,
+                    status,
+                }
+            }
+            Err(e) => {
+                let (outcome, status) = match &e {
+                    DeliveryError::Timeout { .. } => {
+                        (Outcome::UpstreamTimeout, StatusCode::GATEWAY_TIMEOUT)
+                    }
+                    DeliveryError::Protocol { .. } => {
+                        (Outcome::UpstreamProtocol, StatusCode::BAD_GATEWAY)
+                    }
+                    DeliveryError::NoHealthyPeer(_) | DeliveryError::Connect { .. } => {
+                        (Outcome::UpstreamUnreachable, StatusCode::BAD_GATEWAY)
+                    }
+                };
+                tracing::warn!(
+                    route = %route.name,
+                    call_sid = notification.call_sid.unwrap_or("-"),
+                    message_id = notification.message_id.unwrap_or("-"),
+                    outcome = outcome.as_str(),
+                    error = %e,
+                    "delivery failed"
+                );
+                let body = error_body(outcome.as_str(), &e.to_string());
+                write_answer(session, json_header(status, body.len()), body.into()).await;
+                Ending {
+                    route: Some(route_idx),
+                    outcome,
+                    reason: None,
+                    status: status.as_u16(),
+                }
+            }
+        }
+    }
+
+    async fn reject(
+        &self,
+        session: &mut ServerSession,
+        route: Option<usize>,
+        rejection: Rejection,
+    ) -> Ending {
+        let status = rejection.reason.status();
+        tracing::info!(
+            route = route.map_or(UNMATCHED_ROUTE, |i| self.routes[i].name.as_str()),
+            reason = rejection.reason.as_str(),
+            status = status.as_u16(),
+            peer = %client_ip(session).map_or("-".to_string(), |ip| ip.to_string()),
+            detail = %rejection.detail,
+            "rejected"
+        );
+        let body = rejection.json_body();
+        let mut header = json_header(status, body.len());
+        if rejection.reason == Reason::Method {
+            header
+                .insert_header(http::header::ALLOW, "POST")
+                .expect("valid header");
+        }
+        // The body may be unread (or half read): this connection cannot carry another request.
+        if !session.is_body_done() {
+            session.set_keepalive(None);
+        }
+        write_answer(session, header, body.into()).await;
+        Ending {
+            route,
+            outcome: Outcome::Rejected,
+            reason: Some(rejection.reason),
+            status: status.as_u16(),
+        }
+    }
+}
+
+#[async_trait]
+impl HttpServerApp for NotifyProxy {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        match session.read_request().await {
+            Ok(true) => {}
+            // Client closed an idle keep-alive connection, or sent garbage Pingora refused.
+            Ok(false) => return None,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not read a request head");
+                return None;
+            }
+        }
+        let started = Instant::now();
+        session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
+        let ending = self.handle(&mut session).await;
+        let metrics = ending
+            .route
+            .map_or(&self.unmatched_metrics, |i| &self.route_metrics[i]);
+        metrics.record(
+            ending.outcome,
+            ending.reason,
+            started.elapsed().as_secs_f64(),
+        );
+        tracing::trace!(status = ending.status, "answered");
+
+        let persistent = HttpPersistentSettings::for_session(&session);
+        match session.finish().await {
+            Ok(reusable) => reusable.map(|s| ReusedHttpStream::from_reusable_stream(s, persistent)),
+            Err(e) => {
+                tracing::debug!(error = %e, "connection not reusable");
+                None
+            }
+        }
+    }
+}
+
+fn client_ip(session: &ServerSession) -> Option<IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
+fn session_is_tls(session: &ServerSession) -> bool {
+    session.digest().is_some_and(|d| d.ssl_digest.is_some())
+}
+
+/// The URL Twilio signed: the route's configured public URL with this request's raw query, or,
+/// without one, rebuilt from `X-Forwarded-Proto`/`X-Forwarded-Host` (trusted peers only) or
+/// `Host` and the listener's scheme.
+fn public_url<'a>(
+    route: &'a Route,
+    req: &'a RequestHeader,
+    tls: bool,
+    trusted: bool,
+) -> Result<SignedUrl<'a>, Rejection> {
+    let raw_target = req.raw_path();
+    let query_start = raw_target
+        .iter()
+        .position(|&b| b == b'?')
+        .unwrap_or(raw_target.len());
+    let (path, query) = raw_target.split_at(query_start);
+    if let Some(public) = &route.public_url {
+        return Ok(SignedUrl {
+            scheme: &public.scheme,
+            host: &public.host,
+            port: public.port.as_deref(),
+            path: public.path.as_bytes(),
+            query,
+        });
+    }
+    let header = |name: &str| {
+        req.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(',').next().unwrap_or("").trim())
+            .filter(|v| !v.is_empty())
+    };
+    let forwarded = |name| if trusted { header(name) } else { None };
+    let scheme = forwarded("x-forwarded-proto").unwrap_or(if tls { "https" } else { "http" });
+    let authority = forwarded("x-forwarded-host")
+        .or_else(|| header("host"))
+        .ok_or_else(|| {
+            Rejection::new(
+                Reason::SignatureMismatch,
+                "cannot rebuild the signed URL: no Host header and no public_url for this route",
+            )
+        })?;
+    let (host, port) = match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => (&authority[..i], Some(&authority[i + 1..])),
+        _ => (authority, None),
+    };
+    Ok(SignedUrl {
+        scheme,
+        host,
+        port,
+        path,
+        query,
+    })
+}
+
+/// Reads the whole body within the body timeout and size limit.
+async fn read_body(
+    session: &mut ServerSession,
+    framing: BodyFraming,
+    limits: &Limits,
+) -> Result<Bytes, Rejection> {
+    let capacity = match framing {
+        BodyFraming::Length(n) => n,
+        BodyFraming::Chunked => 2048,
+    };
+    let read = async {
+        let mut body = BytesMut::with_capacity(capacity);
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > limits.max_body_bytes {
+                        return Err(pipeline::too_large(limits));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok(body.freeze()),
+                Err(e) => {
+                    return Err(Rejection::new(
+                        Reason::BodyIncomplete,
+                        format!("could not read the whole body: {e}"),
+                    ))
+                }
+            }
+        }
+    };
+    match tokio::time::timeout(limits.body_timeout, read).await {
+        Ok(result) => result,
+        Err(_) => Err(Rejection::new(
+            Reason::BodyTimeout,
+            format!("body did not arrive within {:?}", limits.body_timeout),
+        )),
+    }
+}
+
+fn json_header(status: StatusCode, len: usize) -> ResponseHeader {
+    let mut header = ResponseHeader::build(status, Some(2)).expect("valid status");
+    header
+        .insert_header(http::header::CONTENT_TYPE, "application/json")
+        .expect("valid header");
+    header
+        .insert_header(http::header::CONTENT_LENGTH, len.to_string())
+        .expect("valid header");
+    header
+}
+
+async fn write_answer(session: &mut ServerSession, header: ResponseHeader, body: Bytes) {
+    if let Err(e) = session.write_response_header(Box::new(header)).await {
+        tracing::debug!(error = %e, "client went away before the answer header");
+        return;
+    }
+    if let Err(e) = session.write_response_body(body, true).await {
+        tracing::debug!(error = %e, "client went away before the answer body");
+    }
+}

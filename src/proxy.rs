@@ -39,12 +39,14 @@ pub struct NotifyProxy {
     limits: Limits,
 }
 
-/// How one request ended, for the answer's bookkeeping.
+/// How one request ended and what to answer. Metrics are recorded before the answer is
+/// written, so a client that has its answer can already see it counted.
 struct Ending {
     route: Option<usize>,
     outcome: Outcome,
     reason: Option<Reason>,
-    status: u16,
+    header: ResponseHeader,
+    body: Bytes,
 }
 
 impl NotifyProxy {
@@ -73,7 +75,7 @@ impl NotifyProxy {
         self.trusted_proxies.iter().any(|net| net.contains(&ip))
     }
 
-    /// Runs one request to its end and writes the answer.
+    /// Runs one request to its end and decides the answer.
     async fn handle(&self, session: &mut ServerSession) -> Ending {
         let raw_target = session.req_header().raw_path();
         let path_end = raw_target
@@ -169,12 +171,12 @@ impl NotifyProxy {
                     "delivered"
                 );
                 let header = downstream_response_header(&answer.header, answer.body.len());
-                write_answer(session, header, answer.body).await;
                 Ending {
                     route: Some(route_idx),
                     outcome,
                     reason: None,
-                    status,
+                    header,
+                    body: answer.body,
                 }
             }
             Err(e) => {
@@ -198,12 +200,12 @@ impl NotifyProxy {
                     "delivery failed"
                 );
                 let body = error_body(outcome.as_str(), &e.to_string());
-                write_answer(session, json_header(status, body.len()), body.into()).await;
                 Ending {
                     route: Some(route_idx),
                     outcome,
                     reason: None,
-                    status: status.as_u16(),
+                    header: json_header(status, body.len()),
+                    body: body.into(),
                 }
             }
         }
@@ -235,12 +237,12 @@ impl NotifyProxy {
         if !session.is_body_done() {
             session.set_keepalive(None);
         }
-        write_answer(session, header, body.into()).await;
         Ending {
             route,
             outcome: Outcome::Rejected,
             reason: Some(rejection.reason),
-            status: status.as_u16(),
+            header,
+            body: body.into(),
         }
     }
 }
@@ -272,7 +274,7 @@ impl HttpServerApp for NotifyProxy {
             ending.reason,
             started.elapsed().as_secs_f64(),
         );
-        tracing::trace!(status = ending.status, "answered");
+        write_answer(&mut session, ending.header, ending.body).await;
 
         let persistent = HttpPersistentSettings::for_session(&session);
         match session.finish().await {

@@ -1,0 +1,180 @@
+//! The command line as a user runs it: `check`, `sign`, and the README's `demo` walkthrough.
+
+mod harness;
+
+use std::process::{Command, Output};
+
+use harness::*;
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env_remove("TWILIO_AUTH_TOKEN");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run binary")
+}
+
+fn text(out: &[u8]) -> String {
+    String::from_utf8_lossy(out).into_owned()
+}
+
+/// The example config with its fixed ports swapped for free ones (tests never use fixed ports).
+fn example_config_on_free_ports(dir: &std::path::Path) -> (std::path::PathBuf, u16, u16) {
+    let (port, admin, handler) = (free_port(), free_port(), free_port());
+    let example = std::fs::read_to_string(repo_path("conf/twilio-notify-proxy.yaml")).unwrap();
+    let yaml = example
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
+        .replace("127.0.0.1:9090", &format!("127.0.0.1:{admin}"))
+        .replace("127.0.0.1:9000", &format!("127.0.0.1:{handler}"))
+        .replace(
+            "schemas/client-notification.schema.json",
+            repo_path("conf/schemas/client-notification.schema.json").to_str().unwrap(),
+        );
+    let path = dir.join("proxy.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    (path, port, admin)
+}
+
+#[test]
+fn check_accepts_the_example_config() {
+    let config = repo_path("conf/twilio-notify-proxy.yaml");
+    let out = run(&["check", "--config", config.to_str().unwrap()], &[("TWILIO_AUTH_TOKEN", "x")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("ok:"));
+    assert!(!text(&out.stdout).contains("x\n"), "never prints the secret");
+}
+
+#[test]
+fn check_fails_with_exit_1_naming_the_problem() {
+    let config = repo_path("conf/twilio-notify-proxy.yaml");
+    let out = run(&["check", "--config", config.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("secrets.auth_token") && err.contains("TWILIO_AUTH_TOKEN"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    let example = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&bad, example.replace("schema_mode: enforce", "schema_mode: enforce\n    retries: 3")).unwrap();
+    let out = run(&["check", "--config", bad.to_str().unwrap()], &[("TWILIO_AUTH_TOKEN", "x")]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("bad.yaml") && err.contains("unknown field `retries`"), "{err}");
+
+    let out = run(&["check", "--config", "/nonexistent.yaml"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("/nonexistent.yaml"));
+}
+
+#[test]
+fn sign_json_matches_twilio_sdk_vector() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = dir.path().join("body.json");
+    std::fs::write(&body, r#"{"property": "value", "boolean": true}"#).unwrap();
+    let out = run(
+        &[
+            "sign",
+            "--url",
+            "https://mycompany.com/myapp.php?foo=1&bar=2",
+            "--json",
+            body.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        &[("TWILIO_AUTH_TOKEN", "12345")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Twilio SDK test vector json_body_sha256.
+    assert_eq!(
+        v["url"],
+        "https://mycompany.com/myapp.php?foo=1&bar=2&bodySHA256=0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620"
+    );
+    assert_eq!(v["signature"], "a9nBmqA0ju/hNViExpshrM61xv4=");
+}
+
+#[test]
+fn sign_form_params_matches_twilio_sdk_vector() {
+    let out = run(
+        &[
+            "sign",
+            "--url",
+            "https://mycompany.com/myapp.php?foo=1&bar=2",
+            "--param",
+            "CallSid=CA1234567890ABCDE",
+            "--param",
+            "Caller=+14158675309",
+            "--param",
+            "Digits=1234",
+            "--param",
+            "From=+14158675309",
+            "--param",
+            "To=+18005551212",
+        ],
+        &[("TWILIO_AUTH_TOKEN", "12345")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("X-Twilio-Signature: RSOYDt4T1cUTdK1PDd93/VVr8B8="),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn sign_without_secret_fails_clearly() {
+    let out = run(&["sign", "--url", "https://x.example/n", "--param", "a=b"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("TWILIO_AUTH_TOKEN"));
+}
+
+/// The README walkthrough: `demo` with the example config, `sign`, a POST that gets 200 and a
+/// tampered one that gets 403.
+#[test]
+fn readme_demo_walkthrough() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, port, admin) = example_config_on_free_ports(dir.path());
+    let mut child = Command::new(BIN)
+        .args(["demo", "--config", config.to_str().unwrap()])
+        .env("TWILIO_AUTH_TOKEN", "demo-token")
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let admin_addr = format!("127.0.0.1:{admin}").parse().unwrap();
+    let proxy_addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let start = std::time::Instant::now();
+    while http_get(admin_addr, "/readyz").is_none_or(|r| r.status != 200) {
+        assert!(start.elapsed().as_secs() < 10, "demo did not become ready");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    let body_file = dir.path().join("notification.json");
+    let body = notification();
+    std::fs::write(&body_file, &body).unwrap();
+    let out = run(
+        &[
+            "sign",
+            "--url",
+            "https://voice.example.com/twilio/client-notify",
+            "--json",
+            body_file.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        &[("TWILIO_AUTH_TOKEN", "demo-token")],
+    );
+    let signed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let target = signed["url"].as_str().unwrap().strip_prefix("https://voice.example.com").unwrap().to_string();
+    let signature = signed["signature"].as_str().unwrap().to_string();
+
+    let ok = send_raw(proxy_addr, &request_with(&target, &[("X-Twilio-Signature", &signature)], &body)).unwrap();
+    let unknown_identity = body.replace("client:bob", "client:carol");
+    let tampered =
+        send_raw(proxy_addr, &request_with(&target, &[("X-Twilio-Signature", &signature)], &unknown_identity)).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(ok.json()["dispatched"], "bob");
+    assert_eq!((tampered.status, tampered.reason().as_str()), (403, "body_hash_mismatch"));
+}

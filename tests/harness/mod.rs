@@ -1,0 +1,450 @@
+//! End-to-end test harness: the real proxy binary on ephemeral ports, in front of an in-process
+//! mock handler that records every byte it receives, plus a Twilio-style signer and a raw
+//! HTTP/1.1 client (raw, so tests control every header byte and can send broken requests).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use twilio_notify_proxy::signature::{sign_json, Algorithm, SigningKey};
+
+pub const TOKEN: &str = "test-auth-token-0123456789";
+pub const PUBLIC_URL: &str = "https://voice.example.com/twilio/client-notify";
+pub const PATH: &str = "/twilio/client-notify";
+pub const SCHEMA: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/conf/schemas/client-notification.schema.json"
+);
+pub const BIN: &str = env!("CARGO_BIN_EXE_twilio-notify-proxy");
+
+/// A realistic client notification (the shape of `notification_no_port` in the vectors).
+pub fn notification() -> String {
+    r#"{"twi_account_sid":"AC0123456789abcdef0123456789abcdef","twi_bridge_token":"eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3MDAwMDAwMDB9.c2lnbmF0dXJl","twi_call_sid":"CA0123456789abcdef0123456789abcdef","twi_from":"client:alice","twi_message_id":"WB0123456789abcdef0123456789abcdef","twi_message_type":"twilio.voice.call","twi_to":"client:bob"}"#.to_string()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mock handler
+
+/// What the mock handler does with a request.
+#[derive(Clone)]
+pub enum Behaviour {
+    /// Answer with this status, extra headers and body.
+    Answer {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
+    /// Read the request, then never answer.
+    Hang,
+}
+
+impl Behaviour {
+    pub fn status(status: u16, body: &str) -> Self {
+        Behaviour::Answer {
+            status,
+            headers: vec![("X-Handler".into(), "mock".into())],
+            body: body.into(),
+        }
+    }
+}
+
+/// An in-process HTTP/1.1 server that records each request's exact bytes.
+pub struct MockUpstream {
+    pub addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Vec<u8>>>>,
+    behaviour: Arc<Mutex<Behaviour>>,
+}
+
+impl MockUpstream {
+    pub fn start(behaviour: Behaviour) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let behaviour = Arc::new(Mutex::new(behaviour));
+        let (r, b) = (requests.clone(), behaviour.clone());
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (r, b) = (r.clone(), b.clone());
+                thread::spawn(move || serve_connection(conn, r, b));
+            }
+        });
+        MockUpstream {
+            addr,
+            requests,
+            behaviour,
+        }
+    }
+
+    pub fn set_behaviour(&self, behaviour: Behaviour) {
+        *self.behaviour.lock().unwrap() = behaviour;
+    }
+
+    pub fn requests(&self) -> Vec<Vec<u8>> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    pub fn request_count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+}
+
+fn serve_connection(
+    conn: TcpStream,
+    requests: Arc<Mutex<Vec<Vec<u8>>>>,
+    behaviour: Arc<Mutex<Behaviour>>,
+) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut conn = conn;
+    loop {
+        let Some(raw) = read_message(&mut reader) else {
+            return;
+        };
+        requests.lock().unwrap().push(raw);
+        let behaviour = behaviour.lock().unwrap().clone();
+        match behaviour {
+            Behaviour::Hang => {
+                thread::sleep(Duration::from_secs(30));
+                return;
+            }
+            Behaviour::Answer {
+                status,
+                headers,
+                body,
+            } => {
+                let mut out = format!("HTTP/1.1 {status} Mock\r\nContent-Length: {}\r\n", body.len());
+                for (k, v) in headers {
+                    out.push_str(&format!("{k}: {v}\r\n"));
+                }
+                out.push_str("\r\n");
+                out.push_str(&body);
+                if conn.write_all(out.as_bytes()).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Reads one HTTP/1.1 message framed by Content-Length; returns its exact bytes.
+fn read_message(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
+    let mut raw = Vec::new();
+    let mut content_length = 0usize;
+    loop {
+        let mut line = Vec::new();
+        if reader.read_until(b'\n', &mut line).ok()? == 0 {
+            return None;
+        }
+        raw.extend_from_slice(&line);
+        let text = String::from_utf8_lossy(&line);
+        if let Some((k, v)) = text.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                content_length = v.trim().parse().ok()?;
+            }
+        }
+        if line == b"\r\n" {
+            break;
+        }
+    }
+    let mut body = vec![0u8; content_length];
+    reader.read_exact(&mut body).ok()?;
+    raw.extend_from_slice(&body);
+    Some(raw)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The proxy process
+
+/// Settings the tests vary; the rest of the config is fixed.
+pub struct ProxySpec {
+    pub upstream_peers: Vec<SocketAddr>,
+    pub route_extra: String,
+    pub top_extra: String,
+    pub secrets: String,
+    pub response_timeout: &'static str,
+    pub body_timeout: &'static str,
+    pub env: Vec<(String, String)>,
+}
+
+impl ProxySpec {
+    pub fn new(upstream: SocketAddr) -> Self {
+        ProxySpec {
+            upstream_peers: vec![upstream],
+            route_extra: String::new(),
+            top_extra: String::new(),
+            secrets: "  auth_token: { env: TNP_TOKEN }\n".into(),
+            response_timeout: "2s",
+            body_timeout: "1s",
+            env: vec![("TNP_TOKEN".into(), TOKEN.into())],
+        }
+    }
+}
+
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub config_path: PathBuf,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Proxy {
+    pub fn start(spec: ProxySpec) -> Proxy {
+        // A port can be taken between probing and binding; try a few times.
+        for _ in 0..5 {
+            if let Some(p) = Self::try_start(&spec) {
+                return p;
+            }
+        }
+        panic!("proxy did not start (see stderr above)");
+    }
+
+    fn try_start(spec: &ProxySpec) -> Option<Proxy> {
+        let dir = tempfile::tempdir().unwrap();
+        let (port, admin_port) = (free_port(), free_port());
+        let peers = spec
+            .upstream_peers
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let yaml = format!(
+            r#"server:
+  threads: 1
+  grace_period: 0s
+  graceful_shutdown_timeout: 1s
+listeners:
+  - address: 127.0.0.1:{port}
+admin:
+  address: 127.0.0.1:{admin_port}
+limits:
+  max_body_bytes: 65536
+  body_timeout: {body_timeout}
+secrets:
+{secrets}
+{top_extra}
+upstreams:
+  handler:
+    peers: [{peers}]
+    connect_timeout: 1s
+    response_timeout: {response_timeout}
+routes:
+  - name: notify
+    path: {PATH}
+    public_url: {PUBLIC_URL}
+    upstream: handler
+    body: json
+    schema: {SCHEMA}
+{route_extra}
+"#,
+            body_timeout = spec.body_timeout,
+            secrets = spec.secrets,
+            top_extra = spec.top_extra,
+            response_timeout = spec.response_timeout,
+            route_extra = spec.route_extra,
+        );
+        let config_path = dir.path().join("proxy.yaml");
+        std::fs::write(&config_path, yaml).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&config_path)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in &spec.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn proxy");
+        let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return None;
+            }
+            let admin_up = http_get(admin, "/healthz").is_some_and(|r| r.status == 200);
+            if admin_up && TcpStream::connect(addr).is_ok() {
+                return Some(Proxy {
+                    addr,
+                    admin,
+                    config_path,
+                    child,
+                    _dir: dir,
+                });
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        None
+    }
+
+    /// Sends raw bytes to the public listener and reads one response.
+    pub fn send(&self, raw: &[u8]) -> Response {
+        send_raw(self.addr, raw).expect("proxy answered")
+    }
+
+    pub fn metrics(&self) -> String {
+        http_get(self.admin, "/metrics").expect("metrics").text()
+    }
+
+    /// The value of one sample, e.g. `notify_proxy_rejections_total{reason="schema",route="notify"}`.
+    pub fn metric(&self, sample: &str) -> f64 {
+        let text = self.metrics();
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("sample {sample} not exported:\n{text}"))
+    }
+
+    pub fn rejections(&self, reason: &str) -> f64 {
+        self.metric(&format!(
+            "notify_proxy_rejections_total{{reason=\"{reason}\",route=\"notify\"}}"
+        ))
+    }
+
+    pub fn outcomes(&self, outcome: &str) -> f64 {
+        self.metric(&format!(
+            "notify_proxy_requests_total{{outcome=\"{outcome}\",route=\"notify\"}}"
+        ))
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client side
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
+    }
+
+    /// The `error` field of a proxy-made error answer.
+    pub fn reason(&self) -> String {
+        self.json()["error"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+pub fn send_raw(addr: SocketAddr, raw: &[u8]) -> Option<Response> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream.write_all(raw).ok()?;
+    read_response(&mut BufReader::new(stream))
+}
+
+pub fn read_response(reader: &mut BufReader<TcpStream>) -> Option<Response> {
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line).ok()?;
+    let status = status_line.split_whitespace().nth(1)?.parse().ok()?;
+    let mut headers = Vec::new();
+    let mut content_length = 0;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (k, v) = line.split_once(':')?;
+        if k.eq_ignore_ascii_case("content-length") {
+            content_length = v.trim().parse().ok()?;
+        }
+        headers.push((k.to_string(), v.trim().to_string()));
+    }
+    let mut body = vec![0; content_length];
+    reader.read_exact(&mut body).ok()?;
+    Some(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<Response> {
+    send_raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+}
+
+/// Half-closes after writing, for requests whose body never completes.
+pub fn send_and_half_close(addr: SocketAddr, raw: &[u8]) -> Option<Response> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream.write_all(raw).ok()?;
+    stream.shutdown(Shutdown::Write).ok()?;
+    read_response(&mut BufReader::new(stream))
+}
+
+/// The path+query and signature Twilio would send for `body` (signed with `token`).
+pub fn sign(body: &str, token: &str) -> (String, String) {
+    let key = SigningKey::new(Algorithm::HmacSha1, token.as_bytes());
+    let (url, signature) = sign_json(&key, PUBLIC_URL, body.as_bytes()).unwrap();
+    let path_and_query = url.strip_prefix("https://voice.example.com").unwrap().to_string();
+    (path_and_query, signature)
+}
+
+/// A complete signed request as Twilio would send it.
+pub fn twilio_request(body: &str) -> Vec<u8> {
+    let (target, signature) = sign(body, TOKEN);
+    request_with(&target, &[("X-Twilio-Signature", signature.as_str())], body)
+}
+
+/// A POST with the usual Twilio headers plus `extra`, framed with Content-Length.
+pub fn request_with(target: &str, extra: &[(&str, &str)], body: &str) -> Vec<u8> {
+    let mut raw = format!(
+        "POST {target} HTTP/1.1\r\nHost: voice.example.com\r\nUser-Agent: TwilioProxy/1.1\r\nContent-Type: application/json\r\nI-Twilio-Idempotency-Token: 6b1f5e9a-test\r\n"
+    );
+    for (k, v) in extra {
+        raw.push_str(&format!("{k}: {v}\r\n"));
+    }
+    raw.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    raw.into_bytes()
+}
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}

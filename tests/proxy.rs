@@ -1,0 +1,421 @@
+//! End-to-end: the real proxy binary between a raw HTTP client and an in-process handler.
+
+mod harness;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use harness::*;
+
+fn proxy_with(upstream: &MockUpstream) -> Proxy {
+    Proxy::start(ProxySpec::new(upstream.addr))
+}
+
+#[test]
+fn valid_notification_is_forwarded_byte_for_byte() {
+    let upstream = MockUpstream::start(Behaviour::Answer {
+        status: 200,
+        headers: vec![("X-Handler".into(), "mock".into()), ("Set-Cookie".into(), "a=b".into())],
+        body: r#"{"dispatched":"bob"}"#.into(),
+    });
+    let proxy = proxy_with(&upstream);
+    let body = notification();
+    let (target, signature) = sign(&body, TOKEN);
+    let raw = request_with(&target, &[("X-Twilio-Signature", &signature), ("X-Custom-Case", "KeepMe")], &body);
+
+    let resp = proxy.send(&raw);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.text(), r#"{"dispatched":"bob"}"#);
+    assert_eq!(resp.header("X-Handler"), Some("mock"), "handler headers pass through");
+    assert_eq!(resp.header("Set-Cookie"), Some("a=b"));
+
+    let received = upstream.requests();
+    assert_eq!(received.len(), 1);
+    // Exactly what the client sent: same request line, headers in order and case, same body.
+    assert_eq!(String::from_utf8_lossy(&received[0]), String::from_utf8_lossy(&raw));
+    assert_eq!(proxy.outcomes("forwarded_2xx"), 1.0);
+    assert_eq!(
+        proxy.metric(r#"notify_proxy_upstream_attempts_total{result="2xx",upstream="handler"}"#),
+        1.0
+    );
+}
+
+#[test]
+fn handler_404_no_binding_passes_through_unchanged() {
+    let upstream = MockUpstream::start(Behaviour::status(404, r#"{"error":"no binding for client:carol"}"#));
+    let proxy = proxy_with(&upstream);
+    let resp = proxy.send(&twilio_request(&notification()));
+    assert_eq!(resp.status, 404);
+    assert_eq!(resp.text(), r#"{"error":"no binding for client:carol"}"#);
+    assert_eq!(upstream.request_count(), 1);
+    assert_eq!(proxy.outcomes("no_binding"), 1.0);
+    // A handler 404 is not an unknown route.
+    assert_eq!(proxy.rejections("unknown_route"), 0.0);
+}
+
+#[test]
+fn handler_errors_pass_through_and_are_counted() {
+    let upstream = MockUpstream::start(Behaviour::status(503, "down for maintenance"));
+    let proxy = proxy_with(&upstream);
+    let resp = proxy.send(&twilio_request(&notification()));
+    assert_eq!((resp.status, resp.text().as_str()), (503, "down for maintenance"));
+    assert_eq!(proxy.outcomes("upstream_5xx"), 1.0);
+
+    upstream.set_behaviour(Behaviour::status(401, "who are you"));
+    let resp = proxy.send(&twilio_request(&notification()));
+    assert_eq!(resp.status, 401);
+    assert_eq!(proxy.outcomes("upstream_4xx"), 1.0);
+}
+
+/// One rejection case: the raw request, the expected status and reason.
+struct Case {
+    name: &'static str,
+    raw: Vec<u8>,
+    status: u16,
+    reason: &'static str,
+}
+
+fn rejection_cases() -> Vec<Case> {
+    let body = notification();
+    let (target, signature) = sign(&body, TOKEN);
+    let sig = signature.as_str();
+    let with = |extra: &[(&str, &str)], body: &str| request_with(&target, extra, body);
+    let signed = |body: &str| twilio_request(body);
+
+    let mut missing_field: serde_json::Value = serde_json::from_str(&body).unwrap();
+    missing_field.as_object_mut().unwrap().remove("twi_call_sid");
+
+    let (_, wrong_token_sig) = sign(&body, "not-the-token");
+    let (path_only, _) = target.split_once('?').unwrap();
+    let no_hash_sig = twilio_notify_proxy::signature::SigningKey::new(
+        twilio_notify_proxy::signature::Algorithm::HmacSha1,
+        TOKEN.as_bytes(),
+    )
+    .sign(
+        &twilio_notify_proxy::signature::SignedUrl::parse(PUBLIC_URL).unwrap(),
+        b"",
+    );
+
+    vec![
+        Case {
+            name: "GET",
+            raw: format!("GET {target} HTTP/1.1\r\nHost: voice.example.com\r\n\r\n").into_bytes(),
+            status: 405,
+            reason: "method",
+        },
+        Case {
+            name: "form content type on a json route",
+            raw: String::from_utf8(with(&[("X-Twilio-Signature", sig)], &body))
+                .unwrap()
+                .replace("application/json", "application/x-www-form-urlencoded")
+                .into_bytes(),
+            status: 415,
+            reason: "content_type",
+        },
+        Case {
+            name: "no Content-Length",
+            raw: format!("POST {target} HTTP/1.1\r\nHost: voice.example.com\r\nContent-Type: application/json\r\nX-Twilio-Signature: {sig}\r\n\r\n")
+                .into_bytes(),
+            status: 411,
+            reason: "length_required",
+        },
+        Case {
+            name: "declared too large",
+            raw: format!("POST {target} HTTP/1.1\r\nHost: voice.example.com\r\nContent-Type: application/json\r\nContent-Length: 70000\r\n\r\n")
+                .into_bytes(),
+            status: 413,
+            reason: "too_large",
+        },
+        Case {
+            name: "no signature",
+            raw: with(&[], &body),
+            status: 403,
+            reason: "signature_missing",
+        },
+        Case {
+            name: "two signatures",
+            raw: with(&[("X-Twilio-Signature", sig), ("X-Twilio-Signature", sig)], &body),
+            status: 403,
+            reason: "signature_duplicate",
+        },
+        Case {
+            name: "signed with another token",
+            raw: with(&[("X-Twilio-Signature", &wrong_token_sig)], &body),
+            status: 403,
+            reason: "signature_mismatch",
+        },
+        Case {
+            name: "no bodySHA256 in the URL",
+            raw: request_with(path_only, &[("X-Twilio-Signature", &no_hash_sig)], &body),
+            status: 403,
+            reason: "body_hash_missing",
+        },
+        Case {
+            name: "tampered body",
+            raw: with(&[("X-Twilio-Signature", sig)], &body.replace("client:bob", "client:eve")),
+            status: 403,
+            reason: "body_hash_mismatch",
+        },
+        Case {
+            name: "unknown SharedKey",
+            raw: with(
+                &[
+                    ("X-Twilio-Signature", sig),
+                    ("X-Twilio-Webhooks-Signature-Settings", "key=nobody,algorithm=HMAC_SHA256"),
+                ],
+                &body,
+            ),
+            status: 403,
+            reason: "unknown_key",
+        },
+        Case {
+            name: "signed, not JSON",
+            raw: signed("{\"twi_account_sid\": "),
+            status: 400,
+            reason: "not_json",
+        },
+        Case {
+            name: "signed, missing field",
+            raw: signed(&missing_field.to_string()),
+            status: 400,
+            reason: "schema",
+        },
+        Case {
+            name: "unknown path",
+            raw: request_with("/elsewhere?bodySHA256=00", &[("X-Twilio-Signature", sig)], &body),
+            status: 404,
+            reason: "unknown_route",
+        },
+    ]
+}
+
+#[test]
+fn every_rejection_has_status_json_reason_and_metric_and_never_reaches_the_handler() {
+    let upstream = MockUpstream::start(Behaviour::status(200, "{}"));
+    let proxy = proxy_with(&upstream);
+    for case in rejection_cases() {
+        let before = if case.reason == "unknown_route" {
+            proxy.metric(r#"notify_proxy_rejections_total{reason="unknown_route",route="unmatched"}"#)
+        } else {
+            proxy.rejections(case.reason)
+        };
+        let resp = proxy.send(&case.raw);
+        assert_eq!(resp.status, case.status, "{}: {}", case.name, resp.text());
+        assert_eq!(resp.reason(), case.reason, "{}", case.name);
+        assert!(resp.json()["detail"].as_str().is_some_and(|d| !d.is_empty()), "{}", case.name);
+        assert_eq!(resp.header("Content-Type"), Some("application/json"), "{}", case.name);
+        if case.reason == "method" {
+            assert_eq!(resp.header("Allow"), Some("POST"));
+        }
+        let after = if case.reason == "unknown_route" {
+            proxy.metric(r#"notify_proxy_rejections_total{reason="unknown_route",route="unmatched"}"#)
+        } else {
+            proxy.rejections(case.reason)
+        };
+        assert_eq!(after, before + 1.0, "{}: rejection counted once", case.name);
+    }
+    assert_eq!(upstream.request_count(), 0, "no rejected request reached the handler");
+    assert_eq!(proxy.outcomes("rejected"), 12.0, "every rejection on the route counted as an outcome");
+}
+
+#[test]
+fn schema_violations_name_the_field() {
+    let upstream = MockUpstream::start(Behaviour::status(200, "{}"));
+    let proxy = proxy_with(&upstream);
+    let body = notification().replace("twilio.voice.call", "twilio.voice.sms");
+    let resp = proxy.send(&twilio_request(&body));
+    assert_eq!(resp.status, 400);
+    let detail = resp.json()["detail"].as_str().unwrap().to_string();
+    assert!(detail.starts_with("/twi_message_type"), "{detail}");
+}
+
+#[test]
+fn chunked_body_is_verified_and_forwarded_with_content_length() {
+    let upstream = MockUpstream::start(Behaviour::status(200, "ok"));
+    let proxy = proxy_with(&upstream);
+    let body = notification();
+    let (target, signature) = sign(&body, TOKEN);
+    let (a, b) = body.split_at(100);
+    let raw = format!(
+        "POST {target} HTTP/1.1\r\nHost: voice.example.com\r\nContent-Type: application/json\r\nX-Twilio-Signature: {signature}\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+        a.len(),
+        b.len()
+    );
+    let resp = proxy.send(raw.as_bytes());
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let got = String::from_utf8(upstream.requests().remove(0)).unwrap();
+    assert!(!got.to_ascii_lowercase().contains("transfer-encoding"), "{got}");
+    assert!(got.ends_with(&format!("Content-Length: {}\r\n\r\n{body}", body.len())), "{got}");
+}
+
+#[test]
+fn oversized_chunked_body_is_413() {
+    let upstream = MockUpstream::start(Behaviour::status(200, "ok"));
+    let proxy = proxy_with(&upstream);
+    let chunk = "x".repeat(16 * 1024);
+    let mut raw = format!(
+        "POST {PATH}?bodySHA256=00 HTTP/1.1\r\nHost: voice.example.com\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    for _ in 0..5 {
+        raw.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
+    }
+    raw.push_str("0\r\n\r\n");
+    let resp = proxy.send(raw.as_bytes());
+    assert_eq!((resp.status, resp.reason().as_str()), (413, "too_large"));
+    assert_eq!(proxy.rejections("too_large"), 1.0);
+    assert_eq!(upstream.request_count(), 0);
+}
+
+#[test]
+fn slow_body_is_408_and_short_body_is_400() {
+    let upstream = MockUpstream::start(Behaviour::status(200, "ok"));
+    let proxy = proxy_with(&upstream); // body_timeout: 1s
+    let head = format!(
+        "POST {PATH}?bodySHA256=00 HTTP/1.1\r\nHost: voice.example.com\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"twi"
+    );
+    // Slow: the connection stays open but the rest of the body never comes.
+    let mut stream = TcpStream::connect(proxy.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    let resp = harness::read_response(&mut std::io::BufReader::new(stream)).expect("answer");
+    assert_eq!((resp.status, resp.reason().as_str()), (408, "body_timeout"));
+
+    // Short: the client closes its side before sending the declared length.
+    let resp = send_and_half_close(proxy.addr, head.as_bytes()).expect("answer");
+    assert_eq!((resp.status, resp.reason().as_str()), (400, "body_incomplete"));
+    assert_eq!(proxy.rejections("body_timeout"), 1.0);
+    assert_eq!(proxy.rejections("body_incomplete"), 1.0);
+    assert_eq!(upstream.request_count(), 0);
+}
+
+#[test]
+fn report_mode_forwards_and_counts_violations() {
+    let upstream = MockUpstream::start(Behaviour::status(200, "ok"));
+    let mut spec = ProxySpec::new(upstream.addr);
+    spec.route_extra = "    schema_mode: report".into();
+    let proxy = Proxy::start(spec);
+    let body = notification().replace("twilio.voice.call", "twilio.voice.sms");
+    let resp = proxy.send(&twilio_request(&body));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(upstream.request_count(), 1);
+    assert_eq!(
+        proxy.metric(r#"notify_proxy_schema_violations_reported_total{route="notify"}"#),
+        1.0
+    );
+    // Report mode never relaxes the signature.
+    let resp = proxy.send(&request_with(PATH, &[], &body));
+    assert_eq!(resp.status, 403);
+}
+
+#[test]
+fn account_allow_list_rejects_other_accounts() {
+    let upstream = MockUpstream::start(Behaviour::status(200, "ok"));
+    let mut spec = ProxySpec::new(upstream.addr);
+    spec.top_extra = "allowed_accounts: [AC00000000000000000000000000000001]".into();
+    let proxy = Proxy::start(spec);
+    let resp = proxy.send(&twilio_request(&notification()));
+    assert_eq!((resp.status, resp.reason().as_str()), (403, "unknown_account"));
+    assert_eq!(proxy.rejections("unknown_account"), 1.0);
+    assert_eq!(upstream.request_count(), 0);
+}
+
+#[test]
+fn rotation_subaccounts_and_shared_keys_end_to_end() {
+    let upstream = MockUpstream::start(Behaviour::status(200, "ok"));
+    let sub = "AC00000000000000000000000000000002";
+    let mut spec = ProxySpec::new(upstream.addr);
+    spec.secrets = format!(
+        "  auth_token: {{ env: TNP_TOKEN }}\n  secondary_auth_token: {{ env: TNP_OLD }}\n  accounts:\n    {sub}: {{ env: TNP_SUB }}\n  shared_keys:\n    sk_1: {{ env: TNP_SK }}\n"
+    );
+    spec.env.extend([
+        ("TNP_OLD".into(), "old-token".into()),
+        ("TNP_SUB".into(), "sub-token".into()),
+        ("TNP_SK".into(), "shared-secret".into()),
+    ]);
+    let proxy = Proxy::start(spec);
+    let body = notification();
+
+    // Secondary token during rotation.
+    let (target, sig) = sign(&body, "old-token");
+    assert_eq!(proxy.send(&request_with(&target, &[("X-Twilio-Signature", &sig)], &body)).status, 200);
+
+    // A subaccount's notification must be signed with the subaccount's token.
+    let sub_body = body.replace("AC0123456789abcdef0123456789abcdef", sub);
+    let (target, sig) = sign(&sub_body, "sub-token");
+    assert_eq!(proxy.send(&request_with(&target, &[("X-Twilio-Signature", &sig)], &sub_body)).status, 200);
+    let (target, sig) = sign(&sub_body, TOKEN);
+    let resp = proxy.send(&request_with(&target, &[("X-Twilio-Signature", &sig)], &sub_body));
+    assert_eq!((resp.status, resp.reason().as_str()), (403, "signature_mismatch"));
+
+    // SharedKey: HMAC-SHA256 announced by the settings header.
+    let key = twilio_notify_proxy::signature::SigningKey::new(
+        twilio_notify_proxy::signature::Algorithm::HmacSha256,
+        b"shared-secret",
+    );
+    let (url, sig) = twilio_notify_proxy::signature::sign_json(&key, PUBLIC_URL, body.as_bytes()).unwrap();
+    let target = url.strip_prefix("https://voice.example.com").unwrap();
+    let settings = ("X-Twilio-Webhooks-Signature-Settings", "key=sk_1,algorithm=HMAC_SHA256");
+    let resp = proxy.send(&request_with(target, &[("X-Twilio-Signature", &sig), settings], &body));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    // The same signature without the settings header is checked as HMAC-SHA1 and fails.
+    let resp = proxy.send(&request_with(target, &[("X-Twilio-Signature", &sig)], &body));
+    assert_eq!(resp.status, 403);
+    assert_eq!(upstream.request_count(), 3);
+}
+
+#[test]
+fn upstream_refused_is_502_and_hanging_upstream_is_504() {
+    let port = free_port(); // nothing listens here
+    let mut spec = ProxySpec::new(format!("127.0.0.1:{port}").parse().unwrap());
+    spec.response_timeout = "1s";
+    let proxy = Proxy::start(spec);
+    let resp = proxy.send(&twilio_request(&notification()));
+    assert_eq!((resp.status, resp.reason().as_str()), (502, "upstream_unreachable"));
+    assert_eq!(proxy.outcomes("upstream_unreachable"), 1.0);
+    assert_eq!(
+        proxy.metric(r#"notify_proxy_upstream_attempts_total{result="connect_error",upstream="handler"}"#),
+        1.0
+    );
+
+    let hanging = MockUpstream::start(Behaviour::Hang);
+    let mut spec = ProxySpec::new(hanging.addr);
+    spec.response_timeout = "1s";
+    let proxy = Proxy::start(spec);
+    let resp = proxy.send(&twilio_request(&notification()));
+    assert_eq!((resp.status, resp.reason().as_str()), (504, "upstream_timeout"));
+    assert_eq!(proxy.outcomes("upstream_timeout"), 1.0);
+    assert_eq!(hanging.request_count(), 1);
+}
+
+#[test]
+fn keep_alive_connections_carry_many_notifications() {
+    let upstream = MockUpstream::start(Behaviour::status(200, "ok"));
+    let proxy = proxy_with(&upstream);
+    let stream = TcpStream::connect(proxy.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = std::io::BufReader::new(stream);
+    for _ in 0..5 {
+        writer.write_all(&twilio_request(&notification())).unwrap();
+        let resp = harness::read_response(&mut reader).expect("answer on the same connection");
+        assert_eq!(resp.status, 200);
+    }
+    assert_eq!(upstream.request_count(), 5);
+    assert_eq!(proxy.outcomes("forwarded_2xx"), 5.0);
+}
+
+#[test]
+fn admin_endpoints() {
+    let upstream = MockUpstream::start(Behaviour::status(200, "ok"));
+    let proxy = proxy_with(&upstream);
+    let ready = http_get(proxy.admin, "/readyz").unwrap();
+    assert_eq!(ready.status, 200, "{}", ready.text());
+    assert_eq!(ready.json()["ready"], true);
+    let metrics = proxy.metrics();
+    assert!(metrics.contains("notify_proxy_build_info{version="), "{metrics}");
+    assert!(metrics.contains(r#"notify_proxy_upstream_peer_healthy{peer=""#), "{metrics}");
+    assert_eq!(http_get(proxy.admin, "/nope").unwrap().status, 404);
+    // Secrets never appear on the admin surface.
+    assert!(!metrics.contains(TOKEN));
+}

@@ -29,7 +29,9 @@ fn example_config_on_free_ports(dir: &std::path::Path) -> (std::path::PathBuf, u
         .replace("127.0.0.1:9000", &format!("127.0.0.1:{handler}"))
         .replace(
             "schemas/client-notification.schema.json",
-            repo_path("conf/schemas/client-notification.schema.json").to_str().unwrap(),
+            repo_path("conf/schemas/client-notification.schema.json")
+                .to_str()
+                .unwrap(),
         );
     let path = dir.join("proxy.yaml");
     std::fs::write(&path, yaml).unwrap();
@@ -39,10 +41,16 @@ fn example_config_on_free_ports(dir: &std::path::Path) -> (std::path::PathBuf, u
 #[test]
 fn check_accepts_the_example_config() {
     let config = repo_path("conf/twilio-notify-proxy.yaml");
-    let out = run(&["check", "--config", config.to_str().unwrap()], &[("TWILIO_AUTH_TOKEN", "x")]);
+    let out = run(
+        &["check", "--config", config.to_str().unwrap()],
+        &[("TWILIO_AUTH_TOKEN", "x")],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("ok:"));
-    assert!(!text(&out.stdout).contains("x\n"), "never prints the secret");
+    assert!(
+        !text(&out.stdout).contains("x\n"),
+        "never prints the secret"
+    );
 }
 
 #[test]
@@ -51,16 +59,32 @@ fn check_fails_with_exit_1_naming_the_problem() {
     let out = run(&["check", "--config", config.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("secrets.auth_token") && err.contains("TWILIO_AUTH_TOKEN"), "{err}");
+    assert!(
+        err.contains("secrets.auth_token") && err.contains("TWILIO_AUTH_TOKEN"),
+        "{err}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");
     let example = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&bad, example.replace("schema_mode: enforce", "schema_mode: enforce\n    retries: 3")).unwrap();
-    let out = run(&["check", "--config", bad.to_str().unwrap()], &[("TWILIO_AUTH_TOKEN", "x")]);
+    std::fs::write(
+        &bad,
+        example.replace(
+            "schema_mode: enforce",
+            "schema_mode: enforce\n    retries: 3",
+        ),
+    )
+    .unwrap();
+    let out = run(
+        &["check", "--config", bad.to_str().unwrap()],
+        &[("TWILIO_AUTH_TOKEN", "x")],
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("bad.yaml") && err.contains("unknown field `retries`"), "{err}");
+    assert!(
+        err.contains("bad.yaml") && err.contains("unknown field `retries`"),
+        "{err}"
+    );
 
     let out = run(&["check", "--config", "/nonexistent.yaml"], &[]);
     assert_eq!(out.status.code(), Some(1));
@@ -124,7 +148,10 @@ fn sign_form_params_matches_twilio_sdk_vector() {
 
 #[test]
 fn sign_without_secret_fails_clearly() {
-    let out = run(&["sign", "--url", "https://x.example/n", "--param", "a=b"], &[]);
+    let out = run(
+        &["sign", "--url", "https://x.example/n", "--param", "a=b"],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("TWILIO_AUTH_TOKEN"));
 }
@@ -165,16 +192,35 @@ fn readme_demo_walkthrough() {
         &[("TWILIO_AUTH_TOKEN", "demo-token")],
     );
     let signed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let target = signed["url"].as_str().unwrap().strip_prefix("https://voice.example.com").unwrap().to_string();
+    let target = signed["url"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("https://voice.example.com")
+        .unwrap()
+        .to_string();
     let signature = signed["signature"].as_str().unwrap().to_string();
 
-    let ok = send_raw(proxy_addr, &request_with(&target, &[("X-Twilio-Signature", &signature)], &body)).unwrap();
+    let ok = send_raw(
+        proxy_addr,
+        &request_with(&target, &[("X-Twilio-Signature", &signature)], &body),
+    )
+    .unwrap();
     let unknown_identity = body.replace("client:bob", "client:carol");
-    let tampered =
-        send_raw(proxy_addr, &request_with(&target, &[("X-Twilio-Signature", &signature)], &unknown_identity)).unwrap();
+    let tampered = send_raw(
+        proxy_addr,
+        &request_with(
+            &target,
+            &[("X-Twilio-Signature", &signature)],
+            &unknown_identity,
+        ),
+    )
+    .unwrap();
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(ok.status, 200, "{}", ok.text());
     assert_eq!(ok.json()["dispatched"], "bob");
-    assert_eq!((tampered.status, tampered.reason().as_str()), (403, "body_hash_mismatch"));
+    assert_eq!(
+        (tampered.status, tampered.reason().as_str()),
+        (403, "body_hash_mismatch")
+    );
 }

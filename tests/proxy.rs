@@ -16,24 +16,41 @@ fn proxy_with(upstream: &MockUpstream) -> Proxy {
 fn valid_notification_is_forwarded_byte_for_byte() {
     let upstream = MockUpstream::start(Behaviour::Answer {
         status: 200,
-        headers: vec![("X-Handler".into(), "mock".into()), ("Set-Cookie".into(), "a=b".into())],
+        headers: vec![
+            ("X-Handler".into(), "mock".into()),
+            ("Set-Cookie".into(), "a=b".into()),
+        ],
         body: r#"{"dispatched":"bob"}"#.into(),
     });
     let proxy = proxy_with(&upstream);
     let body = notification();
     let (target, signature) = sign(&body, TOKEN);
-    let raw = request_with(&target, &[("X-Twilio-Signature", &signature), ("X-Custom-Case", "KeepMe")], &body);
+    let raw = request_with(
+        &target,
+        &[
+            ("X-Twilio-Signature", &signature),
+            ("X-Custom-Case", "KeepMe"),
+        ],
+        &body,
+    );
 
     let resp = proxy.send(&raw);
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(resp.text(), r#"{"dispatched":"bob"}"#);
-    assert_eq!(resp.header("X-Handler"), Some("mock"), "handler headers pass through");
+    assert_eq!(
+        resp.header("X-Handler"),
+        Some("mock"),
+        "handler headers pass through"
+    );
     assert_eq!(resp.header("Set-Cookie"), Some("a=b"));
 
     let received = upstream.requests();
     assert_eq!(received.len(), 1);
     // Exactly what the client sent: same request line, headers in order and case, same body.
-    assert_eq!(String::from_utf8_lossy(&received[0]), String::from_utf8_lossy(&raw));
+    assert_eq!(
+        String::from_utf8_lossy(&received[0]),
+        String::from_utf8_lossy(&raw)
+    );
     assert_eq!(proxy.outcomes("forwarded_2xx"), 1.0);
     assert_eq!(
         proxy.metric(r#"notify_proxy_upstream_attempts_total{result="2xx",upstream="handler"}"#),
@@ -43,7 +60,10 @@ fn valid_notification_is_forwarded_byte_for_byte() {
 
 #[test]
 fn handler_404_no_binding_passes_through_unchanged() {
-    let upstream = MockUpstream::start(Behaviour::status(404, r#"{"error":"no binding for client:carol"}"#));
+    let upstream = MockUpstream::start(Behaviour::status(
+        404,
+        r#"{"error":"no binding for client:carol"}"#,
+    ));
     let proxy = proxy_with(&upstream);
     let resp = proxy.send(&twilio_request(&notification()));
     assert_eq!(resp.status, 404);
@@ -59,7 +79,10 @@ fn handler_errors_pass_through_and_are_counted() {
     let upstream = MockUpstream::start(Behaviour::status(503, "down for maintenance"));
     let proxy = proxy_with(&upstream);
     let resp = proxy.send(&twilio_request(&notification()));
-    assert_eq!((resp.status, resp.text().as_str()), (503, "down for maintenance"));
+    assert_eq!(
+        (resp.status, resp.text().as_str()),
+        (503, "down for maintenance")
+    );
     assert_eq!(proxy.outcomes("upstream_5xx"), 1.0);
 
     upstream.set_behaviour(Behaviour::status(401, "who are you"));
@@ -84,7 +107,10 @@ fn rejection_cases() -> Vec<Case> {
     let signed = |body: &str| twilio_request(body);
 
     let mut missing_field: serde_json::Value = serde_json::from_str(&body).unwrap();
-    missing_field.as_object_mut().unwrap().remove("twi_call_sid");
+    missing_field
+        .as_object_mut()
+        .unwrap()
+        .remove("twi_call_sid");
 
     let (_, wrong_token_sig) = sign(&body, "not-the-token");
     let (path_only, _) = target.split_once('?').unwrap();
@@ -196,27 +222,50 @@ fn every_rejection_has_status_json_reason_and_metric_and_never_reaches_the_handl
     let proxy = proxy_with(&upstream);
     for case in rejection_cases() {
         let before = if case.reason == "unknown_route" {
-            proxy.metric(r#"notify_proxy_rejections_total{reason="unknown_route",route="unmatched"}"#)
+            proxy.metric(
+                r#"notify_proxy_rejections_total{reason="unknown_route",route="unmatched"}"#,
+            )
         } else {
             proxy.rejections(case.reason)
         };
         let resp = proxy.send(&case.raw);
         assert_eq!(resp.status, case.status, "{}: {}", case.name, resp.text());
         assert_eq!(resp.reason(), case.reason, "{}", case.name);
-        assert!(resp.json()["detail"].as_str().is_some_and(|d| !d.is_empty()), "{}", case.name);
-        assert_eq!(resp.header("Content-Type"), Some("application/json"), "{}", case.name);
+        assert!(
+            resp.json()["detail"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty()),
+            "{}",
+            case.name
+        );
+        assert_eq!(
+            resp.header("Content-Type"),
+            Some("application/json"),
+            "{}",
+            case.name
+        );
         if case.reason == "method" {
             assert_eq!(resp.header("Allow"), Some("POST"));
         }
         let after = if case.reason == "unknown_route" {
-            proxy.metric(r#"notify_proxy_rejections_total{reason="unknown_route",route="unmatched"}"#)
+            proxy.metric(
+                r#"notify_proxy_rejections_total{reason="unknown_route",route="unmatched"}"#,
+            )
         } else {
             proxy.rejections(case.reason)
         };
         assert_eq!(after, before + 1.0, "{}: rejection counted once", case.name);
     }
-    assert_eq!(upstream.request_count(), 0, "no rejected request reached the handler");
-    assert_eq!(proxy.outcomes("rejected"), 12.0, "every rejection on the route counted as an outcome");
+    assert_eq!(
+        upstream.request_count(),
+        0,
+        "no rejected request reached the handler"
+    );
+    assert_eq!(
+        proxy.outcomes("rejected"),
+        12.0,
+        "every rejection on the route counted as an outcome"
+    );
 }
 
 #[test]
@@ -245,8 +294,14 @@ fn chunked_body_is_verified_and_forwarded_with_content_length() {
     let resp = proxy.send(raw.as_bytes());
     assert_eq!(resp.status, 200, "{}", resp.text());
     let got = String::from_utf8(upstream.requests().remove(0)).unwrap();
-    assert!(!got.to_ascii_lowercase().contains("transfer-encoding"), "{got}");
-    assert!(got.ends_with(&format!("Content-Length: {}\r\n\r\n{body}", body.len())), "{got}");
+    assert!(
+        !got.to_ascii_lowercase().contains("transfer-encoding"),
+        "{got}"
+    );
+    assert!(
+        got.ends_with(&format!("Content-Length: {}\r\n\r\n{body}", body.len())),
+        "{got}"
+    );
 }
 
 #[test]
@@ -276,14 +331,19 @@ fn slow_body_is_408_and_short_body_is_400() {
     );
     // Slow: the connection stays open but the rest of the body never comes.
     let mut stream = TcpStream::connect(proxy.addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     stream.write_all(head.as_bytes()).unwrap();
     let resp = harness::read_response(&mut std::io::BufReader::new(stream)).expect("answer");
     assert_eq!((resp.status, resp.reason().as_str()), (408, "body_timeout"));
 
     // Short: the client closes its side before sending the declared length.
     let resp = send_and_half_close(proxy.addr, head.as_bytes()).expect("answer");
-    assert_eq!((resp.status, resp.reason().as_str()), (400, "body_incomplete"));
+    assert_eq!(
+        (resp.status, resp.reason().as_str()),
+        (400, "body_incomplete")
+    );
     assert_eq!(proxy.rejections("body_timeout"), 1.0);
     assert_eq!(proxy.rejections("body_incomplete"), 1.0);
     assert_eq!(upstream.request_count(), 0);
@@ -315,7 +375,10 @@ fn account_allow_list_rejects_other_accounts() {
     spec.top_extra = "allowed_accounts: [AC00000000000000000000000000000001]".into();
     let proxy = Proxy::start(spec);
     let resp = proxy.send(&twilio_request(&notification()));
-    assert_eq!((resp.status, resp.reason().as_str()), (403, "unknown_account"));
+    assert_eq!(
+        (resp.status, resp.reason().as_str()),
+        (403, "unknown_account")
+    );
     assert_eq!(proxy.rejections("unknown_account"), 1.0);
     assert_eq!(upstream.request_count(), 0);
 }
@@ -338,28 +401,65 @@ fn rotation_subaccounts_and_shared_keys_end_to_end() {
 
     // Secondary token during rotation.
     let (target, sig) = sign(&body, "old-token");
-    assert_eq!(proxy.send(&request_with(&target, &[("X-Twilio-Signature", &sig)], &body)).status, 200);
+    assert_eq!(
+        proxy
+            .send(&request_with(
+                &target,
+                &[("X-Twilio-Signature", &sig)],
+                &body
+            ))
+            .status,
+        200
+    );
 
     // A subaccount's notification must be signed with the subaccount's token.
     let sub_body = body.replace("AC0123456789abcdef0123456789abcdef", sub);
     let (target, sig) = sign(&sub_body, "sub-token");
-    assert_eq!(proxy.send(&request_with(&target, &[("X-Twilio-Signature", &sig)], &sub_body)).status, 200);
+    assert_eq!(
+        proxy
+            .send(&request_with(
+                &target,
+                &[("X-Twilio-Signature", &sig)],
+                &sub_body
+            ))
+            .status,
+        200
+    );
     let (target, sig) = sign(&sub_body, TOKEN);
-    let resp = proxy.send(&request_with(&target, &[("X-Twilio-Signature", &sig)], &sub_body));
-    assert_eq!((resp.status, resp.reason().as_str()), (403, "signature_mismatch"));
+    let resp = proxy.send(&request_with(
+        &target,
+        &[("X-Twilio-Signature", &sig)],
+        &sub_body,
+    ));
+    assert_eq!(
+        (resp.status, resp.reason().as_str()),
+        (403, "signature_mismatch")
+    );
 
     // SharedKey: HMAC-SHA256 announced by the settings header.
     let key = twilio_notify_proxy::signature::SigningKey::new(
         twilio_notify_proxy::signature::Algorithm::HmacSha256,
         b"shared-secret",
     );
-    let (url, sig) = twilio_notify_proxy::signature::sign_json(&key, PUBLIC_URL, body.as_bytes()).unwrap();
+    let (url, sig) =
+        twilio_notify_proxy::signature::sign_json(&key, PUBLIC_URL, body.as_bytes()).unwrap();
     let target = url.strip_prefix("https://voice.example.com").unwrap();
-    let settings = ("X-Twilio-Webhooks-Signature-Settings", "key=sk_1,algorithm=HMAC_SHA256");
-    let resp = proxy.send(&request_with(target, &[("X-Twilio-Signature", &sig), settings], &body));
+    let settings = (
+        "X-Twilio-Webhooks-Signature-Settings",
+        "key=sk_1,algorithm=HMAC_SHA256",
+    );
+    let resp = proxy.send(&request_with(
+        target,
+        &[("X-Twilio-Signature", &sig), settings],
+        &body,
+    ));
     assert_eq!(resp.status, 200, "{}", resp.text());
     // The same signature without the settings header is checked as HMAC-SHA1 and fails.
-    let resp = proxy.send(&request_with(target, &[("X-Twilio-Signature", &sig)], &body));
+    let resp = proxy.send(&request_with(
+        target,
+        &[("X-Twilio-Signature", &sig)],
+        &body,
+    ));
     assert_eq!(resp.status, 403);
     assert_eq!(upstream.request_count(), 3);
 }
@@ -371,10 +471,15 @@ fn upstream_refused_is_502_and_hanging_upstream_is_504() {
     spec.response_timeout = "1s";
     let proxy = Proxy::start(spec);
     let resp = proxy.send(&twilio_request(&notification()));
-    assert_eq!((resp.status, resp.reason().as_str()), (502, "upstream_unreachable"));
+    assert_eq!(
+        (resp.status, resp.reason().as_str()),
+        (502, "upstream_unreachable")
+    );
     assert_eq!(proxy.outcomes("upstream_unreachable"), 1.0);
     assert_eq!(
-        proxy.metric(r#"notify_proxy_upstream_attempts_total{result="connect_error",upstream="handler"}"#),
+        proxy.metric(
+            r#"notify_proxy_upstream_attempts_total{result="connect_error",upstream="handler"}"#
+        ),
         1.0
     );
 
@@ -383,7 +488,10 @@ fn upstream_refused_is_502_and_hanging_upstream_is_504() {
     spec.response_timeout = "1s";
     let proxy = Proxy::start(spec);
     let resp = proxy.send(&twilio_request(&notification()));
-    assert_eq!((resp.status, resp.reason().as_str()), (504, "upstream_timeout"));
+    assert_eq!(
+        (resp.status, resp.reason().as_str()),
+        (504, "upstream_timeout")
+    );
     assert_eq!(proxy.outcomes("upstream_timeout"), 1.0);
     assert_eq!(hanging.request_count(), 1);
 }
@@ -393,7 +501,9 @@ fn keep_alive_connections_carry_many_notifications() {
     let upstream = MockUpstream::start(Behaviour::status(200, "ok"));
     let proxy = proxy_with(&upstream);
     let stream = TcpStream::connect(proxy.addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let mut writer = stream.try_clone().unwrap();
     let mut reader = std::io::BufReader::new(stream);
     for _ in 0..5 {
@@ -413,8 +523,14 @@ fn admin_endpoints() {
     assert_eq!(ready.status, 200, "{}", ready.text());
     assert_eq!(ready.json()["ready"], true);
     let metrics = proxy.metrics();
-    assert!(metrics.contains("notify_proxy_build_info{version="), "{metrics}");
-    assert!(metrics.contains(r#"notify_proxy_upstream_peer_healthy{peer=""#), "{metrics}");
+    assert!(
+        metrics.contains("notify_proxy_build_info{version="),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"notify_proxy_upstream_peer_healthy{peer=""#),
+        "{metrics}"
+    );
     assert_eq!(http_get(proxy.admin, "/nope").unwrap().status, 404);
     // Secrets never appear on the admin surface.
     assert!(!metrics.contains(TOKEN));

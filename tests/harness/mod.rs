@@ -125,7 +125,10 @@ fn serve_connection(
                 headers,
                 body,
             } => {
-                let mut out = format!("HTTP/1.1 {status} Mock\r\nContent-Length: {}\r\n", body.len());
+                let mut out = format!(
+                    "HTTP/1.1 {status} Mock\r\nContent-Length: {}\r\n",
+                    body.len()
+                );
                 for (k, v) in headers {
                     out.push_str(&format!("{k}: {v}\r\n"));
                 }
@@ -362,13 +365,18 @@ impl Response {
 
     /// The `error` field of a proxy-made error answer.
     pub fn reason(&self) -> String {
-        self.json()["error"].as_str().unwrap_or_default().to_string()
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 }
 
 pub fn send_raw(addr: SocketAddr, raw: &[u8]) -> Option<Response> {
     let mut stream = TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
     stream.write_all(raw).ok()?;
     read_response(&mut BufReader::new(stream))
 }
@@ -413,7 +421,9 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<Response> {
 /// Half-closes after writing, for requests whose body never completes.
 pub fn send_and_half_close(addr: SocketAddr, raw: &[u8]) -> Option<Response> {
     let mut stream = TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
     stream.write_all(raw).ok()?;
     stream.shutdown(Shutdown::Write).ok()?;
     read_response(&mut BufReader::new(stream))
@@ -423,7 +433,10 @@ pub fn send_and_half_close(addr: SocketAddr, raw: &[u8]) -> Option<Response> {
 pub fn sign(body: &str, token: &str) -> (String, String) {
     let key = SigningKey::new(Algorithm::HmacSha1, token.as_bytes());
     let (url, signature) = sign_json(&key, PUBLIC_URL, body.as_bytes()).unwrap();
-    let path_and_query = url.strip_prefix("https://voice.example.com").unwrap().to_string();
+    let path_and_query = url
+        .strip_prefix("https://voice.example.com")
+        .unwrap()
+        .to_string();
     (path_and_query, signature)
 }
 

@@ -370,8 +370,10 @@ pub fn upstream_request(raw_head: &[u8], body: &[u8]) -> Vec<u8> {
         let Some((name, _)) = header_name_value(line) else {
             continue;
         };
-        let lower = name.to_ascii_lowercase();
-        if is_hop_by_hop(name) || connection_tokens.iter().any(|t| *t == lower) {
+        let named_in_connection = connection_tokens
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(name));
+        if is_hop_by_hop(name) || named_in_connection {
             continue;
         }
         out.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));

@@ -155,8 +155,15 @@ impl UpstreamGroup {
         &self.balancer
     }
 
+    /// Round-robin over healthy peers. When none passes its health check, round-robin over all
+    /// of them: a failed connect costs milliseconds, while refusing outright would turn a stale
+    /// or flapping health check into a certain 13807 (Envoy's "panic mode").
     fn select_peer(&self) -> Option<&(SocketAddr, HttpPeer)> {
-        let backend = self.balancer.select(b"", self.peers.len().max(1) * 2)?;
+        let tries = self.peers.len() * 2;
+        let backend = self
+            .balancer
+            .select(b"", tries)
+            .or_else(|| self.balancer.select_with(b"", tries, |_, _| true))?;
         let addr = backend.addr.as_inet()?;
         self.peers.iter().find(|(a, _)| a == addr)
     }
@@ -313,6 +320,8 @@ pub fn new_balancer(config: &UpstreamConfig) -> anyhow::Result<LoadBalancer<Roun
     if let Some(interval) = config.health_check_interval {
         let mut check = pingora::lb::health_check::TcpHealthCheck::new();
         check.peer_template.options.connection_timeout = Some(config.connect_timeout);
+        // One lost SYN must not take the only peer out of rotation.
+        check.consecutive_failure = 2;
         lb.set_health_check(check);
         lb.health_check_frequency = Some(interval);
     }
@@ -419,6 +428,43 @@ pub fn downstream_response_header(upstream: &ResponseHeader, body_len: usize) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn group(peers: &[&str]) -> UpstreamGroup {
+        let config = UpstreamConfig {
+            name: "g".into(),
+            peers: peers.iter().map(|p| p.parse().unwrap()).collect(),
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+            pool_size: std::num::NonZeroUsize::new(4).unwrap(),
+            health_check_interval: None,
+        };
+        let lb = Arc::new(new_balancer(&config).unwrap());
+        UpstreamGroup::new(config, lb, crate::metrics::Metrics::new().upstream("g"))
+    }
+
+    #[test]
+    fn healthy_peers_are_preferred_but_all_down_still_selects_one() {
+        let g = group(&["127.0.0.1:1001", "127.0.0.1:1002"]);
+        let backends = g.balancer().backends().get_backend();
+        let first = backends.iter().next().unwrap().clone();
+        g.balancer().backends().set_enable(&first, false);
+        let first_addr = *first.addr.as_inet().unwrap();
+        for _ in 0..4 {
+            assert_ne!(
+                g.select_peer().unwrap().0,
+                first_addr,
+                "a down peer is skipped"
+            );
+        }
+        for b in backends.iter() {
+            g.balancer().backends().set_enable(b, false);
+        }
+        assert!(
+            g.select_peer().is_some(),
+            "with every peer down, still try one"
+        );
+    }
 
     #[test]
     fn forwards_head_verbatim_minus_hop_by_hop() {

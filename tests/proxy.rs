@@ -535,3 +535,39 @@ fn admin_endpoints() {
     // Secrets never appear on the admin surface.
     assert!(!metrics.contains(TOKEN));
 }
+
+#[test]
+fn round_robin_skips_a_peer_that_fails_its_health_check() {
+    let a = MockUpstream::start(Behaviour::status(200, "a"));
+    let b = MockUpstream::start(Behaviour::status(200, "b"));
+    let dead: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut spec = ProxySpec::new(a.addr);
+    spec.upstream_peers = vec![a.addr, dead, b.addr];
+    spec.upstream_extra = "    health_check: { interval: 100ms }".into();
+    let proxy = Proxy::start(spec);
+    // Two failed checks mark the dead peer down.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !proxy.metrics().contains(&format!(
+        "notify_proxy_upstream_peer_healthy{{peer=\"{dead}\",upstream=\"handler\"}} 0"
+    )) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dead peer never marked unhealthy"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for _ in 0..10 {
+        assert_eq!(proxy.send(&twilio_request(&notification())).status, 200);
+    }
+    assert_eq!(a.request_count() + b.request_count(), 10);
+    assert!(
+        a.request_count() >= 3 && b.request_count() >= 3,
+        "spread over both healthy peers"
+    );
+    assert_eq!(
+        proxy.metric(
+            r#"notify_proxy_upstream_attempts_total{result="connect_error",upstream="handler"}"#
+        ),
+        0.0
+    );
+}

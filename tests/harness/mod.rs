@@ -70,7 +70,11 @@ pub struct MockUpstream {
 
 impl MockUpstream {
     pub fn start(behaviour: Behaviour) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on("127.0.0.1:0".parse().unwrap(), behaviour)
+    }
+
+    pub fn start_on(addr: SocketAddr, behaviour: Behaviour) -> Self {
+        let listener = TcpListener::bind(addr).unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let behaviour = Arc::new(Mutex::new(behaviour));
@@ -178,6 +182,8 @@ pub struct ProxySpec {
     pub top_extra: String,
     pub secrets: String,
     pub response_timeout: &'static str,
+    /// Extra keys for the `upstreams.handler` block (4-space indent).
+    pub upstream_extra: String,
     pub body_timeout: &'static str,
     pub env: Vec<(String, String)>,
 }
@@ -190,6 +196,7 @@ impl ProxySpec {
             top_extra: String::new(),
             secrets: "  auth_token: { env: TNP_TOKEN }\n".into(),
             response_timeout: "2s",
+            upstream_extra: String::new(),
             body_timeout: "1s",
             env: vec![("TNP_TOKEN".into(), TOKEN.into())],
         }
@@ -244,6 +251,7 @@ upstreams:
     peers: [{peers}]
     connect_timeout: 1s
     response_timeout: {response_timeout}
+{upstream_extra}
 routes:
   - name: notify
     path: {PATH}
@@ -257,6 +265,7 @@ routes:
             secrets = spec.secrets,
             top_extra = spec.top_extra,
             response_timeout = spec.response_timeout,
+            upstream_extra = spec.upstream_extra,
             route_extra = spec.route_extra,
         );
         let config_path = dir.path().join("proxy.yaml");

@@ -46,9 +46,14 @@ impl AdminApp {
             .zip(&self.peer_gauges)
             .map(|(u, gauges)| {
                 let backends = u.balancer().backends();
+                let current = backends.get_backend();
                 let mut healthy = 0;
-                for (backend, gauge) in backends.get_backend().iter().zip(gauges) {
-                    let ok = backends.ready(backend);
+                // Gauges follow config order; the backend set is ordered differently.
+                for (addr, gauge) in u.config.peers.iter().zip(gauges) {
+                    let ok = current
+                        .iter()
+                        .find(|b| b.addr.as_inet() == Some(addr))
+                        .is_some_and(|b| backends.ready(b));
                     gauge.set(i64::from(ok));
                     healthy += usize::from(ok);
                 }

@@ -20,7 +20,7 @@ use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
 
 use crate::config::{Config, Limits, Route, RouteTable};
-use crate::delivery::{downstream_response_header, upstream_request, DeliveryError, UpstreamGroup};
+use crate::delivery::{upstream_request, DeliveryError, UpstreamGroup};
 use crate::metrics::{Metrics, RouteMetrics, UNMATCHED_ROUTE};
 use crate::outcome::{error_body, Outcome, Reason, Rejection};
 use crate::pipeline::{self, BodyFraming, Inbound, RequestHead};
@@ -170,12 +170,11 @@ impl NotifyProxy {
                     outcome = outcome.as_str(),
                     "delivered"
                 );
-                let header = downstream_response_header(&answer.header, answer.body.len());
                 Ending {
                     route: Some(route_idx),
                     outcome,
                     reason: None,
-                    header,
+                    header: answer.header,
                     body: answer.body,
                 }
             }

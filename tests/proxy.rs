@@ -466,8 +466,8 @@ fn rotation_subaccounts_and_shared_keys_end_to_end() {
 
 #[test]
 fn upstream_refused_is_502_and_hanging_upstream_is_504() {
-    let port = free_port(); // nothing listens here
-    let mut spec = ProxySpec::new(format!("127.0.0.1:{port}").parse().unwrap());
+    let (_guard, refusing) = refusing_address();
+    let mut spec = ProxySpec::new(refusing);
     spec.response_timeout = "1s";
     let proxy = Proxy::start(spec);
     let resp = proxy.send(&twilio_request(&notification()));
@@ -540,7 +540,7 @@ fn admin_endpoints() {
 fn round_robin_skips_a_peer_that_fails_its_health_check() {
     let a = MockUpstream::start(Behaviour::status(200, "a"));
     let b = MockUpstream::start(Behaviour::status(200, "b"));
-    let dead: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (_guard, dead) = refusing_address();
     let mut spec = ProxySpec::new(a.addr);
     spec.upstream_peers = vec![a.addr, dead, b.addr];
     spec.upstream_extra = "    health_check: { interval: 100ms }".into();
@@ -552,7 +552,8 @@ fn round_robin_skips_a_peer_that_fails_its_health_check() {
     )) {
         assert!(
             std::time::Instant::now() < deadline,
-            "dead peer never marked unhealthy"
+            "dead peer {dead} never marked unhealthy:\n{}",
+            proxy.metrics()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -570,4 +571,22 @@ fn round_robin_skips_a_peer_that_fails_its_health_check() {
         ),
         0.0
     );
+}
+
+#[test]
+fn pooled_connection_closed_by_the_handler_is_retried_on_a_fresh_one() {
+    let upstream = MockUpstream::start(Behaviour::AnswerThenClose(200));
+    let proxy = proxy_with(&upstream);
+    for i in 0..3 {
+        // Give the close time to arrive so the pooled connection is really dead when reused.
+        std::thread::sleep(Duration::from_millis(50));
+        let resp = proxy.send(&twilio_request(&notification()));
+        assert_eq!(resp.status, 200, "request {i}: {}", resp.text());
+    }
+    assert_eq!(
+        upstream.request_count(),
+        3,
+        "each notification reached the handler once"
+    );
+    assert_eq!(proxy.outcomes("forwarded_2xx"), 3.0);
 }

@@ -383,8 +383,15 @@ END_TS=$(date +%s)
 METRICS_LINES=""
 if [[ $SKIP_PROXY != 1 ]]; then
   if METRICS=$(curl -fsS -m 5 "http://127.0.0.1:$ADMIN_PORT/metrics" 2>"$TMP/metrics.err"); then
-    METRICS_LINES=$(printf '%s\n' "$METRICS" | grep 'notify_proxy_requests_total' || true)
-    [[ -n $METRICS_LINES ]] || METRICS_LINES="(no line matching notify_proxy_requests_total in /metrics)"
+    all=$(printf '%s\n' "$METRICS" | grep '^notify_proxy_requests_total' || true)
+    if [[ -z $all ]]; then
+      METRICS_LINES="(no line matching notify_proxy_requests_total in /metrics)"
+    else
+      # Zero-valued series are left out to keep the report short.
+      METRICS_LINES=$(printf '%s\n' "$all" | awk '$NF != 0' || true)
+      zero=$(printf '%s\n' "$all" | awk '$NF == 0' | wc -l)
+      ((zero == 0)) || METRICS_LINES+=$'\n'"($zero zero-valued series not shown)"
+    fi
   else
     METRICS_LINES="(could not scrape http://127.0.0.1:$ADMIN_PORT/metrics: $(cat "$TMP/metrics.err"))"
   fi
@@ -437,7 +444,9 @@ ratios("nginx", "direct")
 EOF
 if [[ $SKIP_PROXY != 1 ]]; then
   echo
-  echo "proxy /metrics (notify_proxy_requests_total):"
+  proxy_reqs=$(awk -F'\t' '$2 == "proxy" { n += $6 } END { print n + 0 }' "$RESULTS")
+  echo "proxy /metrics (notify_proxy_requests_total), after wrk completed $proxy_reqs measured requests to the proxy"
+  echo "(the counter also includes warm-up, the smoke test and requests still in flight when each wrk run stopped):"
   printf '%s\n' "$METRICS_LINES" | sed 's/^/  /'
 fi
 echo "=============================================================================="

@@ -49,6 +49,9 @@ pub enum Behaviour {
     },
     /// Read the request, then never answer.
     Hang,
+    /// Answer like `status`, then close the connection without saying so (no
+    /// `Connection: close`), as a handler with a short keep-alive timeout does.
+    AnswerThenClose(u16),
 }
 
 impl Behaviour {
@@ -122,6 +125,12 @@ fn serve_connection(
         match behaviour {
             Behaviour::Hang => {
                 thread::sleep(Duration::from_secs(30));
+                return;
+            }
+            Behaviour::AnswerThenClose(status) => {
+                let out = format!("HTTP/1.1 {status} Mock\r\nContent-Length: 2\r\n\r\nok");
+                let _ = conn.write_all(out.as_bytes());
+                let _ = conn.shutdown(Shutdown::Both);
                 return;
             }
             Behaviour::Answer {
@@ -470,4 +479,13 @@ pub fn request_with(target: &str, extra: &[(&str, &str)], body: &str) -> Vec<u8>
 
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// An address that refuses connections and stays refused for as long as the guard lives: the
+/// port is bound (so no other test can take it) but never listened on.
+pub fn refusing_address() -> (tokio::net::TcpSocket, SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
 }

@@ -13,14 +13,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use pingora::connectors::{ConnectorOptions, TransportConnector};
 use pingora::http::ResponseHeader;
 use pingora::lb::selection::RoundRobin;
 use pingora::lb::LoadBalancer;
-use pingora::protocols::http::v1::client::HttpSession;
-use pingora::upstreams::peer::{HttpPeer, Peer};
+use pingora::upstreams::peer::HttpPeer;
 use tokio::io::AsyncWriteExt;
+
+mod pool;
+mod wire;
+
+use pool::{Conn, IdlePool};
+pub use wire::upstream_request;
+use wire::{read_answer, ReadError};
 
 use crate::config::UpstreamConfig;
 use crate::metrics::UpstreamMetrics;
@@ -105,19 +111,27 @@ impl DeliveryError {
     }
 }
 
-/// The handler's answer, header and whole body.
+/// The handler's answer: the header to send on (connection-level headers removed, framed by
+/// `Content-Length`) and the whole body.
 #[derive(Debug)]
 pub struct UpstreamAnswer {
-    pub header: Box<ResponseHeader>,
+    pub header: ResponseHeader,
     pub body: Bytes,
     pub peer: SocketAddr,
 }
 
-/// A named group of peers with its balancer, pool and timeouts.
+/// One peer: its address, Pingora's peer description (for connecting) and its idle pool.
+struct PeerSlot {
+    addr: SocketAddr,
+    http: HttpPeer,
+    idle: IdlePool,
+}
+
+/// A named group of peers with its balancer, pools and timeouts.
 pub struct UpstreamGroup {
     pub config: UpstreamConfig,
     balancer: Arc<LoadBalancer<RoundRobin>>,
-    peers: Vec<(SocketAddr, HttpPeer)>,
+    peers: Vec<PeerSlot>,
     connector: TransportConnector,
     metrics: UpstreamMetrics,
 }
@@ -133,15 +147,19 @@ impl UpstreamGroup {
             .peers
             .iter()
             .map(|addr| {
-                let mut peer = HttpPeer::new(*addr, false, String::new());
-                peer.options.connection_timeout = Some(config.connect_timeout);
-                peer.options.total_connection_timeout = Some(config.connect_timeout);
-                peer.options.idle_timeout = Some(config.idle_timeout);
-                (*addr, peer)
+                let mut http = HttpPeer::new(*addr, false, String::new());
+                http.options.connection_timeout = Some(config.connect_timeout);
+                http.options.total_connection_timeout = Some(config.connect_timeout);
+                PeerSlot {
+                    addr: *addr,
+                    http,
+                    idle: IdlePool::new(config.pool_size.get(), config.idle_timeout),
+                }
             })
             .collect();
-        let connector =
-            TransportConnector::new(Some(ConnectorOptions::new(config.pool_size.get())));
+        // Pingora's connector makes the connections (socket options, connect timeouts); reuse
+        // goes through our own pool, which skips a per-release watcher task (DESIGN §7).
+        let connector = TransportConnector::new(Some(ConnectorOptions::new(0)));
         UpstreamGroup {
             config,
             balancer,
@@ -158,14 +176,14 @@ impl UpstreamGroup {
     /// Round-robin over healthy peers. When none passes its health check, round-robin over all
     /// of them: a failed connect costs milliseconds, while refusing outright would turn a stale
     /// or flapping health check into a certain 13807 (Envoy's "panic mode").
-    fn select_peer(&self) -> Option<&(SocketAddr, HttpPeer)> {
+    fn select_peer(&self) -> Option<&PeerSlot> {
         let tries = self.peers.len() * 2;
         let backend = self
             .balancer
             .select(b"", tries)
             .or_else(|| self.balancer.select_with(b"", tries, |_, _| true))?;
         let addr = backend.addr.as_inet()?;
-        self.peers.iter().find(|(a, _)| a == addr)
+        self.peers.iter().find(|p| p.addr == *addr)
     }
 
     /// One exchange: pick a healthy peer, send `request` (head and body, already framed) in one
@@ -194,30 +212,35 @@ impl UpstreamGroup {
         request: &[u8],
         deadline: Option<Instant>,
     ) -> Result<UpstreamAnswer, DeliveryError> {
-        let (addr, peer) = self
+        let peer = self
             .select_peer()
             .ok_or_else(|| DeliveryError::NoHealthyPeer(self.config.name.clone()))?;
-        let addr = *addr;
         let mut timeout = self.config.response_timeout;
         if let Some(deadline) = deadline {
             timeout = timeout.min(deadline.saturating_duration_since(Instant::now()));
         }
 
-        if let Some(stream) = self.connector.reused_stream(peer).await {
-            match self.exchange_on(stream, peer, addr, request, timeout).await {
-                Err(Stale) => {} // fall through to a fresh connection
+        if let Some(conn) = peer.idle.take() {
+            match self.exchange_on(conn, peer, request, timeout).await {
+                Err(Stale) => {} // the keep-alive race: fall through to a fresh connection
                 Ok(answer) => return answer,
             }
         }
         let stream = self
             .connector
-            .new_stream(peer)
+            .new_stream(&peer.http)
             .await
-            .map_err(|source| DeliveryError::Connect { peer: addr, source })?;
-        match self.exchange_on(stream, peer, addr, request, timeout).await {
+            .map_err(|source| DeliveryError::Connect {
+                peer: peer.addr,
+                source,
+            })?;
+        match self
+            .exchange_on(Conn::new(stream), peer, request, timeout)
+            .await
+        {
             Ok(answer) => answer,
             Err(Stale) => Err(DeliveryError::Protocol {
-                peer: addr,
+                peer: peer.addr,
                 detail: "connection closed before an answer".into(),
             }),
         }
@@ -226,30 +249,19 @@ impl UpstreamGroup {
     /// `Err(Stale)` means the connection died before any answer byte arrived.
     async fn exchange_on(
         &self,
-        mut stream: pingora::protocols::Stream,
-        peer: &HttpPeer,
-        addr: SocketAddr,
+        mut conn: Conn,
+        peer: &PeerSlot,
         request: &[u8],
         timeout: Duration,
     ) -> Result<Result<UpstreamAnswer, DeliveryError>, Stale> {
-        let written = tokio::time::timeout(timeout, async {
-            stream.write_all(request).await?;
-            stream.flush().await
-        })
-        .await;
-        match written {
-            Err(_) => {
-                return Ok(Err(DeliveryError::Timeout {
-                    peer: addr,
-                    after: timeout,
-                }))
+        let addr = peer.addr;
+        let exchange = async {
+            if conn.stream.write_all(request).await.is_err() || conn.stream.flush().await.is_err() {
+                return Err(ReadError::NothingRead);
             }
-            Ok(Err(_)) => return Err(Stale),
-            Ok(Ok(())) => {}
-        }
-        let mut session = HttpSession::new_with_options(stream, peer);
-        let read = tokio::time::timeout(timeout, read_answer(&mut session)).await;
-        match read {
+            read_answer(&mut conn.stream, &mut conn.buf, MAX_RESPONSE_BODY).await
+        };
+        match tokio::time::timeout(timeout, exchange).await {
             Err(_) => Ok(Err(DeliveryError::Timeout {
                 peer: addr,
                 after: timeout,
@@ -258,18 +270,13 @@ impl UpstreamGroup {
             Ok(Err(ReadError::Broken(detail))) => {
                 Ok(Err(DeliveryError::Protocol { peer: addr, detail }))
             }
-            Ok(Ok((header, body))) => {
-                session.respect_keepalive();
-                if let Some(stream) = session.reuse().await {
-                    self.connector.release_stream(
-                        stream,
-                        peer.reuse_hash(),
-                        Some(self.config.idle_timeout),
-                    );
+            Ok(Ok(answer)) => {
+                if answer.reusable {
+                    peer.idle.release(conn);
                 }
                 Ok(Ok(UpstreamAnswer {
-                    header,
-                    body,
+                    header: answer.header,
+                    body: answer.body,
                     peer: addr,
                 }))
             }
@@ -278,40 +285,6 @@ impl UpstreamGroup {
 }
 
 struct Stale;
-
-enum ReadError {
-    NothingRead,
-    Broken(String),
-}
-
-async fn read_answer(session: &mut HttpSession) -> Result<(Box<ResponseHeader>, Bytes), ReadError> {
-    let header = session.read_resp_header_parts().await.map_err(|e| {
-        if matches!(
-            e.etype(),
-            pingora::ErrorType::ConnectionClosed | pingora::ErrorType::ReadError
-        ) {
-            ReadError::NothingRead
-        } else {
-            ReadError::Broken(format!("bad response header: {e}"))
-        }
-    })?;
-    let mut body = BytesMut::new();
-    loop {
-        match session.read_body_bytes().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_RESPONSE_BODY {
-                    return Err(ReadError::Broken(format!(
-                        "response body exceeds {MAX_RESPONSE_BODY} bytes"
-                    )));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => break,
-            Err(e) => return Err(ReadError::Broken(format!("response body: {e}"))),
-        }
-    }
-    Ok((header, body.freeze()))
-}
 
 /// Builds the balancer for one group. With a health check interval, the returned balancer must
 /// be run as a background service (see `app`), which performs the checks.
@@ -326,103 +299,6 @@ pub fn new_balancer(config: &UpstreamConfig) -> anyhow::Result<LoadBalancer<Roun
         lb.health_check_frequency = Some(interval);
     }
     Ok(lb)
-}
-
-/// Headers that describe one connection, not the message: never forwarded in either direction.
-fn is_hop_by_hop(name: &[u8]) -> bool {
-    const HOP: [&[u8]; 9] = [
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"transfer-encoding",
-        b"te",
-        b"trailer",
-        b"upgrade",
-        b"content-length",
-        b"expect",
-    ];
-    HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
-}
-
-/// The bytes sent upstream: the request line and header lines exactly as received (order,
-/// case, spacing), minus hop-by-hop headers, plus a `Content-Length` for the body as read, then
-/// the body. HTTP/1.0 request lines are sent as HTTP/1.1 so the upstream connection stays
-/// reusable.
-pub fn upstream_request(raw_head: &[u8], body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw_head.len() + body.len() + 32);
-    let mut lines = raw_head.split(|&b| b == b'\n');
-    if let Some(request_line) = lines.next() {
-        let request_line = request_line.strip_suffix(b"\r").unwrap_or(request_line);
-        match request_line.strip_suffix(b"HTTP/1.0") {
-            Some(prefix) => {
-                out.extend_from_slice(prefix);
-                out.extend_from_slice(b"HTTP/1.1");
-            }
-            None => out.extend_from_slice(request_line),
-        }
-        out.extend_from_slice(b"\r\n");
-    }
-    // Headers listed in Connection are hop-by-hop too.
-    let connection_tokens: Vec<Vec<u8>> = raw_head
-        .split(|&b| b == b'\n')
-        .skip(1)
-        .filter_map(|line| header_name_value(line))
-        .filter(|(name, _)| name.eq_ignore_ascii_case(b"connection"))
-        .flat_map(|(_, value)| {
-            value
-                .split(|&b| b == b',')
-                .map(|t| t.trim_ascii().to_ascii_lowercase())
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    for line in lines {
-        let Some((name, _)) = header_name_value(line) else {
-            continue;
-        };
-        let named_in_connection = connection_tokens
-            .iter()
-            .any(|t| t.eq_ignore_ascii_case(name));
-        if is_hop_by_hop(name) || named_in_connection {
-            continue;
-        }
-        out.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"Content-Length: ");
-    out.extend_from_slice(body.len().to_string().as_bytes());
-    out.extend_from_slice(b"\r\n\r\n");
-    out.extend_from_slice(body);
-    out
-}
-
-fn header_name_value(line: &[u8]) -> Option<(&[u8], &[u8])> {
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let colon = line.iter().position(|&b| b == b':')?;
-    let (name, value) = line.split_at(colon);
-    if name.is_empty() {
-        return None;
-    }
-    Some((name, value[1..].trim_ascii()))
-}
-
-/// The handler's response header as sent on to Twilio: unchanged but for connection-level
-/// headers, and framed by `Content-Length` (the body has been read whole).
-pub fn downstream_response_header(upstream: &ResponseHeader, body_len: usize) -> ResponseHeader {
-    let mut header = upstream.clone();
-    let hop: Vec<http::HeaderName> = header
-        .headers
-        .keys()
-        .filter(|name| is_hop_by_hop(name.as_str().as_bytes()))
-        .cloned()
-        .collect();
-    for name in hop {
-        header.remove_header(&name);
-    }
-    header.set_version(http::Version::HTTP_11);
-    header
-        .insert_header(http::header::CONTENT_LENGTH, body_len.to_string())
-        .expect("a number is a valid header value");
-    header
 }
 
 #[cfg(test)]
@@ -452,7 +328,7 @@ mod tests {
         let first_addr = *first.addr.as_inet().unwrap();
         for _ in 0..4 {
             assert_ne!(
-                g.select_peer().unwrap().0,
+                g.select_peer().unwrap().addr,
                 first_addr,
                 "a down peer is skipped"
             );
@@ -464,40 +340,5 @@ mod tests {
             g.select_peer().is_some(),
             "with every peer down, still try one"
         );
-    }
-
-    #[test]
-    fn forwards_head_verbatim_minus_hop_by_hop() {
-        let head = b"POST /n?bodySHA256=ab HTTP/1.1\r\nHost: voice.example.com\r\nX-Twilio-Signature: abc=\r\nconnection: keep-alive, X-Drop\r\nX-Drop: 1\r\nContent-Length: 2\r\nX-Keep:  spaced value \r\n\r\n";
-        let out = upstream_request(head, b"{}");
-        let text = String::from_utf8(out).unwrap();
-        assert_eq!(
-            text,
-            "POST /n?bodySHA256=ab HTTP/1.1\r\nHost: voice.example.com\r\nX-Twilio-Signature: abc=\r\nX-Keep:  spaced value \r\nContent-Length: 2\r\n\r\n{}"
-        );
-    }
-
-    #[test]
-    fn chunked_and_http10_requests_are_reframed() {
-        let head = b"POST /n HTTP/1.0\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n";
-        let text = String::from_utf8(upstream_request(head, b"abc")).unwrap();
-        assert_eq!(
-            text,
-            "POST /n HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
-        );
-    }
-
-    #[test]
-    fn response_header_drops_connection_headers_and_sets_length() {
-        let mut up = ResponseHeader::build(404, None).unwrap();
-        up.insert_header("X-Handler", "v1").unwrap();
-        up.insert_header("Transfer-Encoding", "chunked").unwrap();
-        up.insert_header("Connection", "close").unwrap();
-        let down = downstream_response_header(&up, 17);
-        assert_eq!(down.status.as_u16(), 404);
-        assert_eq!(down.headers.get("x-handler").unwrap(), "v1");
-        assert!(down.headers.get("transfer-encoding").is_none());
-        assert!(down.headers.get("connection").is_none());
-        assert_eq!(down.headers.get("content-length").unwrap(), "17");
     }
 }

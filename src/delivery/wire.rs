@@ -1,0 +1,450 @@
+//! HTTP/1.1 on the upstream connection: the exact bytes sent, and reading the handler's answer.
+//!
+//! Owns framing only: which headers are connection-level (never forwarded), how a request is
+//! framed for the handler, and how an answer's body is delimited (Content-Length, chunked, or
+//! close). Parsing is httparse's; this module adds the framing rules of RFC 9112 §6 around it.
+//! It knows nothing about peers, pools or timeouts.
+
+use bytes::{Buf, Bytes, BytesMut};
+use pingora::http::ResponseHeader;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Header sections larger than this are refused (a notification handler answers a few lines).
+const MAX_HEAD: usize = 64 * 1024;
+const MAX_HEADERS: usize = 100;
+
+/// Headers that describe one connection, not the message: never forwarded in either direction.
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    const HOP: [&[u8]; 9] = [
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"transfer-encoding",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"content-length",
+        b"expect",
+    ];
+    HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// The bytes sent upstream: the request line and header lines exactly as received (order,
+/// case, spacing), minus hop-by-hop headers, plus a `Content-Length` for the body as read, then
+/// the body. HTTP/1.0 request lines are sent as HTTP/1.1 so the upstream connection stays
+/// reusable.
+pub fn upstream_request(raw_head: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw_head.len() + body.len() + 32);
+    let mut lines = raw_head.split(|&b| b == b'\n');
+    if let Some(request_line) = lines.next() {
+        let request_line = request_line.strip_suffix(b"\r").unwrap_or(request_line);
+        match request_line.strip_suffix(b"HTTP/1.0") {
+            Some(prefix) => {
+                out.extend_from_slice(prefix);
+                out.extend_from_slice(b"HTTP/1.1");
+            }
+            None => out.extend_from_slice(request_line),
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    // Headers listed in Connection are hop-by-hop too.
+    let connection_tokens: Vec<&[u8]> = raw_head
+        .split(|&b| b == b'\n')
+        .skip(1)
+        .filter_map(header_name_value)
+        .filter(|(name, _)| name.eq_ignore_ascii_case(b"connection"))
+        .flat_map(|(_, value)| value.split(|&b| b == b',').map(<[u8]>::trim_ascii))
+        .collect();
+    for line in lines {
+        let Some((name, _)) = header_name_value(line) else {
+            continue;
+        };
+        let named_in_connection = connection_tokens
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(name));
+        if is_hop_by_hop(name) || named_in_connection {
+            continue;
+        }
+        out.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"Content-Length: ");
+    out.extend_from_slice(body.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+fn header_name_value(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let colon = line.iter().position(|&b| b == b':')?;
+    let (name, value) = line.split_at(colon);
+    if name.is_empty() {
+        return None;
+    }
+    Some((name, value[1..].trim_ascii()))
+}
+
+/// The handler's answer as read: the header to send on (connection-level headers removed,
+/// framed by `Content-Length`), the whole body, and whether the connection can be reused.
+#[derive(Debug)]
+pub struct Answer {
+    pub header: ResponseHeader,
+    pub body: Bytes,
+    pub reusable: bool,
+}
+
+/// Why no answer could be read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadError {
+    /// The connection closed (or reset) before a single byte: on a pooled connection this is the
+    /// keep-alive race, safe to retry on a fresh one.
+    NothingRead,
+    /// The handler broke HTTP/1.1; the detail says how.
+    Broken(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyFraming {
+    None,
+    Length(usize),
+    Chunked,
+    UntilClose,
+}
+
+struct Head {
+    len: usize,
+    status: u16,
+    header: ResponseHeader,
+    framing: BodyFraming,
+    keep_alive: bool,
+}
+
+/// Parses one response head at the start of `buf`: `Ok(None)` if it is not complete yet.
+fn parse_head(buf: &[u8]) -> Result<Option<Head>, ReadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(ReadError::Broken(format!("invalid response head: {e}"))),
+    };
+    let status = resp.code.unwrap_or_default();
+    let http10 = resp.version == Some(0);
+    let mut header = ResponseHeader::build(status, Some(resp.headers.len()))
+        .map_err(|e| ReadError::Broken(format!("invalid status {status}: {e}")))?;
+    let mut content_length: Option<usize> = None;
+    let mut chunked = false;
+    let mut keep_alive = !http10;
+    for h in resp.headers.iter() {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let n = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or_else(|| ReadError::Broken("invalid Content-Length".into()))?;
+            if content_length.is_some_and(|m| m != n) {
+                return Err(ReadError::Broken(
+                    "conflicting Content-Length headers".into(),
+                ));
+            }
+            content_length = Some(n);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            // Chunked must be the final coding; anything else is delimited by close.
+            chunked = h
+                .value
+                .rsplit(|&b| b == b',')
+                .next()
+                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            if !chunked {
+                keep_alive = false;
+            }
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    keep_alive = false;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") && http10 {
+                    keep_alive = true;
+                }
+            }
+        }
+        if !is_hop_by_hop(name) {
+            header
+                .append_header(h.name.to_string(), h.value)
+                .map_err(|e| ReadError::Broken(format!("invalid header {}: {e}", h.name)))?;
+        }
+    }
+    let framing = match status {
+        100..=199 | 204 | 304 => BodyFraming::None,
+        _ if chunked => BodyFraming::Chunked,
+        _ if !keep_alive && content_length.is_none() => BodyFraming::UntilClose,
+        _ => match content_length {
+            Some(n) => BodyFraming::Length(n),
+            None => BodyFraming::UntilClose,
+        },
+    };
+    if framing == BodyFraming::UntilClose {
+        keep_alive = false;
+    }
+    Ok(Some(Head {
+        len,
+        status,
+        header,
+        framing,
+        keep_alive,
+    }))
+}
+
+/// Reads more bytes into `buf`; `Ok(0)` at end of stream.
+async fn fill<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+) -> Result<usize, ReadError> {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(4096);
+    }
+    stream
+        .read_buf(buf)
+        .await
+        .map_err(|e| ReadError::Broken(format!("read failed: {e}")))
+}
+
+/// Reads one whole answer. `buf` is the connection's read buffer, kept across requests; it must
+/// be empty on entry (a reusable connection never has bytes left over).
+pub async fn read_answer<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    max_body: usize,
+) -> Result<Answer, ReadError> {
+    let head = loop {
+        if let Some(head) = parse_head(buf)? {
+            if (100..200).contains(&head.status) {
+                if head.status == 101 {
+                    return Err(ReadError::Broken(
+                        "unexpected 101 Switching Protocols".into(),
+                    ));
+                }
+                buf.advance(head.len); // 100 Continue and friends precede the real answer
+                continue;
+            }
+            break head;
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(ReadError::Broken(format!(
+                "response head exceeds {MAX_HEAD} bytes"
+            )));
+        }
+        let was_empty = buf.is_empty();
+        match fill(stream, buf).await {
+            Ok(0) if was_empty => return Err(ReadError::NothingRead),
+            Ok(0) => {
+                return Err(ReadError::Broken(
+                    "connection closed inside the response head".into(),
+                ))
+            }
+            Ok(_) => {}
+            Err(_) if was_empty => return Err(ReadError::NothingRead),
+            Err(e) => return Err(e),
+        }
+    };
+    buf.advance(head.len);
+    let too_big = || ReadError::Broken(format!("response body exceeds {max_body} bytes"));
+    let body = match head.framing {
+        BodyFraming::None => Bytes::new(),
+        BodyFraming::Length(n) => {
+            if n > max_body {
+                return Err(too_big());
+            }
+            while buf.len() < n {
+                if fill(stream, buf).await? == 0 {
+                    return Err(ReadError::Broken(
+                        "connection closed inside the response body".into(),
+                    ));
+                }
+            }
+            buf.split_to(n).freeze()
+        }
+        BodyFraming::Chunked => read_chunked(stream, buf, max_body).await?,
+        BodyFraming::UntilClose => {
+            while fill(stream, buf).await? > 0 {
+                if buf.len() > max_body {
+                    return Err(too_big());
+                }
+            }
+            buf.split().freeze()
+        }
+    };
+    // Bytes after the answer mean the handler sent more than it framed: never reuse that.
+    let reusable = head.keep_alive && buf.is_empty();
+    let mut header = head.header;
+    header
+        .insert_header(http::header::CONTENT_LENGTH, body.len().to_string())
+        .expect("a number is a valid header value");
+    Ok(Answer {
+        header,
+        body,
+        reusable,
+    })
+}
+
+async fn read_chunked<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    max_body: usize,
+) -> Result<Bytes, ReadError> {
+    let mut body = BytesMut::new();
+    let closed = || ReadError::Broken("connection closed inside a chunked body".into());
+    loop {
+        let (consumed, size) = loop {
+            match httparse::parse_chunk_size(buf) {
+                Ok(httparse::Status::Complete(found)) => break found,
+                Ok(httparse::Status::Partial) if buf.len() < 1024 => {
+                    if fill(stream, buf).await? == 0 {
+                        return Err(closed());
+                    }
+                }
+                _ => return Err(ReadError::Broken("invalid chunk size line".into())),
+            }
+        };
+        buf.advance(consumed);
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        if size == 0 {
+            break;
+        }
+        if body.len().saturating_add(size) > max_body {
+            return Err(ReadError::Broken(format!(
+                "response body exceeds {max_body} bytes"
+            )));
+        }
+        while buf.len() < size + 2 {
+            if fill(stream, buf).await? == 0 {
+                return Err(closed());
+            }
+        }
+        body.extend_from_slice(&buf[..size]);
+        if &buf[size..size + 2] != b"\r\n" {
+            return Err(ReadError::Broken("chunk not terminated by CRLF".into()));
+        }
+        buf.advance(size + 2);
+    }
+    // Trailer section: header lines until an empty line. Trailers are dropped (never forwarded).
+    loop {
+        if let Some(end) = buf.windows(2).position(|w| w == b"\r\n") {
+            let empty = end == 0;
+            buf.advance(end + 2);
+            if empty {
+                return Ok(body.freeze());
+            }
+            continue;
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(ReadError::Broken("trailer section too large".into()));
+        }
+        if fill(stream, buf).await? == 0 {
+            return Err(closed());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(wire: &[u8]) -> Result<Answer, ReadError> {
+        let mut stream = wire;
+        let mut buf = BytesMut::new();
+        block_on(read_answer(&mut stream, &mut buf, 1024))
+    }
+
+    /// A tiny executor for futures that never actually wait (reading from a byte slice).
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn forwards_head_verbatim_minus_hop_by_hop() {
+        let head = b"POST /n?bodySHA256=ab HTTP/1.1\r\nHost: voice.example.com\r\nX-Twilio-Signature: abc=\r\nconnection: keep-alive, X-Drop\r\nX-Drop: 1\r\nContent-Length: 2\r\nX-Keep:  spaced value \r\n\r\n";
+        let out = upstream_request(head, b"{}");
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "POST /n?bodySHA256=ab HTTP/1.1\r\nHost: voice.example.com\r\nX-Twilio-Signature: abc=\r\nX-Keep:  spaced value \r\nContent-Length: 2\r\n\r\n{}"
+        );
+    }
+
+    #[test]
+    fn chunked_and_http10_requests_are_reframed() {
+        let head = b"POST /n HTTP/1.0\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let text = String::from_utf8(upstream_request(head, b"abc")).unwrap();
+        assert_eq!(
+            text,
+            "POST /n HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
+        );
+    }
+
+    #[test]
+    fn content_length_answer() {
+        let a = read(b"HTTP/1.1 404 Not Found\r\nX-Handler: v1\r\nContent-Length: 5\r\n\r\nnope!")
+            .unwrap();
+        assert_eq!(a.header.status.as_u16(), 404);
+        assert_eq!(a.header.headers.get("x-handler").unwrap(), "v1");
+        assert_eq!(a.header.headers.get("content-length").unwrap(), "5");
+        assert_eq!(&a.body[..], b"nope!");
+        assert!(a.reusable);
+    }
+
+    #[test]
+    fn chunked_answer_is_decoded_and_reframed() {
+        let a = read(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: t\r\n\r\n").unwrap();
+        assert_eq!(&a.body[..], b"abcde");
+        assert!(a.header.headers.get("transfer-encoding").is_none());
+        assert!(a.header.headers.get("connection").is_none());
+        assert_eq!(a.header.headers.get("content-length").unwrap(), "5");
+        assert!(a.reusable);
+    }
+
+    #[test]
+    fn close_delimited_and_connection_close_are_not_reused() {
+        let a = read(b"HTTP/1.1 200 OK\r\n\r\nuntil close").unwrap();
+        assert_eq!(&a.body[..], b"until close");
+        assert!(!a.reusable);
+        let a =
+            read(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok").unwrap();
+        assert!(!a.reusable);
+        let a = read(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok").unwrap();
+        assert!(!a.reusable);
+        let a = read(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA").unwrap();
+        assert!(!a.reusable, "bytes beyond the framed body");
+    }
+
+    #[test]
+    fn informational_answers_are_skipped() {
+        let a = read(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n").unwrap();
+        assert_eq!(a.header.status.as_u16(), 204);
+        assert!(a.body.is_empty());
+    }
+
+    #[test]
+    fn broken_answers() {
+        assert_eq!(read(b"").unwrap_err(), ReadError::NothingRead);
+        for wire in [
+            &b"HTTP/1.1 200 OK\r\nContent-Le"[..],
+            b"garbage\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX",
+            b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+        ] {
+            assert!(
+                matches!(read(wire), Err(ReadError::Broken(_))),
+                "{:?}",
+                String::from_utf8_lossy(wire)
+            );
+        }
+    }
+}

@@ -362,16 +362,27 @@ async fn read_body(
         BodyFraming::Chunked => 2048,
     };
     let read = async {
-        let mut body = BytesMut::with_capacity(capacity);
+        // The usual body arrives as one chunk: keep it as is, copy only when there are several.
+        let mut first: Option<Bytes> = None;
+        let mut body = BytesMut::new();
         loop {
             match session.read_request_body().await {
                 Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > limits.max_body_bytes {
+                    let so_far = first.as_ref().map_or(0, Bytes::len) + body.len();
+                    if so_far + chunk.len() > limits.max_body_bytes {
                         return Err(pipeline::too_large(limits));
                     }
-                    body.extend_from_slice(&chunk);
+                    match first.take() {
+                        None if body.is_empty() => first = Some(chunk),
+                        None => body.extend_from_slice(&chunk),
+                        Some(f) => {
+                            body.reserve(capacity.max(f.len() + chunk.len()));
+                            body.extend_from_slice(&f);
+                            body.extend_from_slice(&chunk);
+                        }
+                    }
                 }
-                Ok(None) => return Ok(body.freeze()),
+                Ok(None) => return Ok(first.unwrap_or_else(|| body.freeze())),
                 Err(e) => {
                     return Err(Rejection::new(
                         Reason::BodyIncomplete,

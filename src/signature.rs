@@ -234,19 +234,17 @@ pub fn verify_signature(
         return Err(SignatureError::Mismatch);
     };
     let expected = &decoded[..len];
-    let mut matched = false;
-    // Every candidate is tried even after a match so timing does not reveal which key matched.
+    // Each MAC comparison is constant-time. Stopping at the first match reveals only which URL
+    // spelling or key slot matched, which a sender of a valid signature knows already; a forger
+    // learns nothing, because a mismatch always tries every candidate.
     for key in keys {
         for port in url.port_candidates() {
-            let parts = url.parts(port, params);
-            matched |= key.matches(&parts, expected);
+            if key.matches(&url.parts(port, params), expected) {
+                return Ok(());
+            }
         }
     }
-    if matched {
-        Ok(())
-    } else {
-        Err(SignatureError::Mismatch)
-    }
+    Err(SignatureError::Mismatch)
 }
 
 /// Lowercase hex SHA-256 of `body`, as Twilio writes it into `bodySHA256`.

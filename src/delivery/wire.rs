@@ -47,21 +47,22 @@ pub fn upstream_request(raw_head: &[u8], body: &[u8]) -> Vec<u8> {
         }
         out.extend_from_slice(b"\r\n");
     }
-    // Headers listed in Connection are hop-by-hop too.
-    let connection_tokens: Vec<&[u8]> = raw_head
-        .split(|&b| b == b'\n')
-        .skip(1)
-        .filter_map(header_name_value)
+    let header_lines = || lines.clone().filter_map(header_name_value);
+    // Headers named in Connection are hop-by-hop too; most requests name none beyond the
+    // standard tokens, so the list is usually empty and costs nothing.
+    let connection_tokens: Vec<&[u8]> = header_lines()
         .filter(|(name, _)| name.eq_ignore_ascii_case(b"connection"))
         .flat_map(|(_, value)| value.split(|&b| b == b',').map(<[u8]>::trim_ascii))
+        .filter(|t| !t.eq_ignore_ascii_case(b"keep-alive") && !t.eq_ignore_ascii_case(b"close"))
         .collect();
     for line in lines {
         let Some((name, _)) = header_name_value(line) else {
             continue;
         };
-        let named_in_connection = connection_tokens
-            .iter()
-            .any(|t| t.eq_ignore_ascii_case(name));
+        let named_in_connection = !connection_tokens.is_empty()
+            && connection_tokens
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(name));
         if is_hop_by_hop(name) || named_in_connection {
             continue;
         }

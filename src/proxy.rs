@@ -18,9 +18,10 @@ use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
+use tokio::io::AsyncWriteExt;
 
 use crate::config::{Config, Limits, Route, RouteTable};
-use crate::delivery::{upstream_request, DeliveryError, UpstreamGroup};
+use crate::delivery::{upstream_request, Answer, DeliveryError, UpstreamGroup};
 use crate::metrics::{Metrics, RouteMetrics, UNMATCHED_ROUTE};
 use crate::outcome::{error_body, Outcome, Reason, Rejection};
 use crate::pipeline::{self, BodyFraming, Inbound, RequestHead};
@@ -45,8 +46,15 @@ struct Ending {
     route: Option<usize>,
     outcome: Outcome,
     reason: Option<Reason>,
-    header: ResponseHeader,
-    body: Bytes,
+    reply: Reply,
+}
+
+/// What goes back to the client.
+enum Reply {
+    /// An answer the proxy made itself (rejections, upstream failures).
+    Made { header: ResponseHeader, body: Bytes },
+    /// The handler's answer, passed through.
+    Forwarded(Answer),
 }
 
 impl NotifyProxy {
@@ -160,7 +168,7 @@ impl NotifyProxy {
         let upstream = &self.upstreams[route.upstream];
         match upstream.deliver_once(&request, None).await {
             Ok(answer) => {
-                let status = answer.header.status.as_u16();
+                let status = answer.answer.status;
                 let outcome = Outcome::from_upstream_status(status);
                 tracing::debug!(
                     route = %route.name,
@@ -174,8 +182,7 @@ impl NotifyProxy {
                     route: Some(route_idx),
                     outcome,
                     reason: None,
-                    header: answer.header,
-                    body: answer.body,
+                    reply: Reply::Forwarded(answer.answer),
                 }
             }
             Err(e) => {
@@ -203,8 +210,10 @@ impl NotifyProxy {
                     route: Some(route_idx),
                     outcome,
                     reason: None,
-                    header: json_header(status, body.len()),
-                    body: body.into(),
+                    reply: Reply::Made {
+                        header: json_header(status, body.len()),
+                        body: body.into(),
+                    },
                 }
             }
         }
@@ -240,8 +249,10 @@ impl NotifyProxy {
             route,
             outcome: Outcome::Rejected,
             reason: Some(rejection.reason),
-            header,
-            body: body.into(),
+            reply: Reply::Made {
+                header,
+                body: body.into(),
+            },
         }
     }
 }
@@ -273,9 +284,18 @@ impl HttpServerApp for NotifyProxy {
             ending.reason,
             started.elapsed().as_secs_f64(),
         );
-        write_answer(&mut session, ending.header, ending.body).await;
-
         let persistent = HttpPersistentSettings::for_session(&session);
+        let (header, body) = match ending.reply {
+            Reply::Forwarded(answer) => match session {
+                ServerSession::H1(v1) => return forward_h1(v1, &answer, persistent, shutdown).await,
+                other => {
+                    session = other;
+                    (answer.response_header(), answer.body)
+                }
+            },
+            Reply::Made { header, body } => (header, body),
+        };
+        write_answer(&mut session, header, body).await;
         match session.finish().await {
             Ok(reusable) => reusable.map(|s| ReusedHttpStream::from_reusable_stream(s, persistent)),
             Err(e) => {
@@ -284,6 +304,51 @@ impl HttpServerApp for NotifyProxy {
             }
         }
     }
+}
+
+/// Writes the handler's answer straight onto the client connection: its head verbatim (minus
+/// connection-level headers) and body in one write. Going around Pingora's response writer here
+/// skips rebuilding a header map per request; the bytes are the same.
+async fn forward_h1(
+    mut v1: pingora::protocols::http::v1::server::HttpSession,
+    answer: &Answer,
+    persistent: HttpPersistentSettings,
+    shutdown: &ShutdownWatch,
+) -> Option<ReusedHttpStream> {
+    let keep_alive = !*shutdown.borrow() && v1.is_body_done() && client_keeps_alive(v1.req_header());
+    let mut stream = v1.into_inner();
+    let bytes = answer.downstream_bytes(!keep_alive);
+    if let Err(e) = async {
+        stream.write_all(&bytes).await?;
+        stream.flush().await
+    }
+    .await
+    {
+        tracing::debug!(error = %e, "client went away before the answer");
+        return None;
+    }
+    if keep_alive {
+        Some(ReusedHttpStream::new(stream, Some(persistent)))
+    } else {
+        let _ = stream.shutdown().await;
+        None
+    }
+}
+
+/// HTTP/1.1 keeps the connection unless the client says `close`; HTTP/1.0 only on `keep-alive`.
+fn client_keeps_alive(req: &RequestHeader) -> bool {
+    let mut keep = req.version == http::Version::HTTP_11;
+    for value in req.headers.get_all(http::header::CONNECTION) {
+        for token in value.as_bytes().split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            if token.eq_ignore_ascii_case(b"close") {
+                return false;
+            }
+            if token.eq_ignore_ascii_case(b"keep-alive") {
+                keep = true;
+            }
+        }
+    }
+    keep
 }
 
 fn client_ip(session: &ServerSession) -> Option<IpAddr> {

@@ -13,9 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use pingora::connectors::{ConnectorOptions, TransportConnector};
-use pingora::http::ResponseHeader;
 use pingora::lb::selection::RoundRobin;
 use pingora::lb::LoadBalancer;
 use pingora::upstreams::peer::HttpPeer;
@@ -25,7 +23,7 @@ mod pool;
 mod wire;
 
 use pool::{Conn, IdlePool};
-pub use wire::upstream_request;
+pub use wire::{upstream_request, Answer};
 use wire::{read_answer, ReadError};
 
 use crate::config::UpstreamConfig;
@@ -111,12 +109,10 @@ impl DeliveryError {
     }
 }
 
-/// The handler's answer: the header to send on (connection-level headers removed, framed by
-/// `Content-Length`) and the whole body.
+/// The handler's answer and the peer that gave it.
 #[derive(Debug)]
 pub struct UpstreamAnswer {
-    pub header: ResponseHeader,
-    pub body: Bytes,
+    pub answer: Answer,
     pub peer: SocketAddr,
 }
 
@@ -199,7 +195,7 @@ impl UpstreamGroup {
         let started = Instant::now();
         let result = self.exchange(request, deadline).await;
         let attempt = match &result {
-            Ok(answer) => AttemptResult::of_status(answer.header.status.as_u16()),
+            Ok(answer) => AttemptResult::of_status(answer.answer.status),
             Err(e) => e.attempt_result(),
         };
         self.metrics
@@ -274,11 +270,7 @@ impl UpstreamGroup {
                 if answer.reusable {
                     peer.idle.release(conn);
                 }
-                Ok(Ok(UpstreamAnswer {
-                    header: answer.header,
-                    body: answer.body,
-                    peer: addr,
-                }))
+                Ok(Ok(UpstreamAnswer { answer, peer: addr }))
             }
         }
     }

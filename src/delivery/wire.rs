@@ -86,13 +86,70 @@ fn header_name_value(line: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((name, value[1..].trim_ascii()))
 }
 
-/// The handler's answer as read: the header to send on (connection-level headers removed,
-/// framed by `Content-Length`), the whole body, and whether the connection can be reused.
-#[derive(Debug)]
+/// The handler's answer as read: its status, its head exactly as received, the whole body
+/// (de-chunked), and whether the connection can be reused.
+#[derive(Debug, Clone)]
 pub struct Answer {
-    pub header: ResponseHeader,
+    pub status: u16,
+    /// Status line and header lines as the handler sent them, up to and including the blank line.
+    pub raw_head: Bytes,
     pub body: Bytes,
     pub reusable: bool,
+}
+
+impl Answer {
+    /// The answer as sent on to the client: the handler's status line and header lines verbatim
+    /// (order, case), minus connection-level headers, framed by `Content-Length`, then the body.
+    /// With `close`, a `Connection: close` tells the client this connection ends here.
+    pub fn downstream_bytes(&self, close: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.raw_head.len() + self.body.len() + 40);
+        let mut lines = self.raw_head.split(|&b| b == b'\n');
+        if let Some(status_line) = lines.next() {
+            let status_line = status_line.strip_suffix(b"\r").unwrap_or(status_line);
+            match status_line.strip_prefix(b"HTTP/1.0") {
+                Some(rest) => {
+                    out.extend_from_slice(b"HTTP/1.1");
+                    out.extend_from_slice(rest);
+                }
+                None => out.extend_from_slice(status_line),
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+        for line in lines {
+            match header_name_value(line) {
+                Some((name, _)) if !is_hop_by_hop(name) => {
+                    out.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+                    out.extend_from_slice(b"\r\n");
+                }
+                _ => {}
+            }
+        }
+        out.extend_from_slice(b"Content-Length: ");
+        out.extend_from_slice(self.body.len().to_string().as_bytes());
+        if close {
+            out.extend_from_slice(b"\r\nConnection: close");
+        }
+        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    /// The same answer as a Pingora header, for sessions that are not plain HTTP/1.
+    pub fn response_header(&self) -> ResponseHeader {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut headers);
+        let mut header = ResponseHeader::build(self.status, None).expect("status was parsed before");
+        // The head parsed once already, so it parses again.
+        if resp.parse(&self.raw_head).is_ok() {
+            for h in resp.headers.iter().filter(|h| !is_hop_by_hop(h.name.as_bytes())) {
+                let _ = header.append_header(h.name.to_string(), h.value);
+            }
+        }
+        header
+            .insert_header(http::header::CONTENT_LENGTH, self.body.len().to_string())
+            .expect("a number is a valid header value");
+        header
+    }
 }
 
 /// Why no answer could be read.
@@ -116,7 +173,6 @@ enum BodyFraming {
 struct Head {
     len: usize,
     status: u16,
-    header: ResponseHeader,
     framing: BodyFraming,
     keep_alive: bool,
 }
@@ -131,9 +187,10 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ReadError> {
         Err(e) => return Err(ReadError::Broken(format!("invalid response head: {e}"))),
     };
     let status = resp.code.unwrap_or_default();
+    if !(100..=999).contains(&status) {
+        return Err(ReadError::Broken(format!("invalid status {status}")));
+    }
     let http10 = resp.version == Some(0);
-    let mut header = ResponseHeader::build(status, Some(resp.headers.len()))
-        .map_err(|e| ReadError::Broken(format!("invalid status {status}: {e}")))?;
     let mut content_length: Option<usize> = None;
     let mut chunked = false;
     let mut keep_alive = !http10;
@@ -169,11 +226,6 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ReadError> {
                 }
             }
         }
-        if !is_hop_by_hop(name) {
-            header
-                .append_header(h.name.to_string(), h.value)
-                .map_err(|e| ReadError::Broken(format!("invalid header {}: {e}", h.name)))?;
-        }
     }
     let framing = match status {
         100..=199 | 204 | 304 => BodyFraming::None,
@@ -190,7 +242,6 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ReadError> {
     Ok(Some(Head {
         len,
         status,
-        header,
         framing,
         keep_alive,
     }))
@@ -248,7 +299,7 @@ pub async fn read_answer<S: AsyncRead + Unpin>(
             Err(e) => return Err(e),
         }
     };
-    buf.advance(head.len);
+    let raw_head = buf.split_to(head.len).freeze();
     let too_big = || ReadError::Broken(format!("response body exceeds {max_body} bytes"));
     let body = match head.framing {
         BodyFraming::None => Bytes::new(),
@@ -277,12 +328,9 @@ pub async fn read_answer<S: AsyncRead + Unpin>(
     };
     // Bytes after the answer mean the handler sent more than it framed: never reuse that.
     let reusable = head.keep_alive && buf.is_empty();
-    let mut header = head.header;
-    header
-        .insert_header(http::header::CONTENT_LENGTH, body.len().to_string())
-        .expect("a number is a valid header value");
     Ok(Answer {
-        header,
+        status: head.status,
+        raw_head,
         body,
         reusable,
     })
@@ -390,21 +438,28 @@ mod tests {
     fn content_length_answer() {
         let a = read(b"HTTP/1.1 404 Not Found\r\nX-Handler: v1\r\nContent-Length: 5\r\n\r\nnope!")
             .unwrap();
-        assert_eq!(a.header.status.as_u16(), 404);
-        assert_eq!(a.header.headers.get("x-handler").unwrap(), "v1");
-        assert_eq!(a.header.headers.get("content-length").unwrap(), "5");
+        assert_eq!(a.status, 404);
         assert_eq!(&a.body[..], b"nope!");
         assert!(a.reusable);
+        let header = a.response_header();
+        assert_eq!(header.status.as_u16(), 404);
+        assert_eq!(header.headers.get("x-handler").unwrap(), "v1");
+        assert_eq!(header.headers.get("content-length").unwrap(), "5");
+        assert_eq!(
+            String::from_utf8(a.downstream_bytes(false)).unwrap(),
+            "HTTP/1.1 404 Not Found\r\nX-Handler: v1\r\nContent-Length: 5\r\n\r\nnope!"
+        );
     }
 
     #[test]
     fn chunked_answer_is_decoded_and_reframed() {
         let a = read(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: t\r\n\r\n").unwrap();
         assert_eq!(&a.body[..], b"abcde");
-        assert!(a.header.headers.get("transfer-encoding").is_none());
-        assert!(a.header.headers.get("connection").is_none());
-        assert_eq!(a.header.headers.get("content-length").unwrap(), "5");
         assert!(a.reusable);
+        assert_eq!(
+            String::from_utf8(a.downstream_bytes(true)).unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nabcde"
+        );
     }
 
     #[test]
@@ -424,7 +479,7 @@ mod tests {
     #[test]
     fn informational_answers_are_skipped() {
         let a = read(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n").unwrap();
-        assert_eq!(a.header.status.as_u16(), 204);
+        assert_eq!(a.status, 204);
         assert!(a.body.is_empty());
     }
 

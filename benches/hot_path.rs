@@ -44,6 +44,8 @@ fn bench(c: &mut Criterion) {
         body: BodyKind::Json,
         schema: Some(schema.clone()),
         schema_mode: SchemaMode::Enforce,
+        retry: twilio_notify_proxy::delivery::policy::RetryPolicy::default_for_config(),
+        on_exhausted: twilio_notify_proxy::config::OnExhausted::Fail,
     };
     let allowed = HashSet::new();
     let signatures = [signature.as_bytes()];

@@ -3,7 +3,9 @@
 //! Owns what operators and orchestrators poll. Reads state (metrics, peer health), never changes
 //! it, and serves nothing from the request path. Bind it to loopback or a private network.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use http::{Response, StatusCode};
@@ -11,6 +13,8 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use prometheus::IntGauge;
 
+use crate::buffer::{now_ms, RedbStore};
+use crate::delivery::breaker::CircuitState;
 use crate::delivery::UpstreamGroup;
 use crate::metrics::Metrics;
 
@@ -18,10 +22,22 @@ pub struct AdminApp {
     metrics: Arc<Metrics>,
     upstreams: Vec<Arc<UpstreamGroup>>,
     peer_gauges: Vec<Vec<IntGauge>>,
+    circuit_gauges: Vec<IntGauge>,
+    store: Option<Arc<RedbStore>>,
+    store_writable: Arc<AtomicBool>,
 }
 
 impl AdminApp {
-    pub fn new(metrics: Arc<Metrics>, upstreams: Vec<Arc<UpstreamGroup>>) -> Self {
+    pub fn new(
+        metrics: Arc<Metrics>,
+        upstreams: Vec<Arc<UpstreamGroup>>,
+        store: Option<Arc<RedbStore>>,
+        store_writable: Arc<AtomicBool>,
+    ) -> Self {
+        let circuit_gauges = upstreams
+            .iter()
+            .map(|u| metrics.circuit_state(&u.config.name))
+            .collect();
         let peer_gauges = upstreams
             .iter()
             .map(|u| {
@@ -36,15 +52,23 @@ impl AdminApp {
             metrics,
             upstreams,
             peer_gauges,
+            circuit_gauges,
+            store,
+            store_writable,
         }
     }
 
-    /// Per group, how many peers pass their health check (peers never checked count as healthy).
-    fn healthy_peers(&self) -> Vec<(String, usize, usize)> {
+    /// Per group: name, peers passing their health check (never-checked peers count as
+    /// healthy), peers, circuit state. Refreshes the health and circuit gauges on the way.
+    fn upstream_status(&self) -> Vec<(String, usize, usize, CircuitState)> {
+        let now = Instant::now();
         self.upstreams
             .iter()
             .zip(&self.peer_gauges)
-            .map(|(u, gauges)| {
+            .zip(&self.circuit_gauges)
+            .map(|((u, gauges), circuit_gauge)| {
+                let circuit = u.circuit().state(now);
+                circuit_gauge.set(circuit.as_gauge());
                 let backends = u.balancer().backends();
                 let current = backends.get_backend();
                 let mut healthy = 0;
@@ -57,9 +81,33 @@ impl AdminApp {
                     gauge.set(i64::from(ok));
                     healthy += usize::from(ok);
                 }
-                (u.config.name.clone(), healthy, u.config.peers.len())
+                (
+                    u.config.name.clone(),
+                    healthy,
+                    u.config.peers.len(),
+                    circuit,
+                )
             })
             .collect()
+    }
+}
+
+impl AdminApp {
+    async fn refresh_buffer_gauges(&self) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        let stats = tokio::task::spawn_blocking(move || store.stats()).await;
+        match stats {
+            Ok(Ok(stats)) => {
+                let age = stats
+                    .oldest_pending_received_at_ms
+                    .map_or(0.0, |t| now_ms().saturating_sub(t) as f64 / 1000.0);
+                self.metrics.set_buffer(stats.pending, stats.dead, age);
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "buffer stats unavailable"),
+            Err(e) => tracing::warn!(error = %e, "buffer stats aborted"),
+        }
     }
 }
 
@@ -79,7 +127,8 @@ impl ServeHttp for AdminApp {
         let path = session.req_header().uri.path().to_string();
         match path.as_str() {
             "/metrics" => {
-                self.healthy_peers(); // refreshes the peer gauges
+                self.upstream_status(); // refreshes the peer and circuit gauges
+                self.refresh_buffer_gauges().await;
                 let body = self.metrics.render();
                 Response::builder()
                     .status(StatusCode::OK)
@@ -90,17 +139,33 @@ impl ServeHttp for AdminApp {
             }
             "/healthz" => json(StatusCode::OK, serde_json::json!({"status": "ok"})),
             "/readyz" => {
-                let groups = self.healthy_peers();
-                let ready = groups.iter().any(|(_, healthy, _)| *healthy > 0);
-                let detail: serde_json::Map<String, serde_json::Value> = groups
+                let groups = self.upstream_status();
+                let can_deliver = groups
+                    .iter()
+                    .any(|(_, healthy, _, circuit)| *healthy > 0 && *circuit != CircuitState::Open);
+                let can_buffer =
+                    self.store.is_some() && self.store_writable.load(Ordering::Relaxed);
+                let ready = can_deliver || can_buffer;
+                let upstreams: serde_json::Map<String, serde_json::Value> = groups
                     .into_iter()
-                    .map(|(name, healthy, total)| {
+                    .map(|(name, healthy, total, circuit)| {
+                        let circuit = match circuit {
+                            CircuitState::Closed => "closed",
+                            CircuitState::Open => "open",
+                            CircuitState::HalfOpen => "half_open",
+                        };
                         (
                             name,
-                            serde_json::json!({"healthy_peers": healthy, "peers": total}),
+                            serde_json::json!({"healthy_peers": healthy, "peers": total, "circuit": circuit}),
                         )
                     })
                     .collect();
+                let buffer = self.store.as_ref().map(|s| {
+                    serde_json::json!({
+                        "path": s.path().display().to_string(),
+                        "writable": self.store_writable.load(Ordering::Relaxed),
+                    })
+                });
                 let status = if ready {
                     StatusCode::OK
                 } else {
@@ -108,7 +173,7 @@ impl ServeHttp for AdminApp {
                 };
                 json(
                     status,
-                    serde_json::json!({"ready": ready, "upstreams": detail}),
+                    serde_json::json!({"ready": ready, "upstreams": upstreams, "buffer": buffer}),
                 )
             }
             _ => json(

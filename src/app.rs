@@ -3,6 +3,7 @@
 //! Owns which services exist (public listeners, admin listener, health checks, the optional demo
 //! handler) and the Pingora server settings. No request logic lives here.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -13,11 +14,13 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
+use crate::buffer::RedbStore;
 use crate::config::Config;
 use crate::delivery::{new_balancer, UpstreamGroup};
 use crate::demo::DemoHandler;
 use crate::metrics::Metrics;
 use crate::proxy::NotifyProxy;
+use crate::redelivery::Redeliverer;
 
 /// Pingora's own process flags, passed through from the command line.
 #[derive(Debug, Default, Clone)]
@@ -88,7 +91,42 @@ pub fn build_server(
         )));
     }
 
-    let proxy = NotifyProxy::new(&config, upstreams.clone(), &metrics);
+    let store_writable = Arc::new(AtomicBool::new(true));
+    let store = match &config.buffer {
+        Some(b) => {
+            let store = RedbStore::open(&b.path, b.max_messages).with_context(|| {
+                format!("buffer.path: cannot open the store {}", b.path.display())
+            })?;
+            let store = Arc::new(store);
+            let groups = upstreams
+                .iter()
+                .map(|u| (u.config.name.clone(), u.clone()))
+                .collect();
+            let routes = config
+                .routes
+                .iter()
+                .map(|r| (r.name.clone(), metrics.route(&r.name)))
+                .collect();
+            let worker = Redeliverer::new(
+                store.clone(),
+                groups,
+                routes,
+                b.redelivery_backoff,
+                b.redelivery_interval,
+                b.redelivery_concurrency.get(),
+            );
+            server.add_service(background_service("redelivery", worker));
+            Some(store)
+        }
+        None => None,
+    };
+    let proxy = NotifyProxy::new(
+        &config,
+        upstreams.clone(),
+        &metrics,
+        store.clone(),
+        store_writable.clone(),
+    );
     let mut public = Service::new("twilio-notify-proxy".to_string(), proxy);
     public.threads = Some(config.server.threads.get());
     for l in &config.listeners {
@@ -107,7 +145,10 @@ pub fn build_server(
     }
     server.add_service(public);
 
-    let mut admin = Service::new("admin".to_string(), AdminApp::new(metrics, upstreams));
+    let mut admin = Service::new(
+        "admin".to_string(),
+        AdminApp::new(metrics, upstreams, store, store_writable),
+    );
     admin.threads = Some(1);
     admin.add_tcp(&config.admin_address.to_string());
     server.add_service(admin);

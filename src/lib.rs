@@ -16,13 +16,16 @@
 
 pub mod admin;
 pub mod app;
+pub mod buffer;
 pub mod cli;
 pub mod config;
+pub mod dedupe;
 pub mod delivery;
 pub mod demo;
 pub mod metrics;
 pub mod outcome;
 pub mod pipeline;
 pub mod proxy;
+pub mod redelivery;
 pub mod schema;
 pub mod signature;

@@ -18,6 +18,12 @@ const REQUEST_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0,
 ];
 
+/// Attempts-per-request buckets: 1 is the healthy case; the tail shows retries.
+const ATTEMPT_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0];
+
+/// How a buffered message's redelivery attempt ended (the `result` label).
+pub const REDELIVERY_RESULTS: [&str; 4] = ["delivered", "no_binding", "upstream_4xx", "failed"];
+
 /// The route label used for requests that matched no route.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
@@ -31,6 +37,14 @@ pub struct Metrics {
     upstream_attempts: IntCounterVec,
     upstream_duration: HistogramVec,
     upstream_peer_healthy: IntGaugeVec,
+    retries: IntCounterVec,
+    attempts: HistogramVec,
+    deduplicated: IntCounterVec,
+    redeliveries: IntCounterVec,
+    dead_lettered: IntCounterVec,
+    circuit_state: IntGaugeVec,
+    buffer_messages: IntGaugeVec,
+    buffer_oldest_age: prometheus::Gauge,
 }
 
 /// Handles for one route, resolved at start.
@@ -39,6 +53,12 @@ pub struct RouteMetrics {
     rejections: Vec<IntCounter>,
     pub schema_reported: IntCounter,
     pub duration: Histogram,
+    pub retries: IntCounter,
+    pub attempts: Histogram,
+    pub duplicate_of_delivered: IntCounter,
+    pub duplicate_of_buffered: IntCounter,
+    redeliveries: Vec<IntCounter>,
+    pub dead_lettered_expired: IntCounter,
 }
 
 impl RouteMetrics {
@@ -49,6 +69,13 @@ impl RouteMetrics {
             self.rejections[reason as usize].inc();
         }
         self.duration.observe(seconds);
+    }
+
+    /// Counts one redelivery attempt of a buffered message by its `result` label.
+    pub fn redelivery(&self, result: &str) {
+        if let Some(i) = REDELIVERY_RESULTS.iter().position(|r| *r == result) {
+            self.redeliveries[i].inc();
+        }
     }
 }
 
@@ -138,6 +165,63 @@ impl Metrics {
         registry
             .register(Box::new(build_info.clone()))
             .expect("registered once");
+        let retries = counter(
+            "notify_proxy_retries_total",
+            "Retried delivery attempts on the live path (attempts after the first), by route.",
+            &["route"],
+        );
+        let attempts = HistogramVec::new(
+            HistogramOpts::new(
+                "notify_proxy_request_attempts",
+                "Delivery attempts per forwarded request on the live path, by route.",
+            )
+            .buckets(ATTEMPT_BUCKETS.to_vec()),
+            &["route"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(attempts.clone()))
+            .expect("registered once");
+        let deduplicated = counter(
+            "notify_proxy_deduplicated_total",
+            "Duplicates answered without forwarding, by route and what the original became (delivered, buffered).",
+            &["route", "original"],
+        );
+        let redeliveries = counter(
+            "notify_proxy_redeliveries_total",
+            "Redelivery attempts of buffered notifications, by route and result.",
+            &["route", "result"],
+        );
+        let dead_lettered = counter(
+            "notify_proxy_dead_lettered_total",
+            "Buffered notifications moved to the dead-letter table, by route and reason (expired: TTL passed).",
+            &["route", "reason"],
+        );
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("registered once");
+            g
+        };
+        let circuit_state = gauge(
+            "notify_proxy_circuit_state",
+            "Circuit breaker state per upstream group: 0 closed, 1 open, 2 half-open.",
+            &["upstream"],
+        );
+        let buffer_messages = gauge(
+            "notify_proxy_buffer_messages",
+            "Messages in the durable buffer, by table (pending, dead_letter).",
+            &["table"],
+        );
+        let buffer_oldest_age = prometheus::Gauge::with_opts(Opts::new(
+            "notify_proxy_buffer_oldest_age_seconds",
+            "Age of the oldest pending buffered notification (0 when none).",
+        ))
+        .expect("valid metric");
+        registry
+            .register(Box::new(buffer_oldest_age.clone()))
+            .expect("registered once");
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -151,7 +235,31 @@ impl Metrics {
             upstream_attempts,
             upstream_duration,
             upstream_peer_healthy,
+            retries,
+            attempts,
+            deduplicated,
+            redeliveries,
+            dead_lettered,
+            circuit_state,
+            buffer_messages,
+            buffer_oldest_age,
         }
+    }
+
+    pub fn circuit_state(&self, upstream: &str) -> IntGauge {
+        self.circuit_state.with_label_values(&[upstream])
+    }
+
+    /// Buffer gauges: pending and dead-letter counts, and the oldest pending message's age.
+    pub fn set_buffer(&self, pending: u64, dead: u64, oldest_age_seconds: f64) {
+        let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.buffer_messages
+            .with_label_values(&["pending"])
+            .set(clamp(pending));
+        self.buffer_messages
+            .with_label_values(&["dead_letter"])
+            .set(clamp(dead));
+        self.buffer_oldest_age.set(oldest_age_seconds);
     }
 
     /// Resolves (and so exports at zero) every series of one route.
@@ -167,6 +275,15 @@ impl Metrics {
                 .collect(),
             schema_reported: self.schema_reported.with_label_values(&[route]),
             duration: self.request_duration.with_label_values(&[route]),
+            retries: self.retries.with_label_values(&[route]),
+            attempts: self.attempts.with_label_values(&[route]),
+            duplicate_of_delivered: self.deduplicated.with_label_values(&[route, "delivered"]),
+            duplicate_of_buffered: self.deduplicated.with_label_values(&[route, "buffered"]),
+            redeliveries: REDELIVERY_RESULTS
+                .iter()
+                .map(|r| self.redeliveries.with_label_values(&[route, r]))
+                .collect(),
+            dead_lettered_expired: self.dead_lettered.with_label_values(&[route, "expired"]),
         }
     }
 

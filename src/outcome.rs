@@ -155,10 +155,16 @@ pub enum Outcome {
     UpstreamProtocol,
     /// The proxy refused the request (see [`Reason`]).
     Rejected,
+    /// The handler failed, the request was stored durably for redelivery, Twilio got its 2xx.
+    Buffered,
+    /// A repeat of a notification already delivered or buffered: answered without forwarding.
+    Duplicate,
+    /// The handler failed and the buffer could not store the request: answered 503.
+    BufferFailed,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 12] = [
         Outcome::Forwarded2xx,
         Outcome::ForwardedOther,
         Outcome::NoBinding,
@@ -168,6 +174,9 @@ impl Outcome {
         Outcome::UpstreamTimeout,
         Outcome::UpstreamProtocol,
         Outcome::Rejected,
+        Outcome::Buffered,
+        Outcome::Duplicate,
+        Outcome::BufferFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -181,6 +190,9 @@ impl Outcome {
             Outcome::UpstreamTimeout => "upstream_timeout",
             Outcome::UpstreamProtocol => "upstream_protocol",
             Outcome::Rejected => "rejected",
+            Outcome::Buffered => "buffered",
+            Outcome::Duplicate => "duplicate",
+            Outcome::BufferFailed => "buffer_failed",
         }
     }
 

@@ -232,6 +232,8 @@ mod tests {
             schema: (body == BodyKind::Json)
                 .then(|| Arc::new(NotificationSchema::compile(&value).unwrap())),
             schema_mode: mode,
+            retry: crate::delivery::policy::RetryPolicy::default_for_config(),
+            on_exhausted: crate::config::OnExhausted::Fail,
         }
     }
 

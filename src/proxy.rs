@@ -20,8 +20,10 @@ use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
 use tokio::io::AsyncWriteExt;
 
-use crate::config::{Config, Limits, Route, RouteTable};
-use crate::delivery::{upstream_request, Answer, DeliveryError, UpstreamGroup};
+use crate::buffer::{now_ms, NewMessage, RedbStore, StoreError};
+use crate::config::{Config, DedupeKey, Limits, OnExhausted, Route, RouteTable};
+use crate::dedupe::{DedupeCache, Seen};
+use crate::delivery::{upstream_request, Answer, Delivery, DeliveryError, Failure, UpstreamGroup};
 use crate::metrics::{Metrics, RouteMetrics, UNMATCHED_ROUTE};
 use crate::outcome::{error_body, Outcome, Reason, Rejection};
 use crate::pipeline::{self, BodyFraming, Inbound, RequestHead};
@@ -38,6 +40,10 @@ pub struct NotifyProxy {
     allowed_accounts: HashSet<String>,
     trusted_proxies: Vec<IpNet>,
     limits: Limits,
+    dedupe: Option<(DedupeKey, DedupeCache)>,
+    store: Option<Arc<RedbStore>>,
+    /// False after a store write failed for a reason other than being full (for /readyz).
+    pub store_writable: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How one request ended and what to answer. Metrics are recorded before the answer is
@@ -49,6 +55,43 @@ struct Ending {
     reply: Reply,
 }
 
+/// What the delivery stage needs to know about a verified request.
+struct RequestContext {
+    route_idx: usize,
+    call_sid: Option<String>,
+    message_id: Option<String>,
+    dedupe_key: Option<String>,
+}
+
+/// The status and outcome for a live path that gave up (policy `fail`).
+fn failure_answer(last: &Failure) -> (Outcome, StatusCode) {
+    match last {
+        Failure::Status(_) => (Outcome::Upstream5xx, StatusCode::BAD_GATEWAY),
+        Failure::Error(DeliveryError::Timeout { .. }) => {
+            (Outcome::UpstreamTimeout, StatusCode::GATEWAY_TIMEOUT)
+        }
+        Failure::Error(DeliveryError::Protocol { .. }) => {
+            (Outcome::UpstreamProtocol, StatusCode::BAD_GATEWAY)
+        }
+        Failure::Error(_) => (Outcome::UpstreamUnreachable, StatusCode::BAD_GATEWAY),
+        Failure::CircuitOpen => (
+            Outcome::UpstreamUnreachable,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
+    }
+}
+
+fn json_bytes(value: serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(&value).expect("json value serializes")
+}
+
+fn made(status: StatusCode, body: Vec<u8>) -> Reply {
+    Reply::Made {
+        header: json_header(status, body.len()),
+        body: body.into(),
+    }
+}
+
 /// What goes back to the client.
 enum Reply {
     /// An answer the proxy made itself (rejections, upstream failures).
@@ -58,7 +101,13 @@ enum Reply {
 }
 
 impl NotifyProxy {
-    pub fn new(config: &Config, upstreams: Vec<Arc<UpstreamGroup>>, metrics: &Metrics) -> Self {
+    pub fn new(
+        config: &Config,
+        upstreams: Vec<Arc<UpstreamGroup>>,
+        metrics: &Metrics,
+        store: Option<Arc<RedbStore>>,
+        store_writable: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Self {
         NotifyProxy {
             routes: config.routes.clone(),
             route_table: RouteTable::new(&config.routes),
@@ -73,6 +122,12 @@ impl NotifyProxy {
             allowed_accounts: config.allowed_accounts.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
             limits: config.limits,
+            dedupe: config
+                .dedupe
+                .as_ref()
+                .map(|d| (d.key, DedupeCache::new(d.capacity, d.ttl))),
+            store,
+            store_writable,
         }
     }
 
@@ -84,7 +139,7 @@ impl NotifyProxy {
     }
 
     /// Runs one request to its end and decides the answer.
-    async fn handle(&self, session: &mut ServerSession) -> Ending {
+    async fn handle(&self, session: &mut ServerSession, arrived: Instant) -> Ending {
         let raw_target = session.req_header().raw_path();
         let path_end = raw_target
             .iter()
@@ -165,56 +220,189 @@ impl NotifyProxy {
             }
         };
         let request = upstream_request(&raw_head, &body);
-        let upstream = &self.upstreams[route.upstream];
-        match upstream.deliver_once(&request, None).await {
-            Ok(answer) => {
-                let status = answer.answer.status;
-                let outcome = Outcome::from_upstream_status(status);
-                tracing::debug!(
-                    route = %route.name,
-                    call_sid = notification.call_sid.unwrap_or("-"),
-                    message_id = notification.message_id.unwrap_or("-"),
-                    status,
-                    outcome = outcome.as_str(),
-                    "delivered"
-                );
-                Ending {
-                    route: Some(route_idx),
-                    outcome,
-                    reason: None,
-                    reply: Reply::Forwarded(answer.answer),
+        let context = RequestContext {
+            route_idx,
+            call_sid: notification.call_sid.map(str::to_owned),
+            message_id: notification.message_id.map(str::to_owned),
+            dedupe_key: self.dedupe_key(session.req_header(), notification.message_id),
+        };
+        self.deliver(context, request, arrived).await
+    }
+
+    /// The key duplicates are recognised by, per the dedupe config.
+    fn dedupe_key(&self, req: &RequestHeader, message_id: Option<&str>) -> Option<String> {
+        let config = self.dedupe.as_ref()?.0;
+        let token = || {
+            req.headers
+                .get("i-twilio-idempotency-token")
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+                .map(|v| format!("token:{v}"))
+        };
+        let message = || message_id.map(|m| format!("message:{m}"));
+        match config {
+            DedupeKey::Auto => token().or_else(message),
+            DedupeKey::IdempotencyToken => token(),
+            DedupeKey::MessageId => message(),
+        }
+    }
+
+    /// Dedupe, the live attempts, and the exhaustion policy.
+    async fn deliver(&self, ctx: RequestContext, request: Vec<u8>, arrived: Instant) -> Ending {
+        let route = &self.routes[ctx.route_idx];
+        let metrics = &self.route_metrics[ctx.route_idx];
+        let ending = |outcome, reply| Ending {
+            route: Some(ctx.route_idx),
+            outcome,
+            reason: None,
+            reply,
+        };
+        let cache = self.dedupe.as_ref().map(|(_, c)| c);
+        if let (Some(cache), Some(key)) = (cache, ctx.dedupe_key.as_deref()) {
+            match cache.get(key, Instant::now()) {
+                Some(Seen::Delivered) => {
+                    metrics.duplicate_of_delivered.inc();
+                    let body =
+                        json_bytes(serde_json::json!({"duplicate": true, "original": "delivered"}));
+                    return ending(Outcome::Duplicate, made(StatusCode::OK, body));
                 }
+                Some(Seen::Buffered) => {
+                    metrics.duplicate_of_buffered.inc();
+                    let status = match route.on_exhausted {
+                        OnExhausted::Buffer { status, .. } => status,
+                        OnExhausted::Fail => StatusCode::OK,
+                    };
+                    let body =
+                        json_bytes(serde_json::json!({"duplicate": true, "original": "buffered"}));
+                    return ending(Outcome::Duplicate, made(status, body));
+                }
+                None => {}
             }
-            Err(e) => {
-                let (outcome, status) = match &e {
-                    DeliveryError::Timeout { .. } => {
-                        (Outcome::UpstreamTimeout, StatusCode::GATEWAY_TIMEOUT)
+        }
+
+        let upstream = &self.upstreams[route.upstream];
+        match upstream.deliver(&request, &route.retry, arrived).await {
+            Delivery::Answered { answer, attempts } => {
+                metrics.attempts.observe(f64::from(attempts));
+                metrics.retries.inc_by(u64::from(attempts - 1));
+                let status = answer.answer.status;
+                if (200..300).contains(&status) {
+                    if let (Some(cache), Some(key)) = (cache, ctx.dedupe_key.as_deref()) {
+                        cache.insert(key, Seen::Delivered, Instant::now());
                     }
-                    DeliveryError::Protocol { .. } => {
-                        (Outcome::UpstreamProtocol, StatusCode::BAD_GATEWAY)
-                    }
-                    DeliveryError::NoHealthyPeer(_) | DeliveryError::Connect { .. } => {
-                        (Outcome::UpstreamUnreachable, StatusCode::BAD_GATEWAY)
-                    }
-                };
+                }
+                ending(
+                    Outcome::from_upstream_status(status),
+                    Reply::Forwarded(answer.answer),
+                )
+            }
+            Delivery::Exhausted { last, attempts } => {
+                metrics.attempts.observe(f64::from(attempts));
+                metrics
+                    .retries
+                    .inc_by(u64::from(attempts.saturating_sub(1)));
+                let (outcome, status) = failure_answer(&last);
                 tracing::warn!(
                     route = %route.name,
-                    call_sid = notification.call_sid.unwrap_or("-"),
-                    message_id = notification.message_id.unwrap_or("-"),
+                    call_sid = ctx.call_sid.as_deref().unwrap_or("-"),
+                    message_id = ctx.message_id.as_deref().unwrap_or("-"),
+                    attempts,
                     outcome = outcome.as_str(),
-                    error = %e,
+                    error = %last,
                     "delivery failed"
                 );
-                let body = error_body(outcome.as_str(), &e.to_string());
-                Ending {
-                    route: Some(route_idx),
-                    outcome,
-                    reason: None,
-                    reply: Reply::Made {
-                        header: json_header(status, body.len()),
-                        body: body.into(),
-                    },
+                match route.on_exhausted {
+                    OnExhausted::Fail => {
+                        let detail = format!("{last} (after {attempts} attempt(s))");
+                        ending(outcome, made(status, error_body(outcome.as_str(), &detail)))
+                    }
+                    OnExhausted::Buffer { ttl, status } => {
+                        self.buffer(&ctx, request, attempts, &last, ttl, status)
+                            .await
+                    }
                 }
+            }
+        }
+    }
+
+    /// Stores the request durably (fsynced before this returns) and answers `status`; if the
+    /// store cannot take it, answers 503: a notification is never claimed unless it is stored.
+    async fn buffer(
+        &self,
+        ctx: &RequestContext,
+        request: Vec<u8>,
+        attempts: u32,
+        last: &Failure,
+        ttl: std::time::Duration,
+        status: StatusCode,
+    ) -> Ending {
+        let route = &self.routes[ctx.route_idx];
+        let reply = |outcome, status, body| Ending {
+            route: Some(ctx.route_idx),
+            outcome,
+            reason: None,
+            reply: made(status, body),
+        };
+        let Some(store) = self.store.clone() else {
+            // Config validation guarantees a store for buffering routes.
+            let body = error_body("buffer_failed", "no buffer is configured");
+            return reply(Outcome::BufferFailed, StatusCode::SERVICE_UNAVAILABLE, body);
+        };
+        let now = now_ms();
+        let message = NewMessage {
+            route: route.name.clone(),
+            upstream: self.upstreams[route.upstream].config.name.clone(),
+            received_at_ms: now,
+            expires_at_ms: now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
+            attempts,
+            next_attempt_at_ms: now,
+            last_error: last.to_string(),
+            message_id: ctx.message_id.clone(),
+            call_sid: ctx.call_sid.clone(),
+        };
+        // redb commits with fsync: keep that off the request threads.
+        let stored = tokio::task::spawn_blocking(move || store.insert(&message, &request)).await;
+        match stored {
+            Ok(Ok(id)) => {
+                if let (Some((_, cache)), Some(key)) = (&self.dedupe, ctx.dedupe_key.as_deref()) {
+                    cache.insert(key, Seen::Buffered, Instant::now());
+                }
+                self.store_writable
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(
+                    route = %route.name,
+                    call_sid = ctx.call_sid.as_deref().unwrap_or("-"),
+                    message_id = ctx.message_id.as_deref().unwrap_or("-"),
+                    buffer_id = id,
+                    "buffered for redelivery"
+                );
+                reply(
+                    Outcome::Buffered,
+                    status,
+                    json_bytes(serde_json::json!({"buffered": true, "id": id})),
+                )
+            }
+            Ok(Err(e)) => {
+                if !matches!(e, StoreError::Full { .. }) {
+                    self.store_writable
+                        .store(false, std::sync::atomic::Ordering::Relaxed);
+                }
+                tracing::error!(
+                    route = %route.name,
+                    call_sid = ctx.call_sid.as_deref().unwrap_or("-"),
+                    message_id = ctx.message_id.as_deref().unwrap_or("-"),
+                    error = %e,
+                    "could not buffer; answering 503"
+                );
+                let body = error_body(
+                    "buffer_failed",
+                    &format!("the handler failed and the buffer cannot store: {e}"),
+                );
+                reply(Outcome::BufferFailed, StatusCode::SERVICE_UNAVAILABLE, body)
+            }
+            Err(join) => {
+                let body = error_body("buffer_failed", &format!("buffer write aborted: {join}"));
+                reply(Outcome::BufferFailed, StatusCode::SERVICE_UNAVAILABLE, body)
             }
         }
     }
@@ -275,7 +463,7 @@ impl HttpServerApp for NotifyProxy {
         }
         let started = Instant::now();
         session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
-        let ending = self.handle(&mut session).await;
+        let ending = self.handle(&mut session, started).await;
         let metrics = ending
             .route
             .map_or(&self.unmatched_metrics, |i| &self.route_metrics[i]);
@@ -287,7 +475,9 @@ impl HttpServerApp for NotifyProxy {
         let persistent = HttpPersistentSettings::for_session(&session);
         let (header, body) = match ending.reply {
             Reply::Forwarded(answer) => match session {
-                ServerSession::H1(v1) => return forward_h1(v1, &answer, persistent, shutdown).await,
+                ServerSession::H1(v1) => {
+                    return forward_h1(v1, &answer, persistent, shutdown).await
+                }
                 other => {
                     session = other;
                     (answer.response_header(), answer.body)
@@ -315,7 +505,8 @@ async fn forward_h1(
     persistent: HttpPersistentSettings,
     shutdown: &ShutdownWatch,
 ) -> Option<ReusedHttpStream> {
-    let keep_alive = !*shutdown.borrow() && v1.is_body_done() && client_keeps_alive(v1.req_header());
+    let keep_alive =
+        !*shutdown.borrow() && v1.is_body_done() && client_keeps_alive(v1.req_header());
     let mut stream = v1.into_inner();
     let bytes = answer.downstream_bytes(!keep_alive);
     if let Err(e) = async {
@@ -339,7 +530,11 @@ async fn forward_h1(
 fn client_keeps_alive(req: &RequestHeader) -> bool {
     let mut keep = req.version == http::Version::HTTP_11;
     for value in req.headers.get_all(http::header::CONNECTION) {
-        for token in value.as_bytes().split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+        for token in value
+            .as_bytes()
+            .split(|&b| b == b',')
+            .map(<[u8]>::trim_ascii)
+        {
             if token.eq_ignore_ascii_case(b"close") {
                 return false;
             }

@@ -75,19 +75,22 @@ fn handler_404_no_binding_passes_through_unchanged() {
 }
 
 #[test]
-fn handler_errors_pass_through_and_are_counted() {
-    let upstream = MockUpstream::start(Behaviour::status(503, "down for maintenance"));
+fn final_handler_errors_pass_through_after_one_attempt() {
+    // 501 is not in retry.on_status, 401 is a 4xx: both are the handler's final answer.
+    let upstream = MockUpstream::start(Behaviour::status(501, "not implemented here"));
     let proxy = proxy_with(&upstream);
     let resp = proxy.send(&twilio_request(&notification()));
     assert_eq!(
         (resp.status, resp.text().as_str()),
-        (503, "down for maintenance")
+        (501, "not implemented here")
     );
+    assert_eq!(upstream.request_count(), 1);
     assert_eq!(proxy.outcomes("upstream_5xx"), 1.0);
 
     upstream.set_behaviour(Behaviour::status(401, "who are you"));
     let resp = proxy.send(&twilio_request(&notification()));
     assert_eq!(resp.status, 401);
+    assert_eq!(upstream.request_count(), 2, "4xx is never retried");
     assert_eq!(proxy.outcomes("upstream_4xx"), 1.0);
 }
 
@@ -480,12 +483,14 @@ fn upstream_refused_is_502_and_hanging_upstream_is_504() {
         proxy.metric(
             r#"notify_proxy_upstream_attempts_total{result="connect_error",upstream="handler"}"#
         ),
-        1.0
+        3.0,
+        "connect errors are retried up to max_attempts"
     );
 
     let hanging = MockUpstream::start(Behaviour::Hang);
     let mut spec = ProxySpec::new(hanging.addr);
     spec.response_timeout = "1s";
+    spec.route_extra = "    retry: { max_attempts: 2 }".into();
     let proxy = Proxy::start(spec);
     let resp = proxy.send(&twilio_request(&notification()));
     assert_eq!(
@@ -493,7 +498,7 @@ fn upstream_refused_is_502_and_hanging_upstream_is_504() {
         (504, "upstream_timeout")
     );
     assert_eq!(proxy.outcomes("upstream_timeout"), 1.0);
-    assert_eq!(hanging.request_count(), 1);
+    assert_eq!(hanging.request_count(), 2, "a read timeout is retried");
 }
 
 #[test]

@@ -16,9 +16,10 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use ipnet::IpNet;
 
+use crate::delivery::policy::{Backoff, RetryPolicy};
 use crate::schema::NotificationSchema;
 use crate::signature::{Algorithm, KeyRing, SigningKey};
-use raw::{RawConfig, RawRoute, RawSecretRef, RawUpstream};
+use raw::{RawBackoff, RawConfig, RawRoute, RawSecretRef, RawUpstream};
 
 /// The validated configuration.
 #[derive(Debug)]
@@ -35,6 +36,10 @@ pub struct Config {
     pub allowed_accounts: HashSet<String>,
     pub upstreams: Vec<UpstreamConfig>,
     pub routes: Vec<Route>,
+    /// The durable buffer; present when any route buffers on exhaustion.
+    pub buffer: Option<BufferConfig>,
+    /// Duplicate suppression; `None` when disabled.
+    pub dedupe: Option<DedupeConfig>,
     /// Things that are legal but probably not what the operator wants.
     pub warnings: Vec<String>,
 }
@@ -77,6 +82,45 @@ pub struct UpstreamConfig {
     pub idle_timeout: Duration,
     pub pool_size: NonZeroUsize,
     pub health_check_interval: Option<Duration>,
+    pub breaker_threshold: std::num::NonZeroU32,
+    pub breaker_open_for: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct BufferConfig {
+    pub path: PathBuf,
+    pub max_messages: u64,
+    pub redelivery_interval: Duration,
+    pub redelivery_concurrency: NonZeroUsize,
+    pub redelivery_backoff: Backoff,
+}
+
+/// Which request property identifies a notification for duplicate suppression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DedupeKey {
+    /// `I-Twilio-Idempotency-Token` when present, else the body's `twi_message_id`.
+    Auto,
+    IdempotencyToken,
+    MessageId,
+}
+
+#[derive(Debug, Clone)]
+pub struct DedupeConfig {
+    pub key: DedupeKey,
+    pub ttl: Duration,
+    pub capacity: usize,
+}
+
+/// What the live path does when every attempt failed (or the circuit is open).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnExhausted {
+    /// Answer 502/503/504 so Twilio logs the failure (and its fallback, if any, runs).
+    Fail,
+    /// Store the request durably, answer `status`, redeliver until `ttl` after arrival.
+    Buffer {
+        ttl: Duration,
+        status: http::StatusCode,
+    },
 }
 
 /// What a route's body is, which decides how its signature covers it.
@@ -115,6 +159,8 @@ pub struct Route {
     pub body: BodyKind,
     pub schema: Option<Arc<NotificationSchema>>,
     pub schema_mode: SchemaMode,
+    pub retry: RetryPolicy,
+    pub on_exhausted: OnExhausted,
 }
 
 impl Config {
@@ -237,6 +283,60 @@ impl Config {
             routes.push(route);
         }
 
+        let buffer = match &raw.buffer {
+            Some(b) => Some(BufferConfig {
+                path: resolve(base, &b.path),
+                max_messages: match b.max_messages {
+                    0 => bail!("buffer.max_messages: must be at least 1"),
+                    n => n,
+                },
+                redelivery_interval: nonzero_duration(
+                    "buffer.redelivery_interval",
+                    &b.redelivery_interval,
+                )?,
+                redelivery_concurrency: NonZeroUsize::new(b.redelivery_concurrency)
+                    .ok_or_else(|| anyhow!("buffer.redelivery_concurrency: must be at least 1"))?,
+                redelivery_backoff: backoff("buffer.redelivery_backoff", &b.redelivery_backoff)?,
+            }),
+            None => None,
+        };
+        if buffer.is_none() {
+            if let Some(r) = routes
+                .iter()
+                .find(|r| matches!(r.on_exhausted, OnExhausted::Buffer { .. }))
+            {
+                bail!(
+                    "route {:?} has on_exhausted: buffer, but there is no buffer section (add buffer: {{ path: /var/lib/twilio-notify-proxy/buffer.redb }})",
+                    r.name
+                );
+            }
+        }
+        let dedupe_raw = raw.dedupe.unwrap_or_default();
+        let dedupe = if dedupe_raw.enabled {
+            Some(DedupeConfig {
+                key: match dedupe_raw.key.as_str() {
+                    "auto" => DedupeKey::Auto,
+                    "idempotency_token" => DedupeKey::IdempotencyToken,
+                    "message_id" => DedupeKey::MessageId,
+                    other => {
+                        bail!("dedupe.key: {other:?} must be auto, idempotency_token or message_id")
+                    }
+                },
+                ttl: nonzero_duration("dedupe.ttl", &dedupe_raw.ttl)?,
+                capacity: match dedupe_raw.capacity {
+                    0 => {
+                        bail!("dedupe.capacity: must be at least 1 (or set dedupe.enabled: false)")
+                    }
+                    n if n > 10_000_000 => {
+                        bail!("dedupe.capacity: {n} is above 10,000,000 entries (~1 GiB)")
+                    }
+                    n => n,
+                },
+            })
+        } else {
+            None
+        };
+
         Ok(Config {
             source: source.to_path_buf(),
             server,
@@ -248,6 +348,8 @@ impl Config {
             allowed_accounts,
             upstreams,
             routes,
+            buffer,
+            dedupe,
             warnings,
         })
     }
@@ -256,6 +358,12 @@ impl Config {
 fn duration(key: &str, value: &str) -> Result<Duration> {
     humantime::parse_duration(value.trim())
         .map_err(|e| anyhow!("{key}: {value:?} is not a duration ({e}); write e.g. 500ms, 5s, 1m"))
+}
+
+fn backoff(key: &str, b: &RawBackoff) -> Result<Backoff> {
+    let initial = nonzero_duration(&format!("{key}.initial"), &b.initial)?;
+    let max = nonzero_duration(&format!("{key}.max"), &b.max)?;
+    Backoff::try_new(initial, max, b.jitter).map_err(|e| anyhow!("{key}: {e}"))
 }
 
 fn nonzero_duration(key: &str, value: &str) -> Result<Duration> {
@@ -388,6 +496,14 @@ fn upstream(name: &str, u: &RawUpstream) -> Result<UpstreamConfig> {
             )?),
             None => None,
         },
+        breaker_threshold: std::num::NonZeroU32::new(u.circuit_breaker.failure_threshold)
+            .ok_or_else(|| {
+                anyhow!("{key}.circuit_breaker.failure_threshold: must be at least 1")
+            })?,
+        breaker_open_for: nonzero_duration(
+            &format!("{key}.circuit_breaker.open_for"),
+            &u.circuit_breaker.open_for,
+        )?,
     })
 }
 
@@ -491,6 +607,43 @@ fn route(
         }
         (None, _) => None,
     };
+    let deadline = nonzero_duration(&format!("{key}.retry.deadline"), &r.retry.deadline)?;
+    if deadline >= Duration::from_secs(15) {
+        bail!("{key}.retry.deadline: {deadline:?} is not below Twilio's 15 s timeout; keep it at 10 s or less");
+    }
+    if deadline > Duration::from_secs(10) {
+        warnings.push(format!(
+            "{key}.retry.deadline: {deadline:?} leaves little of Twilio's 15 s for its own connect and the buffer write"
+        ));
+    }
+    for (i, status) in r.retry.on_status.iter().enumerate() {
+        if !(500..=599).contains(status) {
+            bail!("{key}.retry.on_status[{i}]: {status} is not a 5xx status (4xx answers are never retried)");
+        }
+    }
+    let retry = RetryPolicy {
+        max_attempts: std::num::NonZeroU32::new(r.retry.max_attempts)
+            .ok_or_else(|| anyhow!("{key}.retry.max_attempts: must be at least 1"))?,
+        deadline,
+        backoff: backoff(&format!("{key}.retry.backoff"), &r.retry.backoff)?,
+        retry_statuses: r.retry.on_status.clone(),
+    };
+    let on_exhausted = match r.on_exhausted.as_str() {
+        "fail" => OnExhausted::Fail,
+        "buffer" => {
+            if body == BodyKind::Form {
+                warnings.push(format!("{key}: buffering a form webhook answers Twilio before the handler has; its TwiML answer is lost"));
+            }
+            OnExhausted::Buffer {
+                ttl: nonzero_duration(&format!("{key}.buffer_ttl"), &r.buffer_ttl)?,
+                status: match http::StatusCode::from_u16(r.buffered_status) {
+                    Ok(s) if s.is_success() => s,
+                    _ => bail!("{key}.buffered_status: {} must be a 2xx status (Twilio treats anything else as 13807)", r.buffered_status),
+                },
+            }
+        }
+        other => bail!("{key}.on_exhausted: {other:?} must be fail or buffer"),
+    };
     Ok(Route {
         name: r.name.unwrap_or_else(|| path.clone()),
         path,
@@ -499,7 +652,22 @@ fn route(
         body,
         schema,
         schema_mode,
+        retry,
+        on_exhausted,
     })
+}
+
+impl RetryPolicy {
+    /// The documented defaults (3 attempts within 8 s, 50 ms..1 s backoff, retry 500/502/503/504).
+    pub fn default_for_config() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: std::num::NonZeroU32::new(3).expect("3 > 0"),
+            deadline: Duration::from_secs(8),
+            backoff: Backoff::try_new(Duration::from_millis(50), Duration::from_secs(1), 0.5)
+                .expect("valid defaults"),
+            retry_statuses: vec![500, 502, 503, 504],
+        }
+    }
 }
 
 /// Index of routes by exact path, built once for the request path.

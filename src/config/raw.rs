@@ -23,6 +23,157 @@ pub struct RawConfig {
     pub allowed_accounts: Vec<String>,
     pub upstreams: BTreeMap<String, RawUpstream>,
     pub routes: Vec<RawRoute>,
+    pub buffer: Option<RawBuffer>,
+    pub dedupe: Option<RawDedupe>,
+}
+
+/// The durable store for notifications the handler could not take (routes with
+/// `on_exhausted: buffer`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBuffer {
+    pub path: String,
+    #[serde(default = "default_max_messages")]
+    pub max_messages: u64,
+    #[serde(default = "default_redelivery_interval")]
+    pub redelivery_interval: String,
+    #[serde(default = "default_redelivery_concurrency")]
+    pub redelivery_concurrency: usize,
+    #[serde(default = "default_redelivery_backoff")]
+    pub redelivery_backoff: RawBackoff,
+}
+
+fn default_max_messages() -> u64 {
+    100_000
+}
+fn default_redelivery_interval() -> String {
+    "250ms".into()
+}
+fn default_redelivery_concurrency() -> usize {
+    8
+}
+fn default_redelivery_backoff() -> RawBackoff {
+    RawBackoff {
+        initial: "500ms".into(),
+        max: "5s".into(),
+        jitter: 0.5,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackoff {
+    pub initial: String,
+    pub max: String,
+    #[serde(default = "default_jitter")]
+    pub jitter: f64,
+}
+
+fn default_jitter() -> f64 {
+    0.5
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDedupe {
+    #[serde(default = "default_dedupe_enabled")]
+    pub enabled: bool,
+    #[serde(default = "default_dedupe_key")]
+    pub key: String,
+    #[serde(default = "default_dedupe_ttl")]
+    pub ttl: String,
+    #[serde(default = "default_dedupe_capacity")]
+    pub capacity: usize,
+}
+
+impl Default for RawDedupe {
+    fn default() -> Self {
+        RawDedupe {
+            enabled: default_dedupe_enabled(),
+            key: default_dedupe_key(),
+            ttl: default_dedupe_ttl(),
+            capacity: default_dedupe_capacity(),
+        }
+    }
+}
+
+fn default_dedupe_enabled() -> bool {
+    true
+}
+fn default_dedupe_key() -> String {
+    "auto".into()
+}
+fn default_dedupe_ttl() -> String {
+    "10m".into()
+}
+fn default_dedupe_capacity() -> usize {
+    100_000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_deadline")]
+    pub deadline: String,
+    #[serde(default = "default_retry_backoff")]
+    pub backoff: RawBackoff,
+    #[serde(default = "default_on_status")]
+    pub on_status: Vec<u16>,
+}
+
+impl Default for RawRetry {
+    fn default() -> Self {
+        RawRetry {
+            max_attempts: default_max_attempts(),
+            deadline: default_deadline(),
+            backoff: default_retry_backoff(),
+            on_status: default_on_status(),
+        }
+    }
+}
+
+fn default_max_attempts() -> u32 {
+    3
+}
+fn default_deadline() -> String {
+    "8s".into()
+}
+fn default_retry_backoff() -> RawBackoff {
+    RawBackoff {
+        initial: "50ms".into(),
+        max: "1s".into(),
+        jitter: 0.5,
+    }
+}
+fn default_on_status() -> Vec<u16> {
+    vec![500, 502, 503, 504]
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCircuitBreaker {
+    #[serde(default = "default_failure_threshold")]
+    pub failure_threshold: u32,
+    #[serde(default = "default_open_for")]
+    pub open_for: String,
+}
+
+impl Default for RawCircuitBreaker {
+    fn default() -> Self {
+        RawCircuitBreaker {
+            failure_threshold: default_failure_threshold(),
+            open_for: default_open_for(),
+        }
+    }
+}
+
+fn default_failure_threshold() -> u32 {
+    5
+}
+fn default_open_for() -> String {
+    "10s".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -142,6 +293,8 @@ pub struct RawUpstream {
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,
     pub health_check: Option<RawHealthCheck>,
+    #[serde(default)]
+    pub circuit_breaker: RawCircuitBreaker,
 }
 
 fn default_connect_timeout() -> String {
@@ -151,7 +304,9 @@ fn default_response_timeout() -> String {
     "10s".into()
 }
 fn default_idle_timeout() -> String {
-    "60s".into()
+    // Below the 60 s keep-alive timeout common in handlers, so the proxy closes idle
+    // connections before the handler does (fewer keep-alive races).
+    "30s".into()
 }
 fn default_pool_size() -> usize {
     128
@@ -174,6 +329,24 @@ pub struct RawRoute {
     pub schema: Option<String>,
     #[serde(default = "default_schema_mode")]
     pub schema_mode: String,
+    #[serde(default)]
+    pub retry: RawRetry,
+    #[serde(default = "default_on_exhausted")]
+    pub on_exhausted: String,
+    #[serde(default = "default_buffer_ttl")]
+    pub buffer_ttl: String,
+    #[serde(default = "default_buffered_status")]
+    pub buffered_status: u16,
+}
+
+fn default_on_exhausted() -> String {
+    "fail".into()
+}
+fn default_buffer_ttl() -> String {
+    "60s".into()
+}
+fn default_buffered_status() -> u16 {
+    200
 }
 
 fn default_schema_mode() -> String {

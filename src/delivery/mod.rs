@@ -19,12 +19,16 @@ use pingora::lb::LoadBalancer;
 use pingora::upstreams::peer::HttpPeer;
 use tokio::io::AsyncWriteExt;
 
+pub mod breaker;
+pub mod policy;
 mod pool;
 mod wire;
 
+use breaker::CircuitBreaker;
+use policy::{jitter_random, RetryPolicy, Verdict};
 use pool::{Conn, IdlePool};
-pub use wire::{upstream_request, Answer};
 use wire::{read_answer, ReadError};
+pub use wire::{upstream_request, Answer};
 
 use crate::config::UpstreamConfig;
 use crate::metrics::UpstreamMetrics;
@@ -98,6 +102,16 @@ pub enum DeliveryError {
 }
 
 impl DeliveryError {
+    /// The peer the attempt went to, if it got that far.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        match self {
+            DeliveryError::NoHealthyPeer(_) => None,
+            DeliveryError::Connect { peer, .. }
+            | DeliveryError::Timeout { peer, .. }
+            | DeliveryError::Protocol { peer, .. } => Some(*peer),
+        }
+    }
+
     pub fn attempt_result(&self) -> AttemptResult {
         match self {
             DeliveryError::NoHealthyPeer(_) | DeliveryError::Connect { .. } => {
@@ -116,6 +130,38 @@ pub struct UpstreamAnswer {
     pub peer: SocketAddr,
 }
 
+/// How the live path's attempts ended.
+#[derive(Debug)]
+pub enum Delivery {
+    /// The handler gave a final answer (2xx, 3xx, 4xx, or a 5xx not configured to retry).
+    Answered {
+        answer: UpstreamAnswer,
+        attempts: u32,
+    },
+    /// Every allowed attempt failed, or the circuit was open.
+    Exhausted { last: Failure, attempts: u32 },
+}
+
+/// The last thing that went wrong before giving up.
+#[derive(Debug)]
+pub enum Failure {
+    /// The handler answered a retryable status (the answer is kept).
+    Status(UpstreamAnswer),
+    Error(DeliveryError),
+    /// The circuit breaker stopped the attempt before it was made.
+    CircuitOpen,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Status(a) => write!(f, "{} answered {}", a.peer, a.answer.status),
+            Failure::Error(e) => write!(f, "{e}"),
+            Failure::CircuitOpen => f.write_str("circuit open: the handler failed repeatedly"),
+        }
+    }
+}
+
 /// One peer: its address, Pingora's peer description (for connecting) and its idle pool.
 struct PeerSlot {
     addr: SocketAddr,
@@ -130,6 +176,7 @@ pub struct UpstreamGroup {
     peers: Vec<PeerSlot>,
     connector: TransportConnector,
     metrics: UpstreamMetrics,
+    breaker: CircuitBreaker,
 }
 
 impl UpstreamGroup {
@@ -156,12 +203,14 @@ impl UpstreamGroup {
         // Pingora's connector makes the connections (socket options, connect timeouts); reuse
         // goes through our own pool, which skips a per-release watcher task (DESIGN §7).
         let connector = TransportConnector::new(Some(ConnectorOptions::new(0)));
+        let breaker = CircuitBreaker::new(config.breaker_threshold, config.breaker_open_for);
         UpstreamGroup {
             config,
             balancer,
             peers,
             connector,
             metrics,
+            breaker,
         }
     }
 
@@ -169,14 +218,22 @@ impl UpstreamGroup {
         &self.balancer
     }
 
-    /// Round-robin over healthy peers. When none passes its health check, round-robin over all
-    /// of them: a failed connect costs milliseconds, while refusing outright would turn a stale
-    /// or flapping health check into a certain 13807 (Envoy's "panic mode").
-    fn select_peer(&self) -> Option<&PeerSlot> {
+    pub fn circuit(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    /// Round-robin over healthy peers, other than `avoid` (the one that just failed) when there
+    /// is a choice. When none passes its health check, round-robin over all of them: a failed
+    /// connect costs milliseconds, while refusing outright would turn a stale or flapping
+    /// health check into a certain 13807 (Envoy's "panic mode").
+    fn select_peer(&self, avoid: Option<SocketAddr>) -> Option<&PeerSlot> {
         let tries = self.peers.len() * 2;
+        let is_avoided =
+            |b: &pingora::lb::Backend| avoid.is_some() && b.addr.as_inet() == avoid.as_ref();
         let backend = self
             .balancer
-            .select(b"", tries)
+            .select_with(b"", tries, |b, healthy| healthy && !is_avoided(b))
+            .or_else(|| self.balancer.select(b"", tries))
             .or_else(|| self.balancer.select_with(b"", tries, |_, _| true))?;
         let addr = backend.addr.as_inet()?;
         self.peers.iter().find(|p| p.addr == *addr)
@@ -191,9 +248,10 @@ impl UpstreamGroup {
         &self,
         request: &[u8],
         deadline: Option<Instant>,
+        avoid: Option<SocketAddr>,
     ) -> Result<UpstreamAnswer, DeliveryError> {
         let started = Instant::now();
-        let result = self.exchange(request, deadline).await;
+        let result = self.exchange(request, deadline, avoid).await;
         let attempt = match &result {
             Ok(answer) => AttemptResult::of_status(answer.answer.status),
             Err(e) => e.attempt_result(),
@@ -203,13 +261,59 @@ impl UpstreamGroup {
         result
     }
 
+    /// The live path: attempts under `policy` until a final answer, the attempt limit, the
+    /// deadline (`arrived + policy.deadline`), or an open circuit. Retries go to another
+    /// healthy peer when there is one.
+    pub async fn deliver(
+        &self,
+        request: &[u8],
+        policy: &RetryPolicy,
+        arrived: Instant,
+    ) -> Delivery {
+        let deadline = arrived + policy.deadline;
+        let mut attempts = 0;
+        let mut avoid = None;
+        let mut last = Failure::CircuitOpen;
+        loop {
+            if !self.breaker.allow(Instant::now()) {
+                if attempts == 0 {
+                    last = Failure::CircuitOpen;
+                }
+                break;
+            }
+            attempts += 1;
+            match self.deliver_once(request, Some(deadline), avoid).await {
+                Ok(answer) if policy.classify_status(answer.answer.status) == Verdict::Final => {
+                    self.breaker.on_success();
+                    return Delivery::Answered { answer, attempts };
+                }
+                Ok(answer) => {
+                    self.breaker.on_failure(Instant::now());
+                    avoid = Some(answer.peer);
+                    last = Failure::Status(answer);
+                }
+                Err(e) => {
+                    self.breaker.on_failure(Instant::now());
+                    avoid = e.peer();
+                    last = Failure::Error(e);
+                }
+            }
+            match policy.next_attempt(attempts, arrived.elapsed(), jitter_random()) {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => break,
+            }
+        }
+        Delivery::Exhausted { last, attempts }
+    }
+
     async fn exchange(
         &self,
         request: &[u8],
         deadline: Option<Instant>,
+        avoid: Option<SocketAddr>,
     ) -> Result<UpstreamAnswer, DeliveryError> {
         let peer = self
-            .select_peer()
+            .select_peer(avoid)
             .ok_or_else(|| DeliveryError::NoHealthyPeer(self.config.name.clone()))?;
         let mut timeout = self.config.response_timeout;
         if let Some(deadline) = deadline {
@@ -306,6 +410,8 @@ mod tests {
             idle_timeout: Duration::from_secs(1),
             pool_size: std::num::NonZeroUsize::new(4).unwrap(),
             health_check_interval: None,
+            breaker_threshold: std::num::NonZeroU32::new(5).unwrap(),
+            breaker_open_for: Duration::from_secs(10),
         };
         let lb = Arc::new(new_balancer(&config).unwrap());
         UpstreamGroup::new(config, lb, crate::metrics::Metrics::new().upstream("g"))
@@ -320,7 +426,7 @@ mod tests {
         let first_addr = *first.addr.as_inet().unwrap();
         for _ in 0..4 {
             assert_ne!(
-                g.select_peer().unwrap().addr,
+                g.select_peer(None).unwrap().addr,
                 first_addr,
                 "a down peer is skipped"
             );
@@ -329,7 +435,7 @@ mod tests {
             g.balancer().backends().set_enable(b, false);
         }
         assert!(
-            g.select_peer().is_some(),
+            g.select_peer(None).is_some(),
             "with every peer down, still try one"
         );
     }

@@ -138,10 +138,15 @@ impl Answer {
     pub fn response_header(&self) -> ResponseHeader {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut headers);
-        let mut header = ResponseHeader::build(self.status, None).expect("status was parsed before");
+        let mut header =
+            ResponseHeader::build(self.status, None).expect("status was parsed before");
         // The head parsed once already, so it parses again.
         if resp.parse(&self.raw_head).is_ok() {
-            for h in resp.headers.iter().filter(|h| !is_hop_by_hop(h.name.as_bytes())) {
+            for h in resp
+                .headers
+                .iter()
+                .filter(|h| !is_hop_by_hop(h.name.as_bytes()))
+            {
                 let _ = header.append_header(h.name.to_string(), h.value);
             }
         }

@@ -465,11 +465,32 @@ pub fn twilio_request(body: &str) -> Vec<u8> {
     request_with(&target, &[("X-Twilio-Signature", signature.as_str())], body)
 }
 
-/// A POST with the usual Twilio headers plus `extra`, framed with Content-Length.
+/// A fresh idempotency token, as Twilio sends a new one with each notification.
+pub fn fresh_token() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "6b1f5e9a-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A POST with the usual Twilio headers plus `extra`, framed with Content-Length. Each call
+/// carries a new `I-Twilio-Idempotency-Token` unless `extra` sets one.
 pub fn request_with(target: &str, extra: &[(&str, &str)], body: &str) -> Vec<u8> {
     let mut raw = format!(
-        "POST {target} HTTP/1.1\r\nHost: voice.example.com\r\nUser-Agent: TwilioProxy/1.1\r\nContent-Type: application/json\r\nI-Twilio-Idempotency-Token: 6b1f5e9a-test\r\n"
+        "POST {target} HTTP/1.1\r\nHost: voice.example.com\r\nUser-Agent: TwilioProxy/1.1\r\nContent-Type: application/json\r\n"
     );
+    if !extra
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("I-Twilio-Idempotency-Token"))
+    {
+        raw.push_str(&format!(
+            "I-Twilio-Idempotency-Token: {}\r\n",
+            fresh_token()
+        ));
+    }
     for (k, v) in extra {
         raw.push_str(&format!("{k}: {v}\r\n"));
     }

@@ -1,0 +1,85 @@
+//! The durable buffer: notifications the handler could not take, kept until it can.
+//!
+//! Owns the message types and the on-disk store ([`store::RedbStore`]). A message is stored
+//! (committed and fsynced) before the proxy answers Twilio, so an answer of "accepted" never
+//! depends on memory alone. Deciding *when* to buffer, redeliver or give up belongs to the proxy
+//! and the redelivery worker; this module only keeps messages and never opens a connection.
+//! Every store call blocks on disk I/O: call it from a blocking context, not an async task.
+
+pub mod store;
+
+pub use store::{RedbStore, StoreError};
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Where a message lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Table {
+    Pending,
+    DeadLetter,
+}
+
+/// Everything about a buffered message except its bytes.
+///
+/// Stored as JSON so that `buffer show` is readable without this program's types.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BufferedMeta {
+    pub id: u64,
+    pub route: String,
+    pub upstream: String,
+    /// Unix time in ms when the proxy received the request.
+    pub received_at_ms: u64,
+    /// `received_at_ms` + the route's TTL; past it, the message goes to the dead letter table.
+    pub expires_at_ms: u64,
+    /// Delivery attempts so far (the live one and every redelivery).
+    pub attempts: u32,
+    /// Earliest unix ms for the next redelivery attempt.
+    pub next_attempt_at_ms: u64,
+    /// Why the last attempt failed.
+    pub last_error: String,
+    /// `twi_message_id`, for operators (never a secret).
+    pub message_id: Option<String>,
+    pub call_sid: Option<String>,
+    /// Why the message was moved to the dead letter table (e.g. "expired"); `None` while pending.
+    pub dead_reason: Option<String>,
+}
+
+/// A message to store: all of [`BufferedMeta`] except `id` (the store assigns it) and
+/// `dead_reason` (a new message is pending).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    pub route: String,
+    pub upstream: String,
+    pub received_at_ms: u64,
+    pub expires_at_ms: u64,
+    pub attempts: u32,
+    pub next_attempt_at_ms: u64,
+    pub last_error: String,
+    pub message_id: Option<String>,
+    pub call_sid: Option<String>,
+}
+
+/// A buffered message with the exact request bytes that were sent to the handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BufferedMessage {
+    pub meta: BufferedMeta,
+    /// The exact upstream request (head and body), replayed as is on redelivery.
+    pub request: Vec<u8>,
+}
+
+/// Counts for `/metrics`; cheap to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreStats {
+    pub pending: u64,
+    pub dead: u64,
+    /// `received_at_ms` of the pending message with the lowest id (ids follow arrival order).
+    pub oldest_pending_received_at_ms: Option<u64>,
+}
+
+/// Unix time in ms from the system clock; 0 before 1970, `u64::MAX` past the year 584 million.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,856 @@
+//! The buffer's file: one redb database holding pending and dead-letter messages.
+//!
+//! Owns the on-disk layout and the promise that nothing is lost: every change is one write
+//! transaction committed with `Durability::Immediate` (fsync before `commit` returns), so a
+//! message either is on disk with its bytes, metadata and schedule, or not at all. It knows
+//! nothing about HTTP, routes or retry policy; callers decide when to insert, reschedule or
+//! give up. redb locks the file, so one process at a time owns a store.
+//!
+//! Layout (ids are the keys everywhere; they only grow, so id order is arrival order):
+//! - `pending_meta` / `dead_meta`: id -> [`BufferedMeta`] as JSON, readable by operators.
+//! - `pending_request` / `dead_request`: id -> the exact request bytes.
+//! - `pending_schedule`: (next_attempt_at_ms, id) -> (), so [`RedbStore::due`] reads only what
+//!   is due instead of parsing every pending message.
+//! - `counters`: `next_id`, so ids are never reused, even after deletes and restarts.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition, WriteTransaction,
+};
+
+use super::{BufferedMessage, BufferedMeta, NewMessage, StoreStats, Table};
+
+const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+const NEXT_ID: &str = "next_id";
+const PENDING_META: TableDefinition<u64, &str> = TableDefinition::new("pending_meta");
+const PENDING_REQUEST: TableDefinition<u64, &[u8]> = TableDefinition::new("pending_request");
+const PENDING_SCHEDULE: TableDefinition<(u64, u64), ()> = TableDefinition::new("pending_schedule");
+const DEAD_META: TableDefinition<u64, &str> = TableDefinition::new("dead_meta");
+const DEAD_REQUEST: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_request");
+
+/// Page cache for the store. redb's default (1 GiB) would let a large buffer grow the proxy's
+/// memory by that much; the buffer is read sequentially and rarely, so a small cache is enough.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process (or another handle in this one) has the database open.
+    #[error(
+        "buffer store {} is in use by another process (a running proxy?): stop the proxy first, \
+         or point --config at a stopped instance's store",
+        path.display()
+    )]
+    Locked { path: PathBuf },
+    /// The pending table holds `max_messages` messages; new ones are refused.
+    #[error(
+        "buffer store is full ({max_messages} pending messages): the handler has been failing \
+         for a while; fix the handler so the buffer drains, or raise max_messages in the buffer \
+         configuration"
+    )]
+    Full { max_messages: u64 },
+    /// Opening, reading or committing failed.
+    #[error(
+        "buffer store {}: {source}; check that its directory is writable, that the disk is not \
+         full, and that the file is a buffer store (not another file)",
+        path.display()
+    )]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: redb::Error,
+    },
+    /// A message whose metadata cannot be read back.
+    #[error(
+        "buffered message {id} is unreadable ({detail}); remove it from the buffer (the other \
+         messages are unaffected)"
+    )]
+    Corrupt { id: u64, detail: String },
+}
+
+/// The durable buffer on disk. Cheap to share (`Arc`); every method blocks on disk I/O.
+pub struct RedbStore {
+    db: Database,
+    path: PathBuf,
+    max_messages: u64,
+}
+
+impl fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedbStore")
+            .field("path", &self.path)
+            .field("max_messages", &self.max_messages)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A failure inside a transaction, before the store's path is attached.
+enum Failure {
+    Redb(redb::Error),
+    Store(StoreError),
+}
+
+macro_rules! failure_from_redb {
+    ($($error:ty),* $(,)?) => {
+        $(impl From<$error> for Failure {
+            fn from(error: $error) -> Self {
+                Failure::Redb(error.into())
+            }
+        })*
+    };
+}
+
+failure_from_redb!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError,
+);
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Self {
+        Failure::Store(error)
+    }
+}
+
+fn corrupt(id: u64, detail: impl Into<String>) -> Failure {
+    Failure::Store(StoreError::Corrupt {
+        id,
+        detail: detail.into(),
+    })
+}
+
+fn decode_meta(id: u64, json: &str) -> Result<BufferedMeta, Failure> {
+    let meta: BufferedMeta = serde_json::from_str(json)
+        .map_err(|e| corrupt(id, format!("metadata does not parse: {e}")))?;
+    if meta.id != id {
+        return Err(corrupt(
+            id,
+            format!("metadata is stored under id {id} but names id {}", meta.id),
+        ));
+    }
+    Ok(meta)
+}
+
+fn encode_meta(meta: &BufferedMeta) -> Result<String, Failure> {
+    serde_json::to_string(meta)
+        .map_err(|e| corrupt(meta.id, format!("cannot encode metadata: {e}")))
+}
+
+fn new_meta(msg: &NewMessage, id: u64) -> BufferedMeta {
+    BufferedMeta {
+        id,
+        route: msg.route.clone(),
+        upstream: msg.upstream.clone(),
+        received_at_ms: msg.received_at_ms,
+        expires_at_ms: msg.expires_at_ms,
+        attempts: msg.attempts,
+        next_attempt_at_ms: msg.next_attempt_at_ms,
+        last_error: msg.last_error.clone(),
+        message_id: msg.message_id.clone(),
+        call_sid: msg.call_sid.clone(),
+        dead_reason: None,
+    }
+}
+
+type MetaTable = TableDefinition<'static, u64, &'static str>;
+type RequestTable = TableDefinition<'static, u64, &'static [u8]>;
+
+/// The metadata and request tables of `table`.
+fn tables(table: Table) -> (MetaTable, RequestTable) {
+    match table {
+        Table::Pending => (PENDING_META, PENDING_REQUEST),
+        Table::DeadLetter => (DEAD_META, DEAD_REQUEST),
+    }
+}
+
+/// Reads one message (metadata and bytes) from `table`, if it is there.
+fn read_message(
+    txn: &ReadTransaction,
+    table: Table,
+    id: u64,
+) -> Result<Option<BufferedMessage>, Failure> {
+    let (meta_def, request_def) = tables(table);
+    let metas = txn.open_table(meta_def)?;
+    let Some(json) = metas.get(id)? else {
+        return Ok(None);
+    };
+    let meta = decode_meta(id, json.value())?;
+    let requests = txn.open_table(request_def)?;
+    let request = requests
+        .get(id)?
+        .ok_or_else(|| corrupt(id, "metadata present but request bytes missing"))?
+        .value()
+        .to_vec();
+    Ok(Some(BufferedMessage { meta, request }))
+}
+
+/// Removes a pending message's entry from the schedule. `meta` is `None` when the metadata could
+/// not be read; the schedule is then searched for the id.
+fn unschedule(txn: &WriteTransaction, id: u64, meta: Option<&BufferedMeta>) -> Result<(), Failure> {
+    let mut schedule = txn.open_table(PENDING_SCHEDULE)?;
+    match meta {
+        Some(meta) => {
+            schedule.remove((meta.next_attempt_at_ms, id))?;
+        }
+        None => schedule.retain(|(_, scheduled), ()| scheduled != id)?,
+    }
+    Ok(())
+}
+
+/// Writes a pending message (metadata, bytes, schedule entry).
+fn put_pending(txn: &WriteTransaction, meta: &BufferedMeta, request: &[u8]) -> Result<(), Failure> {
+    let json = encode_meta(meta)?;
+    txn.open_table(PENDING_META)?
+        .insert(meta.id, json.as_str())?;
+    txn.open_table(PENDING_REQUEST)?.insert(meta.id, request)?;
+    txn.open_table(PENDING_SCHEDULE)?
+        .insert((meta.next_attempt_at_ms, meta.id), ())?;
+    Ok(())
+}
+
+/// Takes a message (metadata and bytes) out of `table`. The schedule is left to the caller.
+fn take_message(
+    txn: &WriteTransaction,
+    table: Table,
+    id: u64,
+) -> Result<Option<BufferedMessage>, Failure> {
+    let (meta_def, request_def) = tables(table);
+    let json = match txn.open_table(meta_def)?.remove(id)? {
+        Some(json) => json.value().to_owned(),
+        None => return Ok(None),
+    };
+    let meta = decode_meta(id, &json)?;
+    let request = txn
+        .open_table(request_def)?
+        .remove(id)?
+        .ok_or_else(|| corrupt(id, "metadata present but request bytes missing"))?
+        .value()
+        .to_vec();
+    Ok(Some(BufferedMessage { meta, request }))
+}
+
+impl RedbStore {
+    /// Opens (creating the file and its parent directory if needed) the store at `path`.
+    /// `max_messages` bounds the pending table.
+    pub fn open(path: &Path, max_messages: u64) -> Result<Self, StoreError> {
+        let io = |source: redb::Error| StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| io(e.into()))?;
+        }
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen
+                | redb::DatabaseError::LockProtocolMismatch => StoreError::Locked {
+                    path: path.to_path_buf(),
+                },
+                other => io(other.into()),
+            })?;
+        let store = RedbStore {
+            db,
+            path: path.to_path_buf(),
+            max_messages,
+        };
+        // Create every table now, so that read transactions never meet a missing one.
+        store.write(|txn| {
+            txn.open_table(COUNTERS)?;
+            txn.open_table(PENDING_META)?;
+            txn.open_table(PENDING_REQUEST)?;
+            txn.open_table(PENDING_SCHEDULE)?;
+            txn.open_table(DEAD_META)?;
+            txn.open_table(DEAD_REQUEST)?;
+            Ok(((), true))
+        })?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Durably inserts a new pending message (committed and fsynced before returning) and returns
+    /// its id. Ids are strictly increasing across restarts and never reused. Fails with
+    /// [`StoreError::Full`] when the pending table already holds `max_messages`.
+    pub fn insert(&self, msg: &NewMessage, request: &[u8]) -> Result<u64, StoreError> {
+        self.write(|txn| {
+            if txn.open_table(PENDING_META)?.len()? >= self.max_messages {
+                return Err(StoreError::Full {
+                    max_messages: self.max_messages,
+                }
+                .into());
+            }
+            let id = next_id(txn)?;
+            put_pending(txn, &new_meta(msg, id), request)?;
+            Ok((id, true))
+        })
+    }
+
+    /// Pending messages with `next_attempt_at_ms <= now_ms`, oldest id first, at most `limit`.
+    pub fn due(&self, now_ms: u64, limit: usize) -> Result<Vec<BufferedMessage>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.read(|txn| {
+            let schedule = txn.open_table(PENDING_SCHEDULE)?;
+            let mut ids = Vec::new();
+            for entry in schedule.range(..=(now_ms, u64::MAX))? {
+                let (_next_attempt_at_ms, id) = entry?.0.value();
+                ids.push(id);
+            }
+            ids.sort_unstable();
+            ids.truncate(limit);
+            let mut due = Vec::with_capacity(ids.len());
+            for id in ids {
+                let message = read_message(txn, Table::Pending, id)?
+                    .ok_or_else(|| corrupt(id, "scheduled but not in the pending table"))?;
+                due.push(message);
+            }
+            Ok(due)
+        })
+    }
+
+    /// Updates a pending message after a failed attempt. Returns false if it no longer exists.
+    pub fn reschedule(
+        &self,
+        id: u64,
+        attempts: u32,
+        next_attempt_at_ms: u64,
+        last_error: &str,
+    ) -> Result<bool, StoreError> {
+        self.write(|txn| {
+            let json = match txn.open_table(PENDING_META)?.get(id)? {
+                Some(json) => json.value().to_owned(),
+                None => return Ok((false, false)),
+            };
+            let mut meta = decode_meta(id, &json)?;
+            unschedule(txn, id, Some(&meta))?;
+            meta.attempts = attempts;
+            meta.next_attempt_at_ms = next_attempt_at_ms;
+            meta.last_error = last_error.to_owned();
+            txn.open_table(PENDING_META)?
+                .insert(id, encode_meta(&meta)?.as_str())?;
+            txn.open_table(PENDING_SCHEDULE)?
+                .insert((next_attempt_at_ms, id), ())?;
+            Ok((true, true))
+        })
+    }
+
+    /// Moves a pending message to the dead letter table with `reason`, in one transaction.
+    /// Returns false if it is not pending.
+    pub fn move_to_dead_letter(&self, id: u64, reason: &str) -> Result<bool, StoreError> {
+        self.write(|txn| {
+            let Some(mut message) = take_message(txn, Table::Pending, id)? else {
+                return Ok((false, false));
+            };
+            unschedule(txn, id, Some(&message.meta))?;
+            message.meta.dead_reason = Some(reason.to_owned());
+            txn.open_table(DEAD_META)?
+                .insert(id, encode_meta(&message.meta)?.as_str())?;
+            txn.open_table(DEAD_REQUEST)?
+                .insert(id, message.request.as_slice())?;
+            Ok((true, true))
+        })
+    }
+
+    /// Removes a message from `table`. Returns whether it was there. Works on messages whose
+    /// metadata is unreadable, so operators can clear them.
+    pub fn remove(&self, table: Table, id: u64) -> Result<bool, StoreError> {
+        self.write(|txn| {
+            let (meta_def, request_def) = tables(table);
+            let json = txn
+                .open_table(meta_def)?
+                .remove(id)?
+                .map(|json| json.value().to_owned());
+            let had_request = txn.open_table(request_def)?.remove(id)?.is_some();
+            if table == Table::Pending && json.is_some() {
+                let meta = json.as_deref().and_then(|j| decode_meta(id, j).ok());
+                unschedule(txn, id, meta.as_ref())?;
+            }
+            let found = json.is_some() || had_request;
+            Ok((found, found))
+        })
+    }
+
+    /// Metadata of every message in `table`, oldest id first.
+    pub fn list(&self, table: Table) -> Result<Vec<BufferedMeta>, StoreError> {
+        self.read(|txn| {
+            let metas = txn.open_table(tables(table).0)?;
+            let mut list = Vec::with_capacity(usize::try_from(metas.len()?).unwrap_or(0));
+            for entry in metas.iter()? {
+                let (id, json) = entry?;
+                list.push(decode_meta(id.value(), json.value())?);
+            }
+            Ok(list)
+        })
+    }
+
+    /// One message, wherever it is.
+    pub fn get(&self, id: u64) -> Result<Option<(Table, BufferedMessage)>, StoreError> {
+        self.read(|txn| {
+            for table in [Table::Pending, Table::DeadLetter] {
+                if let Some(message) = read_message(txn, table, id)? {
+                    return Ok(Some((table, message)));
+                }
+            }
+            Ok(None)
+        })
+    }
+
+    /// Moves a dead-letter message back to pending, due now: attempts kept, `dead_reason`
+    /// cleared, `expires_at_ms = now_ms + ttl_ms`. Returns false if it is not in the dead letter
+    /// table. An operator's decision, so it is not refused when the pending table is full.
+    pub fn requeue_dead(&self, id: u64, now_ms: u64, ttl_ms: u64) -> Result<bool, StoreError> {
+        self.write(|txn| {
+            let Some(mut message) = take_message(txn, Table::DeadLetter, id)? else {
+                return Ok((false, false));
+            };
+            message.meta.dead_reason = None;
+            message.meta.next_attempt_at_ms = now_ms;
+            message.meta.expires_at_ms = now_ms.saturating_add(ttl_ms);
+            put_pending(txn, &message.meta, &message.request)?;
+            Ok((true, true))
+        })
+    }
+
+    /// Deletes dead-letter messages received before `received_before_ms` (all of them when
+    /// `None`). Returns how many.
+    pub fn purge_dead(&self, received_before_ms: Option<u64>) -> Result<usize, StoreError> {
+        self.write(|txn| {
+            let mut metas = txn.open_table(DEAD_META)?;
+            let mut doomed = Vec::new();
+            for entry in metas.iter()? {
+                let (id, json) = entry?;
+                let id = id.value();
+                let purge = match received_before_ms {
+                    None => true,
+                    Some(cutoff) => decode_meta(id, json.value())?.received_at_ms < cutoff,
+                };
+                if purge {
+                    doomed.push(id);
+                }
+            }
+            let mut requests = txn.open_table(DEAD_REQUEST)?;
+            for &id in &doomed {
+                metas.remove(id)?;
+                requests.remove(id)?;
+            }
+            Ok((doomed.len(), !doomed.is_empty()))
+        })
+    }
+
+    /// Counts for `/metrics`: two table lengths (kept by redb in the table header) and one small
+    /// JSON read, whatever the size of the buffer.
+    pub fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.read(|txn| {
+            let pending = txn.open_table(PENDING_META)?;
+            let oldest_pending_received_at_ms = match pending.first()? {
+                Some((id, json)) => Some(decode_meta(id.value(), json.value())?.received_at_ms),
+                None => None,
+            };
+            Ok(StoreStats {
+                pending: pending.len()?,
+                dead: txn.open_table(DEAD_META)?.len()?,
+                oldest_pending_received_at_ms,
+            })
+        })
+    }
+
+    /// Runs `body` in a read transaction.
+    fn read<T>(
+        &self,
+        body: impl FnOnce(&ReadTransaction) -> Result<T, Failure>,
+    ) -> Result<T, StoreError> {
+        let run = || -> Result<T, Failure> {
+            let txn = self.db.begin_read()?;
+            body(&txn)
+        };
+        run().map_err(|failure| self.attach_path(failure))
+    }
+
+    /// Runs `body` in a write transaction with immediate durability. `body` returns its result
+    /// and whether it changed anything: a change is committed (fsynced before this returns),
+    /// otherwise the transaction is aborted. An error aborts too.
+    fn write<T>(
+        &self,
+        body: impl FnOnce(&WriteTransaction) -> Result<(T, bool), Failure>,
+    ) -> Result<T, StoreError> {
+        let run = || -> Result<T, Failure> {
+            let mut txn = self.db.begin_write()?;
+            // redb's default, stated so that no later change of default can weaken it.
+            txn.set_durability(Durability::Immediate)?;
+            let (result, changed) = body(&txn)?;
+            if changed {
+                txn.commit()?;
+            } else {
+                txn.abort()?;
+            }
+            Ok(result)
+        };
+        run().map_err(|failure| self.attach_path(failure))
+    }
+
+    fn attach_path(&self, failure: Failure) -> StoreError {
+        match failure {
+            Failure::Redb(source) => StoreError::Io {
+                path: self.path.clone(),
+                source,
+            },
+            Failure::Store(error) => error,
+        }
+    }
+}
+
+/// Takes the next id and advances the counter. Never below an id already stored, so a counter
+/// lost to a bug cannot make ids collide.
+fn next_id(txn: &WriteTransaction) -> Result<u64, Failure> {
+    let mut counters = txn.open_table(COUNTERS)?;
+    let counted = counters.get(NEXT_ID)?.map_or(1, |v| v.value());
+    let last_pending = txn
+        .open_table(PENDING_META)?
+        .last()?
+        .map(|(k, _)| k.value());
+    let last_dead = txn.open_table(DEAD_META)?.last()?.map(|(k, _)| k.value());
+    let id = [last_pending, last_dead]
+        .into_iter()
+        .flatten()
+        .fold(counted, |id, last| id.max(last.saturating_add(1)));
+    let next = id
+        .checked_add(1)
+        .ok_or_else(|| corrupt(id, "message ids are exhausted"))?;
+    counters.insert(NEXT_ID, next)?;
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(received_at_ms: u64, next_attempt_at_ms: u64) -> NewMessage {
+        NewMessage {
+            route: "voice".to_owned(),
+            upstream: "handler".to_owned(),
+            received_at_ms,
+            expires_at_ms: received_at_ms + 60_000,
+            attempts: 1,
+            next_attempt_at_ms,
+            last_error: "connect refused".to_owned(),
+            message_id: Some(format!("RU{received_at_ms}")),
+            call_sid: Some("CA123".to_owned()),
+        }
+    }
+
+    fn request(tag: u64) -> Vec<u8> {
+        format!("POST /notify HTTP/1.1\r\nContent-Length: 2\r\n\r\n{{{tag}}}").into_bytes()
+    }
+
+    fn open(dir: &tempfile::TempDir, max_messages: u64) -> RedbStore {
+        RedbStore::open(&dir.path().join("buffer").join("store.redb"), max_messages).unwrap()
+    }
+
+    fn ids(messages: &[BufferedMessage]) -> Vec<u64> {
+        messages.iter().map(|m| m.meta.id).collect()
+    }
+
+    #[test]
+    fn store_is_send_sync_and_debug_names_the_path() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<RedbStore>();
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir, 10);
+        assert!(format!("{store:?}").contains("store.redb"));
+        assert!(store.path().ends_with("buffer/store.redb"));
+    }
+
+    #[test]
+    fn insert_then_get_and_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir, 10);
+        let msg = message(1_000, 2_000);
+        let id = store.insert(&msg, &request(1)).unwrap();
+
+        let (table, got) = store.get(id).unwrap().unwrap();
+        assert_eq!(table, Table::Pending);
+        assert_eq!(got.meta, new_meta(&msg, id));
+        assert_eq!(got.request, request(1));
+        assert_eq!(
+            store.list(Table::Pending).unwrap(),
+            vec![new_meta(&msg, id)]
+        );
+        assert!(store.list(Table::DeadLetter).unwrap().is_empty());
+        assert_eq!(store.get(id + 1).unwrap(), None);
+    }
+
+    #[test]
+    fn ids_increase_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir, 10);
+        let first = store.insert(&message(1, 1), &request(1)).unwrap();
+        let second = store.insert(&message(2, 2), &request(2)).unwrap();
+        assert!(second > first);
+        // Deleting the newest must not let its id be handed out again.
+        assert!(store.remove(Table::Pending, second).unwrap());
+        drop(store);
+
+        let store = open(&dir, 10);
+        let third = store.insert(&message(3, 3), &request(3)).unwrap();
+        assert!(third > second);
+        let (_, kept) = store.get(first).unwrap().unwrap();
+        assert_eq!(kept.meta, new_meta(&message(1, 1), first));
+        assert_eq!(kept.request, request(1));
+        assert_eq!(
+            store
+                .list(Table::Pending)
+                .unwrap()
+                .iter()
+                .map(|m| m.id)
+                .collect::<Vec<_>>(),
+            vec![first, third]
+        );
+    }
+
+    #[test]
+    fn due_filters_by_time_orders_by_id_and_honours_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir, 10);
+        // Scheduled out of id order on purpose.
+        let a = store.insert(&message(1, 300), &request(1)).unwrap();
+        let b = store.insert(&message(2, 100), &request(2)).unwrap();
+        let c = store.insert(&message(3, 200), &request(3)).unwrap();
+        let d = store.insert(&message(4, 900), &request(4)).unwrap();
+
+        assert!(store.due(99, 10).unwrap().is_empty());
+        assert_eq!(ids(&store.due(100, 10).unwrap()), vec![b]);
+        assert_eq!(ids(&store.due(300, 10).unwrap()), vec![a, b, c]);
+        assert_eq!(ids(&store.due(300, 2).unwrap()), vec![a, b]);
+        assert_eq!(ids(&store.due(u64::MAX, 10).unwrap()), vec![a, b, c, d]);
+        assert!(store.due(u64::MAX, 0).unwrap().is_empty());
+        let due = store.due(100, 10).unwrap();
+        assert_eq!(due[0].request, request(2));
+    }
+
+    #[test]
+    fn reschedule_updates_meta_and_schedule() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir, 10);
+        let id = store.insert(&message(1, 100), &request(1)).unwrap();
+
+        assert!(store.reschedule(id, 2, 500, "503 from handler").unwrap());
+        assert!(store.due(499, 10).unwrap().is_empty());
+        let due = store.due(500, 10).unwrap();
+        assert_eq!(ids(&due), vec![id]);
+        assert_eq!(due[0].meta.attempts, 2);
+        assert_eq!(due[0].meta.next_attempt_at_ms, 500);
+        assert_eq!(due[0].meta.last_error, "503 from handler");
+        assert_eq!(due[0].request, request(1));
+
+        assert!(!store.reschedule(id + 1, 2, 500, "x").unwrap());
+        assert!(store.remove(Table::Pending, id).unwrap());
+        assert!(!store.reschedule(id, 3, 600, "x").unwrap());
+        assert!(store.due(u64::MAX, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn move_to_dead_letter_then_list_and_stats() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir, 10);
+        assert_eq!(store.stats().unwrap(), StoreStats::default());
+        let a = store.insert(&message(1_000, 1), &request(1)).unwrap();
+        let b = store.insert(&message(2_000, 1), &request(2)).unwrap();
+        assert_eq!(
+            store.stats().unwrap(),
+            StoreStats {
+                pending: 2,
+                dead: 0,
+                oldest_pending_received_at_ms: Some(1_000),
+            }
+        );
+
+        assert!(store.move_to_dead_letter(a, "expired").unwrap());
+        assert!(!store.move_to_dead_letter(a, "expired").unwrap());
+        let dead = store.list(Table::DeadLetter).unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].id, a);
+        assert_eq!(dead[0].dead_reason.as_deref(), Some("expired"));
+        let (table, got) = store.get(a).unwrap().unwrap();
+        assert_eq!(table, Table::DeadLetter);
+        assert_eq!(got.request, request(1));
+        assert_eq!(ids(&store.due(u64::MAX, 10).unwrap()), vec![b]);
+        assert_eq!(
+            store.stats().unwrap(),
+            StoreStats {
+                pending: 1,
+                dead: 1,
+                oldest_pending_received_at_ms: Some(2_000),
+            }
+        );
+    }
+
+    #[test]
+    fn requeue_dead_makes_it_due_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir, 10);
+        let id = store.insert(&message(1_000, 5_000), &request(1)).unwrap();
+        store.reschedule(id, 4, 9_000, "timeout").unwrap();
+        store.move_to_dead_letter(id, "expired").unwrap();
+
+        assert!(store.requeue_dead(id, 70_000, 30_000).unwrap());
+        assert!(!store.requeue_dead(id, 70_000, 30_000).unwrap());
+        let (table, got) = store.get(id).unwrap().unwrap();
+        assert_eq!(table, Table::Pending);
+        assert_eq!(got.meta.attempts, 4);
+        assert_eq!(got.meta.dead_reason, None);
+        assert_eq!(got.meta.next_attempt_at_ms, 70_000);
+        assert_eq!(got.meta.expires_at_ms, 100_000);
+        assert_eq!(got.meta.received_at_ms, 1_000);
+        assert_eq!(got.request, request(1));
+        assert_eq!(ids(&store.due(70_000, 10).unwrap()), vec![id]);
+        assert!(store.list(Table::DeadLetter).unwrap().is_empty());
+    }
+
+    #[test]
+    fn purge_dead_with_and_without_cutoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir, 10);
+        let mut dead = Vec::new();
+        for received in [1_000, 2_000, 3_000] {
+            let id = store
+                .insert(&message(received, 1), &request(received))
+                .unwrap();
+            store.move_to_dead_letter(id, "expired").unwrap();
+            dead.push(id);
+        }
+        let pending = store.insert(&message(500, 1), &request(9)).unwrap();
+
+        assert_eq!(store.purge_dead(Some(1_000)).unwrap(), 0);
+        assert_eq!(store.purge_dead(Some(2_500)).unwrap(), 2);
+        let left: Vec<u64> = store
+            .list(Table::DeadLetter)
+            .unwrap()
+            .iter()
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(left, vec![dead[2]]);
+        assert_eq!(store.get(dead[0]).unwrap(), None);
+
+        assert_eq!(store.purge_dead(None).unwrap(), 1);
+        assert!(store.list(Table::DeadLetter).unwrap().is_empty());
+        assert_eq!(store.purge_dead(None).unwrap(), 0);
+        // Pending messages are never purged, whatever their age.
+        assert!(store.get(pending).unwrap().is_some());
+        assert_eq!(store.stats().unwrap().dead, 0);
+    }
+
+    #[test]
+    fn remove_from_either_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir, 10);
+        let a = store.insert(&message(1, 1), &request(1)).unwrap();
+        let b = store.insert(&message(2, 1), &request(2)).unwrap();
+        store.move_to_dead_letter(b, "expired").unwrap();
+
+        assert!(!store.remove(Table::DeadLetter, a).unwrap());
+        assert!(store.remove(Table::Pending, a).unwrap());
+        assert!(!store.remove(Table::Pending, a).unwrap());
+        assert!(store.due(u64::MAX, 10).unwrap().is_empty());
+        assert!(!store.remove(Table::Pending, b).unwrap());
+        assert!(store.remove(Table::DeadLetter, b).unwrap());
+        assert_eq!(store.get(b).unwrap(), None);
+        assert_eq!(store.stats().unwrap(), StoreStats::default());
+    }
+
+    #[test]
+    fn full_refuses_inserts_until_one_leaves() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir, 2);
+        let a = store.insert(&message(1, 1), &request(1)).unwrap();
+        store.insert(&message(2, 1), &request(2)).unwrap();
+        let err = store.insert(&message(3, 1), &request(3)).unwrap_err();
+        assert!(
+            matches!(err, StoreError::Full { max_messages: 2 }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("raise max_messages"), "{err}");
+        assert_eq!(store.stats().unwrap().pending, 2);
+
+        assert!(store.remove(Table::Pending, a).unwrap());
+        store.insert(&message(3, 1), &request(3)).unwrap();
+        // The dead letter table does not count against the bound.
+        store.move_to_dead_letter(a + 1, "expired").unwrap();
+        store.insert(&message(4, 1), &request(4)).unwrap();
+        assert_eq!(store.stats().unwrap().pending, 2);
+    }
+
+    #[test]
+    fn second_open_of_the_same_file_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir, 10);
+        let err = RedbStore::open(store.path(), 10).unwrap_err();
+        match &err {
+            StoreError::Locked { path } => assert_eq!(path, store.path()),
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        assert!(err.to_string().contains("stop the proxy first"), "{err}");
+        drop(store);
+        // Released on drop.
+        open(&dir, 10);
+    }
+
+    #[test]
+    fn binary_request_round_trips_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir, 10);
+        let bytes: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
+        let id = store.insert(&message(1, 1), &bytes).unwrap();
+        assert_eq!(store.get(id).unwrap().unwrap().1.request, bytes);
+        store.move_to_dead_letter(id, "expired").unwrap();
+        assert_eq!(store.get(id).unwrap().unwrap().1.request, bytes);
+        store.requeue_dead(id, 1, 1).unwrap();
+        drop(store);
+        let store = open(&dir, 10);
+        assert_eq!(store.due(u64::MAX, 1).unwrap()[0].request, bytes);
+    }
+
+    #[test]
+    fn unreadable_metadata_is_corrupt_and_removable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir, 10);
+        let id = store.insert(&message(1, 1), &request(1)).unwrap();
+        store
+            .write(|txn| {
+                txn.open_table(PENDING_META)?.insert(id, "{not json")?;
+                Ok(((), true))
+            })
+            .unwrap();
+        let err = store.get(id).unwrap_err();
+        assert!(
+            matches!(err, StoreError::Corrupt { id: bad, .. } if bad == id),
+            "{err:?}"
+        );
+        assert!(store.due(u64::MAX, 10).is_err());
+
+        assert!(store.remove(Table::Pending, id).unwrap());
+        assert!(store.due(u64::MAX, 10).unwrap().is_empty());
+        assert_eq!(store.stats().unwrap(), StoreStats::default());
+    }
+
+    #[test]
+    fn not_a_store_is_an_io_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notes.txt");
+        std::fs::write(&path, b"these are not the bytes you are looking for").unwrap();
+        let err = RedbStore::open(&path, 10).unwrap_err();
+        assert!(matches!(err, StoreError::Io { .. }), "{err:?}");
+        assert!(err.to_string().contains("notes.txt"), "{err}");
+    }
+}

@@ -1,0 +1,142 @@
+//! Recently seen notifications, so a retried or duplicated one is not delivered twice.
+//!
+//! Owns a bounded, expiring map from an idempotency key (Twilio's `I-Twilio-Idempotency-Token`
+//! or the body's `twi_message_id`) to what became of that message. Memory is bounded by
+//! `capacity` entries of at most [`MAX_KEY_LEN`] bytes each; the oldest entries go first. In
+//! memory only: after a restart, buffered messages are still in the store, and a duplicate of
+//! one delivered before the restart is delivered again (the handler sees the same token).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Keys longer than this are not remembered (Twilio's tokens and message ids are ~40 bytes).
+pub const MAX_KEY_LEN: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// The handler answered 2xx.
+    Delivered,
+    /// Stored in the buffer for redelivery.
+    Buffered,
+}
+
+#[derive(Debug)]
+struct Inner {
+    entries: HashMap<String, (Seen, Instant)>,
+    /// Insertion order, for eviction; stale rows (re-inserted keys) are skipped.
+    order: VecDeque<(String, Instant)>,
+}
+
+#[derive(Debug)]
+pub struct DedupeCache {
+    capacity: usize,
+    ttl: Duration,
+    inner: Mutex<Inner>,
+}
+
+impl DedupeCache {
+    pub fn new(capacity: usize, ttl: Duration) -> Self {
+        DedupeCache {
+            capacity,
+            ttl,
+            inner: Mutex::new(Inner {
+                entries: HashMap::new(),
+                order: VecDeque::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn get(&self, key: &str, now: Instant) -> Option<Seen> {
+        let inner = self.lock();
+        let (seen, at) = inner.entries.get(key)?;
+        (now.duration_since(*at) < self.ttl).then_some(*seen)
+    }
+
+    pub fn insert(&self, key: &str, seen: Seen, now: Instant) {
+        if key.is_empty() || key.len() > MAX_KEY_LEN || self.capacity == 0 {
+            return;
+        }
+        let mut inner = self.lock();
+        // Drop expired entries from the front, then the oldest while over capacity.
+        while let Some((k, at)) = inner.order.front().cloned() {
+            let expired = now.duration_since(at) >= self.ttl;
+            let over = inner.entries.len() >= self.capacity;
+            if !expired && !over {
+                break;
+            }
+            inner.order.pop_front();
+            if inner.entries.get(&k).is_some_and(|(_, t)| *t == at) {
+                inner.entries.remove(&k);
+            }
+        }
+        inner.entries.insert(key.to_string(), (seen, now));
+        inner.order.push_back((key.to_string(), now));
+        // Re-inserted keys leave stale rows behind; keep the queue bounded too.
+        if inner.order.len() > self.capacity.saturating_mul(2) {
+            let Inner { entries, order } = &mut *inner;
+            order.retain(|(k, at)| entries.get(k).is_some_and(|(_, t)| t == at));
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembers_until_ttl() {
+        let c = DedupeCache::new(10, Duration::from_secs(60));
+        let t = Instant::now();
+        assert_eq!(c.get("a", t), None);
+        c.insert("a", Seen::Buffered, t);
+        assert_eq!(
+            c.get("a", t + Duration::from_secs(59)),
+            Some(Seen::Buffered)
+        );
+        assert_eq!(c.get("a", t + Duration::from_secs(60)), None);
+        c.insert("a", Seen::Delivered, t + Duration::from_secs(1));
+        assert_eq!(
+            c.get("a", t + Duration::from_secs(2)),
+            Some(Seen::Delivered)
+        );
+    }
+
+    #[test]
+    fn bounded_by_capacity_oldest_first() {
+        let c = DedupeCache::new(3, Duration::from_secs(60));
+        let t = Instant::now();
+        for (i, k) in ["a", "b", "c", "d"].iter().enumerate() {
+            c.insert(k, Seen::Delivered, t + Duration::from_millis(i as u64));
+        }
+        assert_eq!(c.len(), 3);
+        assert_eq!(c.get("a", t), None, "oldest evicted");
+        assert_eq!(c.get("d", t), Some(Seen::Delivered));
+        // Many re-inserts of one key keep memory bounded.
+        for i in 0..10_000u64 {
+            c.insert("d", Seen::Delivered, t + Duration::from_millis(10 + i));
+        }
+        assert!(c.lock().order.len() <= 6);
+    }
+
+    #[test]
+    fn oversized_and_empty_keys_are_not_stored() {
+        let c = DedupeCache::new(3, Duration::from_secs(60));
+        let t = Instant::now();
+        c.insert("", Seen::Delivered, t);
+        c.insert(&"x".repeat(MAX_KEY_LEN + 1), Seen::Delivered, t);
+        assert!(c.is_empty());
+    }
+}

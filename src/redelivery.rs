@@ -1,0 +1,246 @@
+//! The redelivery worker: a Pingora background service that drains the durable buffer.
+//!
+//! Owns the lifecycle of a buffered message after the live path gave up: redeliver (oldest
+//! first, bounded concurrency, backoff between attempts, respecting the circuit breaker) until
+//! the handler gives a final answer, or move it to the dead-letter table once its TTL has
+//! passed. Every message ends counted: redelivered (by result) or dead-lettered. It shares
+//! [`UpstreamGroup::deliver_once`] with the live path and never answers Twilio.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+
+use crate::buffer::{now_ms, BufferedMessage, RedbStore, StoreError, Table};
+use crate::delivery::policy::{jitter_random, Backoff};
+use crate::delivery::UpstreamGroup;
+use crate::metrics::RouteMetrics;
+
+/// What one pass did (for tests and logs).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PassSummary {
+    pub delivered: usize,
+    pub final_4xx: usize,
+    pub failed: usize,
+    pub expired: usize,
+    pub skipped_open_circuit: usize,
+}
+
+struct Inner {
+    store: Arc<RedbStore>,
+    groups: HashMap<String, Arc<UpstreamGroup>>,
+    routes: HashMap<String, RouteMetrics>,
+    backoff: Backoff,
+}
+
+pub struct Redeliverer {
+    inner: Arc<Inner>,
+    interval: Duration,
+    concurrency: usize,
+}
+
+enum Ended {
+    Delivered,
+    Final4xx,
+    Failed,
+    Expired,
+    SkippedOpenCircuit,
+}
+
+impl Redeliverer {
+    pub fn new(
+        store: Arc<RedbStore>,
+        groups: HashMap<String, Arc<UpstreamGroup>>,
+        routes: HashMap<String, RouteMetrics>,
+        backoff: Backoff,
+        interval: Duration,
+        concurrency: usize,
+    ) -> Self {
+        Redeliverer {
+            inner: Arc::new(Inner {
+                store,
+                groups,
+                routes,
+                backoff,
+            }),
+            interval,
+            concurrency: concurrency.max(1),
+        }
+    }
+
+    /// One sweep over the messages that are due: at most `concurrency` in flight at a time.
+    pub async fn pass(&self) -> Result<PassSummary, StoreError> {
+        let store = self.inner.store.clone();
+        let limit = self.concurrency * 8;
+        let due = tokio::task::spawn_blocking(move || store.due(now_ms(), limit))
+            .await
+            .expect("store reads do not panic")?;
+        let mut summary = PassSummary::default();
+        let mut queue = due.into_iter();
+        let mut running = tokio::task::JoinSet::new();
+        loop {
+            while running.len() < self.concurrency {
+                let Some(message) = queue.next() else { break };
+                running.spawn(redeliver_one(self.inner.clone(), message));
+            }
+            let Some(done) = running.join_next().await else {
+                break;
+            };
+            match done {
+                Ok(Ended::Delivered) => summary.delivered += 1,
+                Ok(Ended::Final4xx) => summary.final_4xx += 1,
+                Ok(Ended::Failed) => summary.failed += 1,
+                Ok(Ended::Expired) => summary.expired += 1,
+                Ok(Ended::SkippedOpenCircuit) => summary.skipped_open_circuit += 1,
+                Err(e) => tracing::error!(error = %e, "redelivery task failed"),
+            }
+        }
+        Ok(summary)
+    }
+}
+
+/// Runs a blocking store call off the async threads; a store error is logged, not fatal: the
+/// message stays where it was and the next pass sees it again.
+async fn with_store<T: Send + 'static>(
+    inner: &Arc<Inner>,
+    what: &'static str,
+    f: impl FnOnce(&RedbStore) -> Result<T, StoreError> + Send + 'static,
+) -> Option<T> {
+    let store = inner.store.clone();
+    match tokio::task::spawn_blocking(move || f(&store)).await {
+        Ok(Ok(v)) => Some(v),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "buffer store: {what} failed");
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "buffer store: {what} aborted");
+            None
+        }
+    }
+}
+
+async fn redeliver_one(inner: Arc<Inner>, message: BufferedMessage) -> Ended {
+    let meta = &message.meta;
+    let id = meta.id;
+    let metrics = inner.routes.get(&meta.route);
+    let now = now_ms();
+    if now >= meta.expires_at_ms {
+        let reason = format!(
+            "expired after {} attempt(s); last error: {}",
+            meta.attempts, meta.last_error
+        );
+        tracing::warn!(
+            buffer_id = id,
+            route = %meta.route,
+            call_sid = meta.call_sid.as_deref().unwrap_or("-"),
+            message_id = meta.message_id.as_deref().unwrap_or("-"),
+            reason = %reason,
+            "moved to dead letter"
+        );
+        with_store(&inner, "move to dead letter", move |s| {
+            s.move_to_dead_letter(id, &reason)
+        })
+        .await;
+        if let Some(m) = metrics {
+            m.dead_lettered_expired.inc();
+        }
+        return Ended::Expired;
+    }
+    let Some(group) = inner.groups.get(&meta.upstream) else {
+        let reason = format!("upstream group {:?} is no longer configured", meta.upstream);
+        with_store(&inner, "move to dead letter", move |s| {
+            s.move_to_dead_letter(id, &reason)
+        })
+        .await;
+        return Ended::Expired;
+    };
+    let attempts = meta.attempts + 1;
+    let wait = inner.backoff.delay(attempts, jitter_random());
+    let next_at = now.saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+    if !group.circuit().allow(Instant::now()) {
+        // Not an attempt: wait for the probe of a live request (or the next pass) to reopen.
+        let last = meta.last_error.clone();
+        with_store(&inner, "reschedule", move |s| {
+            s.reschedule(id, attempts - 1, next_at, &last)
+        })
+        .await;
+        return Ended::SkippedOpenCircuit;
+    }
+    let remaining = Duration::from_millis(meta.expires_at_ms.saturating_sub(now));
+    let deadline = Instant::now() + remaining.min(group.config.response_timeout);
+    let result = group
+        .deliver_once(&message.request, Some(deadline), None)
+        .await;
+    let (ended, error) = match &result {
+        Ok(a) if (200..300).contains(&a.answer.status) => (Ended::Delivered, None),
+        Ok(a) if a.answer.status < 500 => (Ended::Final4xx, None),
+        Ok(a) => (
+            Ended::Failed,
+            Some(format!("{} answered {}", a.peer, a.answer.status)),
+        ),
+        Err(e) => (Ended::Failed, Some(e.to_string())),
+    };
+    match error {
+        None => {
+            group.circuit().on_success();
+            let status = result.as_ref().map_or(0, |a| a.answer.status);
+            let label = match (&ended, status) {
+                (Ended::Delivered, _) => "delivered",
+                (_, 404) => "no_binding",
+                _ => "upstream_4xx",
+            };
+            tracing::info!(
+                buffer_id = id,
+                route = %meta.route,
+                call_sid = meta.call_sid.as_deref().unwrap_or("-"),
+                message_id = meta.message_id.as_deref().unwrap_or("-"),
+                status,
+                attempts,
+                "redelivered"
+            );
+            with_store(&inner, "remove delivered", move |s| {
+                s.remove(Table::Pending, id)
+            })
+            .await;
+            if let Some(m) = metrics {
+                m.redelivery(label);
+            }
+        }
+        Some(error) => {
+            group.circuit().on_failure(Instant::now());
+            tracing::debug!(buffer_id = id, attempts, error = %error, "redelivery failed");
+            with_store(&inner, "reschedule", move |s| {
+                s.reschedule(id, attempts, next_at, &error)
+            })
+            .await;
+            if let Some(m) = metrics {
+                m.redelivery("failed");
+            }
+        }
+    }
+    ended
+}
+
+#[async_trait]
+impl BackgroundService for Redeliverer {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => {
+                    match self.pass().await {
+                        Ok(s) if s != PassSummary::default() => tracing::debug!(?s, "redelivery pass"),
+                        Ok(_) => {}
+                        Err(e) => tracing::error!(error = %e, "redelivery pass could not read the buffer"),
+                    }
+                }
+            }
+        }
+    }
+}

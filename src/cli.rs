@@ -59,6 +59,14 @@ pub enum Command {
         #[arg(long, short = 'c', value_name = "FILE")]
         config: PathBuf,
     },
+    /// Inspect and manage the durable buffer of a stopped proxy (the store is locked while the
+    /// proxy runs). Secrets are not needed.
+    Buffer {
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: BufferCommand,
+    },
     /// Compute what Twilio would send: the URL (with bodySHA256 for JSON) and X-Twilio-Signature.
     /// The secret is read from the environment variable named by --secret-env.
     Sign {
@@ -89,6 +97,38 @@ pub enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum BufferCommand {
+    /// List buffered notifications (pending, or the dead-letter table with --dead).
+    List {
+        #[arg(long)]
+        dead: bool,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+    /// Show one message: its metadata and the exact request that will be (re)delivered.
+    Show { id: u64 },
+    /// Deliver now, once: one message, every pending one (--all) or every dead-letter one
+    /// (--dead). Delivered (or finally answered) messages are removed; failures stay.
+    Replay {
+        #[arg(required_unless_present_any = ["all", "dead"], conflicts_with_all = ["all", "dead"])]
+        id: Option<u64>,
+        #[arg(long, conflicts_with = "dead")]
+        all: bool,
+        #[arg(long)]
+        dead: bool,
+    },
+    /// Delete dead-letter messages (all, or those received longer ago than --older-than).
+    Purge {
+        /// Required, so a purge of pending messages can never happen by accident.
+        #[arg(long, required = true)]
+        dead: bool,
+        /// e.g. 1h, 7d.
+        #[arg(long, value_name = "DURATION")]
+        older_than: Option<String>,
+    },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SignAlgorithm {
     HmacSha1,
@@ -101,7 +141,7 @@ pub enum OutputFormat {
     Json,
 }
 
-fn init_logging() {
+pub(crate) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
@@ -148,6 +188,7 @@ fn run_command(command: Command) -> Result<()> {
             }
             Ok(())
         }
+        Command::Buffer { config, command } => crate::buffer_cli::run(&config, command),
         Command::Sign {
             url,
             json,

@@ -17,6 +17,7 @@
 pub mod admin;
 pub mod app;
 pub mod buffer;
+pub mod buffer_cli;
 pub mod cli;
 pub mod config;
 pub mod dedupe;

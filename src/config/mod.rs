@@ -166,20 +166,40 @@ pub struct Route {
 impl Config {
     /// Reads, parses and validates `path`, including the secrets and schema files it names.
     pub fn load(path: &Path) -> Result<Config> {
+        Self::load_with(path, Secrets::Load)
+    }
+
+    /// Like [`Config::load`] but without reading any secret: for commands that never verify a
+    /// signature (`buffer ...`), so operators need not export tokens to inspect the buffer.
+    pub fn load_without_secrets(path: &Path) -> Result<Config> {
+        Self::load_with(path, Secrets::Skip)
+    }
+
+    fn load_with(path: &Path, secrets: Secrets) -> Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("config: cannot read {}", path.display()))?;
-        Self::from_yaml(&text, path)
+        Self::parse(&text, path, secrets)
     }
 
     /// Parses `text` as if it were the file at `path` (relative paths resolve against its folder).
     pub fn from_yaml(text: &str, path: &Path) -> Result<Config> {
+        Self::parse(text, path, Secrets::Load)
+    }
+
+    fn parse(text: &str, path: &Path, secrets: Secrets) -> Result<Config> {
         let raw: RawConfig =
             serde_yaml::from_str(text).map_err(|e| anyhow!("config {}: {e}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::try_from_raw(raw, path, base).map_err(|e| anyhow!("config {}: {e:#}", path.display()))
+        Self::try_from_raw(raw, path, base, secrets)
+            .map_err(|e| anyhow!("config {}: {e:#}", path.display()))
     }
 
-    fn try_from_raw(raw: RawConfig, source: &Path, base: &Path) -> Result<Config> {
+    fn try_from_raw(
+        raw: RawConfig,
+        source: &Path,
+        base: &Path,
+        secrets: Secrets,
+    ) -> Result<Config> {
         let mut warnings = Vec::new();
         let server = ServerSettings {
             threads: NonZeroUsize::new(raw.server.threads)
@@ -245,7 +265,10 @@ impl Config {
             })
             .collect::<Result<Vec<_>>>()?;
 
-        let keys = load_keys(&raw.secrets, base)?;
+        let keys = match secrets {
+            Secrets::Load => load_keys(&raw.secrets, base)?,
+            Secrets::Skip => KeyRing::default(),
+        };
 
         let mut allowed_accounts = HashSet::new();
         for (i, sid) in raw.allowed_accounts.iter().enumerate() {
@@ -353,6 +376,12 @@ impl Config {
             warnings,
         })
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Secrets {
+    Load,
+    Skip,
 }
 
 fn duration(key: &str, value: &str) -> Result<Duration> {

@@ -49,6 +49,9 @@ pub enum Behaviour {
     },
     /// Read the request, then never answer.
     Hang,
+    /// The n-th request (counting from 0 over the upstream's life) gets `statuses[n]`; once
+    /// they run out, the last one repeats.
+    Statuses(Vec<u16>),
     /// Answer like `status`, then close the connection without saying so (no
     /// `Connection: close`), as a handler with a short keep-alive timeout does.
     AnswerThenClose(u16),
@@ -120,9 +123,18 @@ fn serve_connection(
         let Some(raw) = read_message(&mut reader) else {
             return;
         };
-        requests.lock().unwrap().push(raw);
-        let behaviour = behaviour.lock().unwrap().clone();
+        let n = {
+            let mut r = requests.lock().unwrap();
+            r.push(raw);
+            r.len() - 1
+        };
+        let mut behaviour = behaviour.lock().unwrap().clone();
+        if let Behaviour::Statuses(list) = &behaviour {
+            let status = list[n.min(list.len() - 1)];
+            behaviour = Behaviour::status(status, &format!("status {status}"));
+        }
         match behaviour {
+            Behaviour::Statuses(_) => unreachable!("resolved above"),
             Behaviour::Hang => {
                 thread::sleep(Duration::from_secs(30));
                 return;
@@ -283,7 +295,7 @@ routes:
         cmd.arg("run")
             .arg("--config")
             .arg(&config_path)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         for (k, v) in &spec.env {

@@ -1,0 +1,177 @@
+//! `twilio-notify-proxy buffer ...`: list, show, replay and purge the durable buffer.
+//!
+//! Owns the operator's view of the store. It opens the store exclusively (redb locks the file),
+//! so it works on a stopped proxy; against a running one it says so and changes nothing.
+//! Replay uses the same [`UpstreamGroup::deliver_once`] as the proxy itself.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::buffer::{now_ms, BufferedMeta, RedbStore, Table};
+use crate::cli::{BufferCommand, OutputFormat};
+use crate::config::Config;
+use crate::delivery::{new_balancer, UpstreamGroup};
+use crate::metrics::Metrics;
+
+pub fn run(config_path: &Path, command: BufferCommand) -> Result<()> {
+    let config = Config::load_without_secrets(config_path)?;
+    let buffer = config.buffer.as_ref().ok_or_else(|| {
+        anyhow!(
+            "{}: no buffer section, so there is no store to manage",
+            config_path.display()
+        )
+    })?;
+    let store = RedbStore::open(&buffer.path, buffer.max_messages)?;
+    match command {
+        BufferCommand::List { dead, format } => list(&store, dead, format),
+        BufferCommand::Show { id } => show(&store, id),
+        BufferCommand::Replay { id, all, dead } => replay(&config, store, id, all, dead),
+        BufferCommand::Purge {
+            dead: _,
+            older_than,
+        } => {
+            let cutoff = match older_than {
+                Some(d) => {
+                    let age = humantime::parse_duration(&d)
+                        .map_err(|e| anyhow!("--older-than {d:?}: {e} (write e.g. 1h, 7d)"))?;
+                    Some(
+                        now_ms().saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX)),
+                    )
+                }
+                None => None,
+            };
+            let n = store.purge_dead(cutoff)?;
+            println!("purged {n} dead-letter message(s)");
+            Ok(())
+        }
+    }
+}
+
+fn age(meta: &BufferedMeta) -> String {
+    let secs = now_ms().saturating_sub(meta.received_at_ms) / 1000;
+    humantime::format_duration(Duration::from_secs(secs)).to_string()
+}
+
+fn list(store: &RedbStore, dead: bool, format: OutputFormat) -> Result<()> {
+    let table = if dead {
+        Table::DeadLetter
+    } else {
+        Table::Pending
+    };
+    let metas = store.list(table)?;
+    match format {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&metas)?),
+        OutputFormat::Text => {
+            println!(
+                "{:>8}  {:<16} {:>9} {:>8}  {:<36} last error",
+                "id", "route", "age", "attempts", "message id"
+            );
+            for m in &metas {
+                println!(
+                    "{:>8}  {:<16} {:>9} {:>8}  {:<36} {}",
+                    m.id,
+                    m.route,
+                    age(m),
+                    m.attempts,
+                    m.message_id.as_deref().unwrap_or("-"),
+                    m.dead_reason.as_deref().unwrap_or(&m.last_error)
+                );
+            }
+            println!(
+                "{} message(s) in {}",
+                metas.len(),
+                if dead {
+                    "the dead-letter table"
+                } else {
+                    "pending"
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+fn show(store: &RedbStore, id: u64) -> Result<()> {
+    let (table, message) = store
+        .get(id)?
+        .ok_or_else(|| anyhow!("no buffered message with id {id}"))?;
+    let out = serde_json::json!({
+        "table": table,
+        "meta": message.meta,
+        "request": String::from_utf8_lossy(&message.request),
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+fn replay(config: &Config, store: RedbStore, id: Option<u64>, all: bool, dead: bool) -> Result<()> {
+    let store = Arc::new(store);
+    let targets: Vec<(Table, u64)> = match (id, all, dead) {
+        (Some(id), _, _) => {
+            let (table, _) = store
+                .get(id)?
+                .ok_or_else(|| anyhow!("no buffered message with id {id}"))?;
+            vec![(table, id)]
+        }
+        (None, true, _) => store
+            .list(Table::Pending)?
+            .iter()
+            .map(|m| (Table::Pending, m.id))
+            .collect(),
+        (None, _, true) => store
+            .list(Table::DeadLetter)?
+            .iter()
+            .map(|m| (Table::DeadLetter, m.id))
+            .collect(),
+        _ => bail!("give a message id, --all or --dead"),
+    };
+    let metrics = Metrics::new();
+    let mut groups = std::collections::HashMap::new();
+    for u in &config.upstreams {
+        let lb = Arc::new(new_balancer(u)?);
+        groups.insert(
+            u.name.clone(),
+            UpstreamGroup::new(u.clone(), lb, metrics.upstream(&u.name)),
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start an async runtime")?;
+    let mut failed = 0;
+    for (table, id) in targets {
+        let Some((_, message)) = store.get(id)? else {
+            continue;
+        };
+        let Some(group) = groups.get(&message.meta.upstream) else {
+            println!(
+                "{id}: upstream group {:?} is not in this config; skipped",
+                message.meta.upstream
+            );
+            failed += 1;
+            continue;
+        };
+        let deadline = Instant::now() + group.config.response_timeout;
+        match runtime.block_on(group.deliver_once(&message.request, Some(deadline), None)) {
+            Ok(answer) if answer.answer.status < 500 => {
+                store.remove(table, id)?;
+                println!("{id}: delivered, handler answered {}", answer.answer.status);
+            }
+            Ok(answer) => {
+                failed += 1;
+                println!("{id}: handler answered {}; kept", answer.answer.status);
+            }
+            Err(e) => {
+                failed += 1;
+                println!("{id}: {e}; kept");
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} message(s) could not be delivered and stay in the buffer");
+    }
+    Ok(())
+}

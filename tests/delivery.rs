@@ -1,0 +1,396 @@
+//! End-to-end: what happens when the handler fails. Retries within the deadline, the `fail`
+//! and `buffer` exhaustion policies, redelivery, TTL expiry to the dead letter table,
+//! duplicates, the circuit breaker, and a proxy killed with SIGKILL while holding buffered
+//! notifications.
+
+mod harness;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use harness::*;
+
+/// Waits (bounded) until `f` holds; the bound is generous because CI machines are slow.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn buffering_spec(upstream: std::net::SocketAddr, store: &Path) -> ProxySpec {
+    let mut spec = ProxySpec::new(upstream);
+    spec.top_extra = format!(
+        "buffer:\n  path: {}\n  redelivery_interval: 50ms\n  redelivery_backoff: {{ initial: 50ms, max: 200ms }}",
+        store.display()
+    );
+    spec.route_extra = "    on_exhausted: buffer\n    retry: { max_attempts: 2, backoff: { initial: 10ms, max: 20ms } }".into();
+    spec.upstream_extra = "    circuit_breaker: { failure_threshold: 1000 }".into();
+    spec
+}
+
+#[test]
+fn two_503s_then_200_is_one_200_after_three_attempts() {
+    let upstream = MockUpstream::start(Behaviour::Statuses(vec![503, 503, 200]));
+    let proxy = Proxy::start(ProxySpec::new(upstream.addr));
+    let raw = twilio_request(&notification());
+    let resp = proxy.send(&raw);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let received = upstream.requests();
+    assert_eq!(received.len(), 3);
+    // Every attempt carried the identical request, signature header included.
+    for r in &received {
+        assert_eq!(r, &raw);
+    }
+    assert_eq!(
+        proxy.metric(r#"notify_proxy_retries_total{route="notify"}"#),
+        2.0
+    );
+    assert_eq!(
+        proxy.metric(r#"notify_proxy_upstream_attempts_total{result="5xx",upstream="handler"}"#),
+        2.0
+    );
+    assert_eq!(proxy.outcomes("forwarded_2xx"), 1.0);
+}
+
+#[test]
+fn always_500_with_fail_policy_is_502_within_the_deadline() {
+    let upstream = MockUpstream::start(Behaviour::status(500, "boom"));
+    let mut spec = ProxySpec::new(upstream.addr);
+    spec.route_extra =
+        "    retry: { max_attempts: 10, deadline: 1s, backoff: { initial: 100ms, max: 400ms } }"
+            .into();
+    let proxy = Proxy::start(spec);
+    let started = Instant::now();
+    let resp = proxy.send(&twilio_request(&notification()));
+    let took = started.elapsed();
+    assert_eq!((resp.status, resp.reason().as_str()), (502, "upstream_5xx"));
+    assert!(
+        resp.json()["detail"].as_str().unwrap().contains("500"),
+        "{}",
+        resp.text()
+    );
+    // The deadline, not max_attempts, ended it: 100+200+400 ms of backoff fit, the next does not.
+    let attempts = upstream.request_count();
+    assert!((2..10).contains(&attempts), "{attempts} attempts");
+    assert!(
+        took < Duration::from_secs(3),
+        "answered after {took:?}, deadline 1s"
+    );
+    assert_eq!(proxy.outcomes("upstream_5xx"), 1.0);
+}
+
+#[test]
+fn buffered_notification_reaches_the_recovered_handler_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = MockUpstream::start(Behaviour::status(500, "down"));
+    let proxy = Proxy::start(buffering_spec(
+        upstream.addr,
+        &dir.path().join("buffer.redb"),
+    ));
+    let raw = twilio_request(&notification());
+    let resp = proxy.send(&raw);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.json()["buffered"], true);
+    assert_eq!(proxy.outcomes("buffered"), 1.0);
+
+    upstream.set_behaviour(Behaviour::status(200, "ok"));
+    eventually("redelivery", || {
+        proxy.metric(r#"notify_proxy_redeliveries_total{result="delivered",route="notify"}"#) == 1.0
+    });
+    let received = upstream.requests();
+    assert_eq!(
+        received.last().unwrap(),
+        &raw,
+        "the handler got the exact original request"
+    );
+    assert_eq!(
+        proxy.metric(r#"notify_proxy_buffer_messages{table="pending"}"#),
+        0.0
+    );
+    assert_eq!(
+        proxy.metric(r#"notify_proxy_buffer_messages{table="dead_letter"}"#),
+        0.0
+    );
+}
+
+#[test]
+fn expired_notification_moves_to_dead_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = MockUpstream::start(Behaviour::status(503, "down"));
+    let mut spec = buffering_spec(upstream.addr, &dir.path().join("buffer.redb"));
+    spec.route_extra.push_str("\n    buffer_ttl: 500ms");
+    let proxy = Proxy::start(spec);
+    assert_eq!(proxy.send(&twilio_request(&notification())).status, 200);
+    eventually("dead letter", || {
+        proxy.metric(r#"notify_proxy_dead_lettered_total{reason="expired",route="notify"}"#) == 1.0
+    });
+    assert_eq!(
+        proxy.metric(r#"notify_proxy_buffer_messages{table="dead_letter"}"#),
+        1.0
+    );
+    assert_eq!(
+        proxy.metric(r#"notify_proxy_buffer_messages{table="pending"}"#),
+        0.0
+    );
+    assert!(
+        proxy.metric(r#"notify_proxy_redeliveries_total{result="failed",route="notify"}"#) >= 1.0
+    );
+}
+
+#[test]
+fn duplicates_are_answered_without_forwarding_or_storing_twice() {
+    let upstream = MockUpstream::start(Behaviour::status(200, "ok"));
+    let proxy = Proxy::start(ProxySpec::new(upstream.addr));
+    let body = notification();
+    let (target, sig) = sign(&body, TOKEN);
+    let token = ("I-Twilio-Idempotency-Token", "dup-token-1");
+    let raw = request_with(&target, &[("X-Twilio-Signature", &sig), token], &body);
+    assert_eq!(proxy.send(&raw).status, 200);
+    let again = proxy.send(&raw);
+    assert_eq!(again.status, 200);
+    assert_eq!(again.json()["duplicate"], true);
+    assert_eq!(
+        upstream.request_count(),
+        1,
+        "the duplicate was not forwarded"
+    );
+    assert_eq!(proxy.outcomes("duplicate"), 1.0);
+
+    // A duplicate of a buffered notification is answered as buffered, and not stored again.
+    let dir = tempfile::tempdir().unwrap();
+    let down = MockUpstream::start(Behaviour::status(503, "down"));
+    let mut spec = buffering_spec(down.addr, &dir.path().join("buffer.redb"));
+    spec.top_extra.push_str("\n  redelivery_interval: 1h");
+    spec.top_extra = spec.top_extra.replace("  redelivery_interval: 50ms\n", "");
+    let proxy = Proxy::start(spec);
+    let raw = request_with(
+        &target,
+        &[
+            ("X-Twilio-Signature", &sig),
+            ("I-Twilio-Idempotency-Token", "dup-token-2"),
+        ],
+        &body,
+    );
+    assert_eq!(proxy.send(&raw).json()["buffered"], true);
+    let again = proxy.send(&raw);
+    assert_eq!(
+        (again.status, again.json()["original"].as_str()),
+        (200, Some("buffered"))
+    );
+    assert_eq!(
+        proxy.metric(r#"notify_proxy_buffer_messages{table="pending"}"#),
+        1.0
+    );
+    assert_eq!(
+        proxy.metric(r#"notify_proxy_deduplicated_total{original="buffered",route="notify"}"#),
+        1.0
+    );
+}
+
+#[test]
+fn open_circuit_skips_attempts_and_readiness_reports_it() {
+    let (_guard, refusing) = refusing_address();
+    let mut spec = ProxySpec::new(refusing);
+    spec.upstream_extra = "    circuit_breaker: { failure_threshold: 2, open_for: 1h }".into();
+    spec.route_extra =
+        "    retry: { max_attempts: 5, backoff: { initial: 10ms, max: 20ms } }".into();
+    let proxy = Proxy::start(spec);
+    let resp = proxy.send(&twilio_request(&notification()));
+    assert_eq!(resp.status, 502);
+    let attempts = || {
+        proxy.metric(
+            r#"notify_proxy_upstream_attempts_total{result="connect_error",upstream="handler"}"#,
+        )
+    };
+    assert_eq!(
+        attempts(),
+        2.0,
+        "the circuit opened after 2 failures and stopped the retries"
+    );
+
+    let resp = proxy.send(&twilio_request(&notification()));
+    assert_eq!(
+        (resp.status, resp.reason().as_str()),
+        (503, "upstream_unreachable")
+    );
+    assert!(resp.json()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("circuit open"));
+    assert_eq!(attempts(), 2.0, "no attempt while the circuit is open");
+    assert_eq!(
+        proxy.metric(r#"notify_proxy_circuit_state{upstream="handler"}"#),
+        1.0
+    );
+    let ready = http_get(proxy.admin, "/readyz").unwrap();
+    assert_eq!(ready.status, 503, "{}", ready.text());
+    assert_eq!(ready.json()["upstreams"]["handler"]["circuit"], "open");
+}
+
+#[test]
+fn retry_fails_over_to_the_other_peer() {
+    let bad = MockUpstream::start(Behaviour::status(503, "bad"));
+    let good = MockUpstream::start(Behaviour::status(200, "good"));
+    let mut spec = ProxySpec::new(bad.addr);
+    spec.upstream_peers = vec![bad.addr, good.addr];
+    spec.upstream_extra = "    circuit_breaker: { failure_threshold: 1000 }".into();
+    let proxy = Proxy::start(spec);
+    for _ in 0..6 {
+        let resp = proxy.send(&twilio_request(&notification()));
+        assert_eq!((resp.status, resp.text().as_str()), (200, "good"));
+    }
+    assert_eq!(good.request_count(), 6);
+    assert!(
+        bad.request_count() <= 6,
+        "the bad peer is never tried twice for one request"
+    );
+}
+
+#[test]
+fn full_store_answers_503_and_never_claims_the_notification() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = MockUpstream::start(Behaviour::status(503, "down"));
+    let mut spec = buffering_spec(upstream.addr, &dir.path().join("buffer.redb"));
+    spec.top_extra.push_str("\n  max_messages: 1");
+    let proxy = Proxy::start(spec);
+    assert_eq!(proxy.send(&twilio_request(&notification())).status, 200);
+    let resp = proxy.send(&twilio_request(&notification()));
+    assert_eq!(
+        (resp.status, resp.reason().as_str()),
+        (503, "buffer_failed")
+    );
+    assert_eq!(proxy.outcomes("buffer_failed"), 1.0);
+    assert_eq!(proxy.outcomes("buffered"), 1.0);
+}
+
+#[test]
+fn sigkill_with_buffered_notifications_then_restart_delivers_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("buffer.redb");
+    let (_guard, refusing) = refusing_address();
+    let mut first = Proxy::start(buffering_spec(refusing, &store));
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        let body =
+            notification().replace("WB0123456789abcdef0123456789abcdef", &format!("WB{i:032x}"));
+        let raw = twilio_request(&body);
+        let resp = first.send(&raw);
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        assert_eq!(resp.json()["buffered"], true);
+        sent.push(raw);
+    }
+    first.kill(); // SIGKILL: no shutdown path runs
+
+    let upstream = MockUpstream::start(Behaviour::status(200, "ok"));
+    let second = Proxy::start(buffering_spec(upstream.addr, &store));
+    eventually("all five redelivered", || upstream.request_count() >= 5);
+    let mut received = upstream.requests();
+    received.sort();
+    sent.sort();
+    assert_eq!(
+        received, sent,
+        "every buffered notification, byte for byte, exactly once"
+    );
+    eventually("buffer drained", || {
+        second.metric(r#"notify_proxy_buffer_messages{table="pending"}"#) == 0.0
+    });
+}
+
+fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn buffer_cli_lists_shows_replays_and_purges() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("buffer.redb");
+    let (_guard, refusing) = refusing_address();
+    let mut spec = buffering_spec(refusing, &store);
+    spec.route_extra.push_str("\n    buffer_ttl: 1h");
+    let mut proxy = Proxy::start(spec);
+    let raw = twilio_request(&notification());
+    assert_eq!(proxy.send(&raw).status, 200);
+    assert_eq!(proxy.send(&twilio_request(&notification())).status, 200);
+
+    // While the proxy runs, the store is locked: the CLI says so and changes nothing.
+    let config = proxy.config_path.to_str().unwrap().to_string();
+    let (ok, _, err) = cli(&["buffer", "--config", &config, "list"]);
+    assert!(!ok && err.contains("stop the proxy"), "{err}");
+    proxy.kill();
+
+    let (ok, out, err) = cli(&["buffer", "--config", &config, "list", "--format", "json"]);
+    assert!(ok, "{err}");
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ids: Vec<u64> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let (ok, out, _) = cli(&["buffer", "--config", &config, "show", &ids[0].to_string()]);
+    assert!(ok);
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["table"], "pending");
+    assert_eq!(
+        shown["request"].as_str().unwrap().as_bytes(),
+        &raw[..],
+        "the exact request is kept"
+    );
+
+    // Replay against a config whose upstream is up: delivered and removed.
+    let upstream = MockUpstream::start(Behaviour::status(200, "ok"));
+    let live_config = dir.path().join("live.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &live_config,
+        text.replace(&refusing.to_string(), &upstream.addr.to_string()),
+    )
+    .unwrap();
+    let live_config = live_config.to_str().unwrap().to_string();
+    let (ok, out, err) = cli(&["buffer", "--config", &live_config, "replay", "--all"]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(upstream.request_count(), 2);
+    assert_eq!(upstream.requests()[0], raw);
+    let (_, out, _) = cli(&[
+        "buffer",
+        "--config",
+        &live_config,
+        "list",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.trim(), "[]");
+
+    // Dead letters: expire one, purge it.
+    let mut spec = buffering_spec(refusing, &store);
+    spec.route_extra.push_str("\n    buffer_ttl: 200ms");
+    let mut expiring = Proxy::start(spec);
+    assert_eq!(expiring.send(&twilio_request(&notification())).status, 200);
+    eventually("dead letter", || {
+        expiring.metric(r#"notify_proxy_buffer_messages{table="dead_letter"}"#) == 1.0
+    });
+    expiring.kill();
+    let config = expiring.config_path.to_str().unwrap().to_string();
+    let (ok, out, _) = cli(&["buffer", "--config", &config, "list", "--dead"]);
+    assert!(ok && out.contains("expired"), "{out}");
+    let (ok, out, _) = cli(&[
+        "buffer",
+        "--config",
+        &config,
+        "purge",
+        "--dead",
+        "--older-than",
+        "1h",
+    ]);
+    assert!(ok && out.contains("purged 0"), "{out}");
+    let (ok, out, _) = cli(&["buffer", "--config", &config, "purge", "--dead"]);
+    assert!(ok && out.contains("purged 1"), "{out}");
+}

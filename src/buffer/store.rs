@@ -48,7 +48,7 @@ pub enum StoreError {
     /// The pending table holds `max_messages` messages; new ones are refused.
     #[error(
         "buffer store is full ({max_messages} pending messages): the handler has been failing \
-         for a while; fix the handler so the buffer drains, or raise max_messages in the buffer \
+         for a while; fix the handler so the buffer drains, or raise buffer.max_messages in the \
          configuration"
     )]
     Full { max_messages: u64 },
@@ -780,7 +780,10 @@ mod tests {
             matches!(err, StoreError::Full { max_messages: 2 }),
             "{err:?}"
         );
-        assert!(err.to_string().contains("raise max_messages"), "{err}");
+        assert!(
+            err.to_string().contains("raise buffer.max_messages"),
+            "{err}"
+        );
         assert_eq!(store.stats().unwrap().pending, 2);
 
         assert!(store.remove(Table::Pending, a).unwrap());

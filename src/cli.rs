@@ -141,16 +141,6 @@ pub enum OutputFormat {
     Json,
 }
 
-pub(crate) fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
-}
-
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run_command(cli.command) {
@@ -228,8 +218,8 @@ fn run_command(command: Command) -> Result<()> {
 }
 
 fn serve(args: RunArgs, demo: Option<DemoOptions>) -> Result<()> {
-    init_logging();
     let config = Config::load(&args.config)?;
+    crate::logging::init(&config.logging, args.daemon);
     for w in &config.warnings {
         tracing::warn!("{w}");
     }

@@ -23,6 +23,7 @@ pub mod config;
 pub mod dedupe;
 pub mod delivery;
 pub mod demo;
+pub mod logging;
 pub mod metrics;
 pub mod outcome;
 pub mod pipeline;

@@ -42,6 +42,7 @@ pub struct NotifyProxy {
     limits: Limits,
     dedupe: Option<(DedupeKey, DedupeCache)>,
     store: Option<Arc<RedbStore>>,
+    access_log: bool,
     /// False after a store write failed for a reason other than being full (for /readyz).
     pub store_writable: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -53,6 +54,20 @@ struct Ending {
     outcome: Outcome,
     reason: Option<Reason>,
     reply: Reply,
+    /// Delivery attempts on the live path (0 when none was made).
+    attempts: u32,
+    /// `twi_call_sid` and `twi_message_id`, once the body is verified (for the access log).
+    call_sid: Option<String>,
+    message_id: Option<String>,
+}
+
+impl Ending {
+    fn status(&self) -> u16 {
+        match &self.reply {
+            Reply::Made { header, .. } => header.status.as_u16(),
+            Reply::Forwarded(answer) => answer.status,
+        }
+    }
 }
 
 /// What the delivery stage needs to know about a verified request.
@@ -128,6 +143,7 @@ impl NotifyProxy {
                 .map(|d| (d.key, DedupeCache::new(d.capacity, d.ttl))),
             store,
             store_writable,
+            access_log: config.logging.access_log,
         }
     }
 
@@ -256,6 +272,9 @@ impl NotifyProxy {
             outcome,
             reason: None,
             reply,
+            attempts: 0,
+            call_sid: ctx.call_sid.clone(),
+            message_id: ctx.message_id.clone(),
         };
         let cache = self.dedupe.as_ref().map(|(_, c)| c);
         if let (Some(cache), Some(key)) = (cache, ctx.dedupe_key.as_deref()) {
@@ -291,10 +310,13 @@ impl NotifyProxy {
                         cache.insert(key, Seen::Delivered, Instant::now());
                     }
                 }
-                ending(
-                    Outcome::from_upstream_status(status),
-                    Reply::Forwarded(answer.answer),
-                )
+                Ending {
+                    attempts,
+                    ..ending(
+                        Outcome::from_upstream_status(status),
+                        Reply::Forwarded(answer.answer),
+                    )
+                }
             }
             Delivery::Exhausted { last, attempts } => {
                 metrics.attempts.observe(f64::from(attempts));
@@ -314,7 +336,10 @@ impl NotifyProxy {
                 match route.on_exhausted {
                     OnExhausted::Fail => {
                         let detail = format!("{last} (after {attempts} attempt(s))");
-                        ending(outcome, made(status, error_body(outcome.as_str(), &detail)))
+                        Ending {
+                            attempts,
+                            ..ending(outcome, made(status, error_body(outcome.as_str(), &detail)))
+                        }
                     }
                     OnExhausted::Buffer { ttl, status } => {
                         self.buffer(&ctx, request, attempts, &last, ttl, status)
@@ -342,6 +367,9 @@ impl NotifyProxy {
             outcome,
             reason: None,
             reply: made(status, body),
+            attempts,
+            call_sid: ctx.call_sid.clone(),
+            message_id: ctx.message_id.clone(),
         };
         let Some(store) = self.store.clone() else {
             // Config validation guarantees a store for buffering routes.
@@ -441,6 +469,9 @@ impl NotifyProxy {
                 header,
                 body: body.into(),
             },
+            attempts: 0,
+            call_sid: None,
+            message_id: None,
         }
     }
 }
@@ -467,11 +498,22 @@ impl HttpServerApp for NotifyProxy {
         let metrics = ending
             .route
             .map_or(&self.unmatched_metrics, |i| &self.route_metrics[i]);
-        metrics.record(
-            ending.outcome,
-            ending.reason,
-            started.elapsed().as_secs_f64(),
-        );
+        let elapsed = started.elapsed();
+        metrics.record(ending.outcome, ending.reason, elapsed.as_secs_f64());
+        if self.access_log {
+            tracing::info!(
+                target: "access",
+                route = ending.route.map_or(UNMATCHED_ROUTE, |i| self.routes[i].name.as_str()),
+                outcome = ending.outcome.as_str(),
+                reason = ending.reason.map_or("-", Reason::as_str),
+                status = ending.status(),
+                attempts = ending.attempts,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                call_sid = ending.call_sid.as_deref().unwrap_or("-"),
+                message_id = ending.message_id.as_deref().unwrap_or("-"),
+                peer = %client_ip(&session).map_or("-".to_string(), |ip| ip.to_string()),
+            );
+        }
         let persistent = HttpPersistentSettings::for_session(&session);
         let (header, body) = match ending.reply {
             Reply::Forwarded(answer) => match session {

@@ -595,3 +595,56 @@ fn pooled_connection_closed_by_the_handler_is_retried_on_a_fresh_one() {
     );
     assert_eq!(proxy.outcomes("forwarded_2xx"), 3.0);
 }
+
+#[test]
+fn access_log_is_structured_and_never_carries_secrets() {
+    let upstream = MockUpstream::start(Behaviour::status(200, "ok"));
+    let mut spec = ProxySpec::new(upstream.addr);
+    spec.top_extra = "logging: { format: json }".into();
+    spec.env.push(("RUST_LOG".into(), "access=info".into()));
+    spec.capture_stderr = true;
+    let proxy = Proxy::start(spec);
+    let body = notification();
+    let (target, signature) = sign(&body, TOKEN);
+    assert_eq!(
+        proxy
+            .send(&request_with(
+                &target,
+                &[("X-Twilio-Signature", &signature)],
+                &body
+            ))
+            .status,
+        200
+    );
+    assert_eq!(proxy.send(&request_with(&target, &[], &body)).status, 403);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let lines = proxy.log_lines();
+        if lines.len() >= 2 || std::time::Instant::now() > deadline {
+            break lines;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let records: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let fields = |i: usize| records[i]["fields"].clone();
+    assert_eq!(records[0]["target"], "access");
+    assert_eq!(fields(0)["outcome"], "forwarded_2xx");
+    assert_eq!(fields(0)["status"], 200);
+    assert_eq!(fields(0)["attempts"], 1);
+    assert_eq!(fields(0)["call_sid"], "CA0123456789abcdef0123456789abcdef");
+    assert_eq!(
+        fields(0)["message_id"],
+        "WB0123456789abcdef0123456789abcdef"
+    );
+    assert_eq!(
+        (fields(1)["outcome"].as_str(), fields(1)["reason"].as_str()),
+        (Some("rejected"), Some("signature_missing"))
+    );
+    let all = lines.join("\n");
+    for secret in [TOKEN, signature.as_str(), "eyJhbGciOiJIUzI1NiJ9"] {
+        assert!(!all.contains(secret), "log leaks {secret}");
+    }
+}

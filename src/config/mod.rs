@@ -40,6 +40,7 @@ pub struct Config {
     pub buffer: Option<BufferConfig>,
     /// Duplicate suppression; `None` when disabled.
     pub dedupe: Option<DedupeConfig>,
+    pub logging: LoggingConfig,
     /// Things that are legal but probably not what the operator wants.
     pub warnings: Vec<String>,
 }
@@ -84,6 +85,21 @@ pub struct UpstreamConfig {
     pub health_check_interval: Option<Duration>,
     pub breaker_threshold: std::num::NonZeroU32,
     pub breaker_open_for: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoggingConfig {
+    /// An `EnvFilter` directive (`info`, `warn,access=info`); `RUST_LOG` overrides it.
+    pub level: String,
+    pub format: LogFormat,
+    /// One line per request (target `access`).
+    pub access_log: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -360,6 +376,22 @@ impl Config {
             None
         };
 
+        let logging = LoggingConfig {
+            level: {
+                let level = raw.logging.level.trim().to_string();
+                tracing_subscriber::EnvFilter::try_new(&level).map_err(|e| {
+                    anyhow!("logging.level: {level:?} is not a log filter ({e}); write e.g. info or warn,access=info")
+                })?;
+                level
+            },
+            format: match raw.logging.format.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => bail!("logging.format: {other:?} must be text or json"),
+            },
+            access_log: raw.logging.access_log,
+        };
+
         Ok(Config {
             source: source.to_path_buf(),
             server,
@@ -373,6 +405,7 @@ impl Config {
             routes,
             buffer,
             dedupe,
+            logging,
             warnings,
         })
     }

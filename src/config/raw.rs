@@ -25,6 +25,39 @@ pub struct RawConfig {
     pub routes: Vec<RawRoute>,
     pub buffer: Option<RawBuffer>,
     pub dedupe: Option<RawDedupe>,
+    #[serde(default)]
+    pub logging: RawLogging,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogging {
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    #[serde(default = "default_log_format")]
+    pub format: String,
+    #[serde(default = "default_access_log")]
+    pub access_log: bool,
+}
+
+impl Default for RawLogging {
+    fn default() -> Self {
+        RawLogging {
+            level: default_log_level(),
+            format: default_log_format(),
+            access_log: default_access_log(),
+        }
+    }
+}
+
+fn default_log_level() -> String {
+    "info".into()
+}
+fn default_log_format() -> String {
+    "text".into()
+}
+fn default_access_log() -> bool {
+    true
 }
 
 /// The durable store for notifications the handler could not take (routes with

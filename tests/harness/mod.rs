@@ -207,6 +207,8 @@ pub struct ProxySpec {
     pub upstream_extra: String,
     pub body_timeout: &'static str,
     pub env: Vec<(String, String)>,
+    /// Collect the proxy's stderr lines (see [`Proxy::log_lines`]) instead of passing them on.
+    pub capture_stderr: bool,
 }
 
 impl ProxySpec {
@@ -220,6 +222,7 @@ impl ProxySpec {
             upstream_extra: String::new(),
             body_timeout: "1s",
             env: vec![("TNP_TOKEN".into(), TOKEN.into())],
+            capture_stderr: false,
         }
     }
 }
@@ -228,6 +231,7 @@ pub struct Proxy {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     pub config_path: PathBuf,
+    log: Arc<Mutex<Vec<String>>>,
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -297,11 +301,24 @@ routes:
             .arg(&config_path)
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(if spec.capture_stderr {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            });
         for (k, v) in &spec.env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn proxy");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        if let Some(stderr) = child.stderr.take() {
+            let log = log.clone();
+            thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
         let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -315,6 +332,7 @@ routes:
                     addr,
                     admin,
                     config_path,
+                    log,
                     child,
                     _dir: dir,
                 });
@@ -353,6 +371,11 @@ routes:
         self.metric(&format!(
             "notify_proxy_requests_total{{outcome=\"{outcome}\",route=\"notify\"}}"
         ))
+    }
+
+    /// Lines the proxy wrote to stderr so far (with `capture_stderr`).
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
     }
 
     pub fn kill(&mut self) {

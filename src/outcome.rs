@@ -12,6 +12,8 @@ use crate::signature::SignatureError;
 /// Why the proxy refused a request before it reached the handler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
+    /// The request head is not valid HTTP/1.1 (Pingora refused to parse it).
+    Malformed,
     Method,
     ContentType,
     LengthRequired,
@@ -31,7 +33,8 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
+        Reason::Malformed,
         Reason::Method,
         Reason::ContentType,
         Reason::LengthRequired,
@@ -53,6 +56,7 @@ impl Reason {
     /// The label value and the `error` field of the JSON answer.
     pub fn as_str(self) -> &'static str {
         match self {
+            Reason::Malformed => "malformed",
             Reason::Method => "method",
             Reason::ContentType => "content_type",
             Reason::LengthRequired => "length_required",
@@ -79,7 +83,9 @@ impl Reason {
             Reason::LengthRequired => StatusCode::LENGTH_REQUIRED,
             Reason::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reason::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Reason::BodyIncomplete | Reason::NotJson | Reason::Schema => StatusCode::BAD_REQUEST,
+            Reason::Malformed | Reason::BodyIncomplete | Reason::NotJson | Reason::Schema => {
+                StatusCode::BAD_REQUEST
+            }
             Reason::UnknownRoute => StatusCode::NOT_FOUND,
             Reason::SignatureMissing
             | Reason::SignatureDuplicate

@@ -1,5 +1,5 @@
 //! The request checks, in order: head (method, content type, framing, size), then signature,
-//! body hash, account allow-list, JSON and schema.
+//! body hash, JSON, account allow-list and schema.
 //!
 //! Owns the order of the checks and what each failure is called. Pure logic over borrowed bytes:
 //! no sockets, no Pingora types, no metrics; the proxy glue gathers the inputs, calls
@@ -128,7 +128,7 @@ impl Verified {
     }
 }
 
-/// Signature, body hash, account allow-list, JSON and schema, in that order: nothing about the
+/// Signature, body hash, JSON, account allow-list and schema, in that order: nothing about the
 /// body's content is judged (or reported back) before the request is known to come from Twilio.
 pub fn check_request(
     route: &Route,
@@ -168,6 +168,13 @@ pub fn check_request(
         signature::verify_body_hash(req.url.query, req.body)?;
     }
 
+    // A body that is not JSON names no account: say what is wrong with it first.
+    let json = json
+        .map(|j| {
+            j.map_err(|e| Rejection::new(Reason::NotJson, format!("body is not valid JSON: {e}")))
+        })
+        .transpose()?;
+
     if !allowed_accounts.is_empty() {
         match account.as_deref() {
             Some(sid) if allowed_accounts.contains(sid) => {}
@@ -188,8 +195,6 @@ pub fn check_request(
 
     let mut verified = Verified::default();
     if let Some(json) = json {
-        let json = json
-            .map_err(|e| Rejection::new(Reason::NotJson, format!("body is not valid JSON: {e}")))?;
         if let Some(schema) = &route.schema {
             if let Err(violation) = schema.check(&json) {
                 match route.schema_mode {

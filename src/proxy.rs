@@ -483,16 +483,29 @@ impl HttpServerApp for NotifyProxy {
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
+        let started = Instant::now();
         match session.read_request().await {
             Ok(true) => {}
-            // Client closed an idle keep-alive connection, or sent garbage Pingora refused.
+            // The client closed an idle keep-alive connection: nothing was asked.
             Ok(false) => return None,
             Err(e) => {
-                tracing::debug!(error = %e, "could not read a request head");
+                // Garbage, an oversized head, or a head that stalled: answer and count it like
+                // any other rejection, then close.
+                let rejection =
+                    Rejection::new(Reason::Malformed, format!("invalid request head: {e}"));
+                tracing::info!(reason = "malformed", status = 400, detail = %rejection.detail, "rejected");
+                self.unmatched_metrics.record(
+                    Outcome::Rejected,
+                    Some(Reason::Malformed),
+                    started.elapsed().as_secs_f64(),
+                );
+                session.set_keepalive(None);
+                let body = rejection.json_body();
+                let header = json_header(StatusCode::BAD_REQUEST, body.len());
+                let _ = session.write_error_response(header, body.into()).await;
                 return None;
             }
         }
-        let started = Instant::now();
         session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
         let ending = self.handle(&mut session, started).await;
         let metrics = ending

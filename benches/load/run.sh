@@ -26,6 +26,8 @@ SKIP_PROXY=${SKIP_PROXY:-0}
 ALLOW_SOCKET_ERRORS=${ALLOW_SOCKET_ERRORS:-0}
 COUNT_2XX=${COUNT_2XX:-0}
 KEEP_TMP=${KEEP_TMP:-0}
+# nginx runs with access_log off; the proxy's access log is off too unless ACCESS_LOG=true.
+ACCESS_LOG=${ACCESS_LOG:-false}
 NGINX=${NGINX:-nginx}
 WRK=${WRK:-wrk}
 
@@ -37,7 +39,7 @@ BODY='{"twi_account_sid":"AC0123456789abcdef0123456789abcdef","twi_bridge_token"
 
 # Reconstruct the exact command line (with the knobs that were set) for the report.
 CMDLINE=""
-for v in BIN ROUNDS DURATION CONNECTIONS THREADS WARMUP SKIP_PROXY ALLOW_SOCKET_ERRORS COUNT_2XX KEEP_TMP NGINX WRK; do
+for v in BIN ROUNDS DURATION CONNECTIONS THREADS WARMUP SKIP_PROXY ALLOW_SOCKET_ERRORS COUNT_2XX KEEP_TMP ACCESS_LOG NGINX WRK; do
   if printenv "$v" >/dev/null 2>&1; then
     CMDLINE+="$v=$(printf '%q' "${!v}") "
   fi
@@ -243,7 +245,7 @@ if [[ $SKIP_PROXY != 1 ]]; then
   CFG=$TMP/proxy.yaml
   render "$SCRIPT_DIR/proxy.yaml.tmpl" "$CFG" \
     "PROXY_PORT=$PROXY_PORT" "ADMIN_PORT=$ADMIN_PORT" "UP_PORT=$UP_PORT" \
-    "PUBLIC_URL=$PUBLIC_URL" "SCHEMA=$SCHEMA"
+    "PUBLIC_URL=$PUBLIC_URL" "SCHEMA=$SCHEMA" "ACCESS_LOG=$ACCESS_LOG"
   log "starting proxy: TWILIO_AUTH_TOKEN=<bench token> $BIN run --config $CFG"
   TWILIO_AUTH_TOKEN=$BENCH_TOKEN "$BIN" run --config "$CFG" >"$TMP/proxy.log" 2>&1 &
   PROXY_PID=$!

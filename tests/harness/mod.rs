@@ -49,6 +49,8 @@ pub enum Behaviour {
     },
     /// Read the request, then never answer.
     Hang,
+    /// Write these bytes verbatim, then close.
+    Raw(String),
     /// The n-th request (counting from 0 over the upstream's life) gets `statuses[n]`; once
     /// they run out, the last one repeats.
     Statuses(Vec<u16>),
@@ -137,6 +139,11 @@ fn serve_connection(
             Behaviour::Statuses(_) => unreachable!("resolved above"),
             Behaviour::Hang => {
                 thread::sleep(Duration::from_secs(30));
+                return;
+            }
+            Behaviour::Raw(bytes) => {
+                let _ = conn.write_all(bytes.as_bytes());
+                let _ = conn.shutdown(Shutdown::Both);
                 return;
             }
             Behaviour::AnswerThenClose(status) => {

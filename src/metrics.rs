@@ -287,6 +287,44 @@ impl Metrics {
         }
     }
 
+    /// Handles for requests that matched no route: only `rejected` (for `unknown_route` and
+    /// `malformed`) can happen there, so only those series are exported; the other handles
+    /// count into unregistered counters and never show up as misleading zeros.
+    pub fn unmatched(&self) -> RouteMetrics {
+        let route = UNMATCHED_ROUTE;
+        let detached = || IntCounter::new("detached", "not exported").expect("valid metric");
+        let detached_histogram = || {
+            Histogram::with_opts(HistogramOpts::new("detached", "not exported"))
+                .expect("valid metric")
+        };
+        RouteMetrics {
+            requests: Outcome::ALL
+                .iter()
+                .map(|o| match o {
+                    Outcome::Rejected => self.requests.with_label_values(&[route, o.as_str()]),
+                    _ => detached(),
+                })
+                .collect(),
+            rejections: Reason::ALL
+                .iter()
+                .map(|r| match r {
+                    Reason::UnknownRoute | Reason::Malformed => {
+                        self.rejections.with_label_values(&[route, r.as_str()])
+                    }
+                    _ => detached(),
+                })
+                .collect(),
+            schema_reported: detached(),
+            duration: self.request_duration.with_label_values(&[route]),
+            retries: detached(),
+            attempts: detached_histogram(),
+            duplicate_of_delivered: detached(),
+            duplicate_of_buffered: detached(),
+            redeliveries: REDELIVERY_RESULTS.iter().map(|_| detached()).collect(),
+            dead_lettered_expired: detached(),
+        }
+    }
+
     /// Resolves every series of one upstream group.
     pub fn upstream(&self, upstream: &str) -> UpstreamMetrics {
         UpstreamMetrics {

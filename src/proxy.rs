@@ -131,7 +131,7 @@ impl NotifyProxy {
                 .iter()
                 .map(|r| metrics.route(&r.name))
                 .collect(),
-            unmatched_metrics: metrics.route(UNMATCHED_ROUTE),
+            unmatched_metrics: metrics.unmatched(),
             upstreams,
             keys: config.keys.clone(),
             allowed_accounts: config.allowed_accounts.clone(),

@@ -28,6 +28,10 @@ fn example_config_on_free_ports(dir: &std::path::Path) -> (std::path::PathBuf, u
         .replace("127.0.0.1:9090", &format!("127.0.0.1:{admin}"))
         .replace("127.0.0.1:9000", &format!("127.0.0.1:{handler}"))
         .replace(
+            "/tmp/twilio-notify-proxy/buffer.redb",
+            dir.join("buffer.redb").to_str().unwrap(),
+        )
+        .replace(
             "schemas/client-notification.schema.json",
             repo_path("conf/schemas/client-notification.schema.json")
                 .to_str()

@@ -175,3 +175,79 @@ fn invalid_schema_file_is_reported() {
     let e = err(&yaml("", "", "TNP_TEST_TOKEN_E").replace(SCHEMA, bad.to_str().unwrap()));
     assert!(e.contains("not a valid JSON Schema"), "{e}");
 }
+
+#[test]
+fn delivery_settings_are_validated() {
+    std::env::set_var("TNP_TEST_TOKEN_F", "t");
+    let cases = [
+        (
+            "    retry: { deadline: 15s }",
+            "",
+            "routes[0].retry.deadline",
+        ),
+        (
+            "    retry: { on_status: [404] }",
+            "",
+            "routes[0].retry.on_status[0]",
+        ),
+        (
+            "    retry: { max_attempts: 0 }",
+            "",
+            "routes[0].retry.max_attempts",
+        ),
+        (
+            "    retry: { backoff: { initial: 2s, max: 1s } }",
+            "",
+            "routes[0].retry.backoff",
+        ),
+        ("    on_exhausted: buffer", "", "no buffer section"),
+        ("    on_exhausted: retry", "", "routes[0].on_exhausted"),
+        (
+            "    on_exhausted: buffer\n    buffered_status: 202",
+            "buffer: { path: /tmp/x.redb }",
+            "",
+        ),
+        (
+            "    on_exhausted: buffer\n    buffered_status: 503",
+            "buffer: { path: /tmp/x.redb }",
+            "routes[0].buffered_status",
+        ),
+        (
+            "",
+            "buffer: { path: /tmp/x.redb, max_messages: 0 }",
+            "buffer.max_messages",
+        ),
+        ("", "dedupe: { key: call_sid }", "dedupe.key"),
+        ("", "logging: { format: xml }", "logging.format"),
+        ("", "logging: { level: \"[[\" }", "logging.level"),
+    ];
+    for (route_extra, top_extra, needle) in cases {
+        let result = load(&yaml(route_extra, top_extra, "TNP_TEST_TOKEN_F"));
+        if needle.is_empty() {
+            assert!(
+                result.is_ok(),
+                "{route_extra} {top_extra}: {:#}",
+                result.unwrap_err()
+            );
+        } else {
+            let e = format!("{:#}", result.expect_err(route_extra));
+            assert!(e.contains(needle), "expected {needle:?} in {e}");
+        }
+    }
+    let c = load(&yaml(
+        "    on_exhausted: buffer",
+        "buffer: { path: data/b.redb }",
+        "TNP_TEST_TOKEN_F",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.buffer.unwrap().path,
+        Path::new("/etc/tnp/data/b.redb"),
+        "relative to the config file"
+    );
+    assert!(
+        matches!(c.routes[0].on_exhausted, OnExhausted::Buffer { ttl, .. } if ttl == Duration::from_secs(60))
+    );
+    assert_eq!(c.routes[0].retry.deadline, Duration::from_secs(8));
+    assert_eq!(c.dedupe.unwrap().key, DedupeKey::Auto);
+}

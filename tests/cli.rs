@@ -228,3 +228,15 @@ fn readme_demo_walkthrough() {
         (403, "body_hash_mismatch")
     );
 }
+
+#[test]
+fn run_test_flag_builds_everything_then_exits_0() {
+    // Pingora's --test: used before a graceful upgrade to prove the new binary and config start.
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _, _) = example_config_on_free_ports(dir.path());
+    let out = run(
+        &["run", "--config", config.to_str().unwrap(), "--test"],
+        &[("TWILIO_AUTH_TOKEN", "x"), ("RUST_LOG", "error")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

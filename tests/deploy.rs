@@ -62,7 +62,10 @@ impl Exported {
                 families.entry(name.to_string()).or_default().kind = kind.trim().to_string();
             }
         }
-        for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
             let (name, labels) = parse_sample(line);
             let family = Self::family_of(&families, &name)
                 .unwrap_or_else(|| panic!("sample {name} has no # TYPE line"))
@@ -252,7 +255,8 @@ fn selectors(expr: &str) -> Vec<Selector> {
             i = skip_group(i, b'{', b'}'); // a selector without a metric name
         } else if c == b'[' {
             i = skip_group(i, b'[', b']');
-        } else if c.is_ascii_digit() || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit)) {
+        } else if c.is_ascii_digit() || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit))
+        {
             while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.' || b[i] == b'_') {
                 i += 1;
             }
@@ -461,7 +465,12 @@ fn dashboard_references_only_exported_metrics() {
                 .as_str()
                 .unwrap_or_else(|| panic!("panel {title}: target without expr"));
             expressions += 1;
-            problems.extend(check_expr(&exported, &format!("panel {title:?}"), expr, &[]));
+            problems.extend(check_expr(
+                &exported,
+                &format!("panel {title:?}"),
+                expr,
+                &[],
+            ));
             for s in selectors(expr) {
                 if let Some(f) = Exported::family_of(&exported.families, &s.metric) {
                     used.insert(f.to_string());
@@ -472,11 +481,9 @@ fn dashboard_references_only_exported_metrics() {
     for v in vars {
         let query = match &v["query"] {
             serde_json::Value::String(s) => s.clone(),
-            serde_json::Value::Object(o) => o
-                .get("query")
-                .and_then(|q| q.as_str())
-                .unwrap_or("")
-                .into(),
+            serde_json::Value::Object(o) => {
+                o.get("query").and_then(|q| q.as_str()).unwrap_or("").into()
+            }
             _ => String::new(),
         };
         for name in notify_proxy_names(&format!("{query} {}", v["definition"])) {
@@ -579,7 +586,9 @@ fn alert_rules_reference_only_exported_metrics_and_existing_runbook_sections() {
         match url.split_once('#') {
             Some((RUNBOOK, anchor)) if runbook_anchors.contains(anchor) => {
                 if anchor != name.to_lowercase() {
-                    problems.push(format!("{name}: runbook anchor {anchor} is another alert's"));
+                    problems.push(format!(
+                        "{name}: runbook anchor {anchor} is another alert's"
+                    ));
                 }
             }
             _ => problems.push(format!(
@@ -651,7 +660,10 @@ fn promtool_accepts_the_scrape_and_the_rules() {
     let (ok, out) = promtool(&["check", "rules", ALERTS], None);
     assert!(ok, "promtool check rules failed:\n{out}");
 
-    let (ok, out) = promtool(&["test", "rules", "deploy/prometheus/alerts.test.yaml"], None);
+    let (ok, out) = promtool(
+        &["test", "rules", "deploy/prometheus/alerts.test.yaml"],
+        None,
+    );
     assert!(ok, "promtool test rules failed:\n{out}");
 }
 
@@ -669,12 +681,20 @@ fn scanners_find_metric_names_and_only_them() {
         .collect();
     assert_eq!(found.len(), 3, "{found:?}");
     assert_eq!(found[0].0, "notify_proxy_request_duration_seconds_bucket");
-    assert_eq!(found[0].1[1], ("route".into(), "=~".into(), "$route".into()));
+    assert_eq!(
+        found[0].1[1],
+        ("route".into(), "=~".into(), "$route".into())
+    );
     assert_eq!(found[1].0, "other_total");
-    assert_eq!(found[1].1, vec![("outcome".into(), "=~".into(), "a|b".into())]);
+    assert_eq!(
+        found[1].1,
+        vec![("outcome".into(), "=~".into(), "a|b".into())]
+    );
     assert_eq!(found[2].0, "up");
     assert_eq!(
-        notify_proxy_names("label_values(notify_proxy_build_info{job=~\"$job\"}, instance) xnotify_proxy_no"),
+        notify_proxy_names(
+            "label_values(notify_proxy_build_info{job=~\"$job\"}, instance) xnotify_proxy_no"
+        ),
         vec!["notify_proxy_build_info"]
     );
     assert_eq!(

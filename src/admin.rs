@@ -111,7 +111,8 @@ impl AdminApp {
     }
 }
 
-fn json(status: StatusCode, body: serde_json::Value) -> Response<Vec<u8>> {
+/// A JSON answer for Pingora's `ServeHttp` apps (admin, demo handler).
+pub(crate) fn json(status: StatusCode, body: serde_json::Value) -> Response<Vec<u8>> {
     let body = serde_json::to_vec(&body).expect("json value serializes");
     Response::builder()
         .status(status)

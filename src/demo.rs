@@ -55,13 +55,7 @@ impl ServeHttp for DemoHandler {
         }
         let (status, answer) = self.answer(&body);
         tracing::info!(status = status.as_u16(), answer = %answer, "demo handler");
-        let body = serde_json::to_vec(&answer).expect("json value serializes");
-        Response::builder()
-            .status(status)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(http::header::CONTENT_LENGTH, body.len())
-            .body(body)
-            .expect("valid response")
+        crate::admin::json(status, answer)
     }
 }
 

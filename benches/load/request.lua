@@ -1,6 +1,8 @@
 -- wrk script for benches/load/run.sh.
--- Sends the same pre-signed Twilio client notification on every request and
--- prints one machine-readable "BENCH_RESULT ..." line from done().
+-- Sends the same pre-signed Twilio client notification on every request, each
+-- with its own I-Twilio-Idempotency-Token (as Twilio does: with one fixed token
+-- the proxy's dedupe would answer every request but the first without
+-- forwarding), and prints one machine-readable "BENCH_RESULT ..." line.
 --
 -- Environment (set by run.sh):
 --   BENCH_BODY_FILE   file with the exact request body (no trailing newline)
@@ -23,7 +25,17 @@ wrk.method = "POST"
 wrk.body = body
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["X-Twilio-Signature"] = os.getenv("BENCH_SIGNATURE") or ""
-wrk.headers["I-Twilio-Idempotency-Token"] = "bench"
+
+-- One token per request; the thread id keeps tokens of several wrk threads apart.
+local counter = 0
+-- Each wrk process needs its own prefix (the proxy remembers tokens for minutes): the table
+-- address differs per process (ASLR), the time per run.
+local prefix = "bench-" .. os.time() .. "-" .. tostring({}):gsub("table: ", "") .. "-"
+function request()
+  counter = counter + 1
+  wrk.headers["I-Twilio-Idempotency-Token"] = prefix .. counter
+  return wrk.format(nil, nil, nil, nil)
+end
 
 local threads = {}
 

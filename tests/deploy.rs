@@ -647,6 +647,11 @@ fn promtool(args: &[&str], stdin: Option<&str>) -> (bool, String) {
 #[test]
 fn promtool_accepts_the_scrape_and_the_rules() {
     if !promtool_available() {
+        // CI installs promtool (.ci/run), so there a missing one is a failure, not a skip.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "promtool is required in CI: apt-get install -y prometheus"
+        );
         eprintln!(
             "note: promtool not found; skipping `promtool check metrics` and rule tests \
              (CI installs it: apt-get install -y prometheus)"

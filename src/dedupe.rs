@@ -1,17 +1,18 @@
 //! Recently seen notifications, so a retried or duplicated one is not delivered twice.
 //!
 //! Owns a bounded, expiring map from an idempotency key (Twilio's `I-Twilio-Idempotency-Token`
-//! or the body's `twi_message_id`) to what became of that message. Memory is bounded by
-//! `capacity` entries of at most [`MAX_KEY_LEN`] bytes each; the oldest entries go first. In
-//! memory only: after a restart, buffered messages are still in the store, and a duplicate of
-//! one delivered before the restart is delivered again (the handler sees the same token).
+//! or the body's `twi_message_id`) to what became of that message. Keys are kept as 64-bit
+//! fingerprints under a per-process random key: fixed-size entries (memory is `capacity` × ~40
+//! bytes whatever the key length) and no allocation per request; two different keys collide
+//! with probability ~capacity/2^64. The oldest entries go first. In memory only: after a
+//! restart, buffered messages are still in the store, and a duplicate of one delivered before
+//! the restart is delivered again (the handler sees the same token).
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// Keys longer than this are not remembered (Twilio's tokens and message ids are ~40 bytes).
-pub const MAX_KEY_LEN: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Seen {
@@ -23,15 +24,16 @@ pub enum Seen {
 
 #[derive(Debug)]
 struct Inner {
-    entries: HashMap<String, (Seen, Instant)>,
+    entries: HashMap<u64, (Seen, Instant)>,
     /// Insertion order, for eviction; stale rows (re-inserted keys) are skipped.
-    order: VecDeque<(String, Instant)>,
+    order: VecDeque<(u64, Instant)>,
 }
 
 #[derive(Debug)]
 pub struct DedupeCache {
     capacity: usize,
     ttl: Duration,
+    keyer: RandomState,
     inner: Mutex<Inner>,
 }
 
@@ -40,6 +42,7 @@ impl DedupeCache {
         DedupeCache {
             capacity,
             ttl,
+            keyer: RandomState::new(),
             inner: Mutex::new(Inner {
                 entries: HashMap::new(),
                 order: VecDeque::new(),
@@ -51,19 +54,24 @@ impl DedupeCache {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn get(&self, key: &str, now: Instant) -> Option<Seen> {
+    /// The fingerprint of a key made of `kind` (which property it is) and `value`.
+    pub fn fingerprint(&self, kind: &str, value: &str) -> u64 {
+        self.keyer.hash_one((kind, value))
+    }
+
+    pub fn get(&self, fingerprint: u64, now: Instant) -> Option<Seen> {
         let inner = self.lock();
-        let (seen, at) = inner.entries.get(key)?;
+        let (seen, at) = inner.entries.get(&fingerprint)?;
         (now.duration_since(*at) < self.ttl).then_some(*seen)
     }
 
-    pub fn insert(&self, key: &str, seen: Seen, now: Instant) {
-        if key.is_empty() || key.len() > MAX_KEY_LEN || self.capacity == 0 {
+    pub fn insert(&self, fingerprint: u64, seen: Seen, now: Instant) {
+        if self.capacity == 0 {
             return;
         }
         let mut inner = self.lock();
         // Drop expired entries from the front, then the oldest while over capacity.
-        while let Some((k, at)) = inner.order.front().cloned() {
+        while let Some((k, at)) = inner.order.front().copied() {
             let expired = now.duration_since(at) >= self.ttl;
             let over = inner.entries.len() >= self.capacity;
             if !expired && !over {
@@ -74,8 +82,8 @@ impl DedupeCache {
                 inner.entries.remove(&k);
             }
         }
-        inner.entries.insert(key.to_string(), (seen, now));
-        inner.order.push_back((key.to_string(), now));
+        inner.entries.insert(fingerprint, (seen, now));
+        inner.order.push_back((fingerprint, now));
         // Re-inserted keys leave stale rows behind; keep the queue bounded too.
         if inner.order.len() > self.capacity.saturating_mul(2) {
             let Inner { entries, order } = &mut *inner;
@@ -96,22 +104,22 @@ impl DedupeCache {
 mod tests {
     use super::*;
 
+    fn key(c: &DedupeCache, k: &str) -> u64 {
+        c.fingerprint("token", k)
+    }
+
     #[test]
     fn remembers_until_ttl() {
         let c = DedupeCache::new(10, Duration::from_secs(60));
+        let a = key(&c, "a");
         let t = Instant::now();
-        assert_eq!(c.get("a", t), None);
-        c.insert("a", Seen::Buffered, t);
-        assert_eq!(
-            c.get("a", t + Duration::from_secs(59)),
-            Some(Seen::Buffered)
-        );
-        assert_eq!(c.get("a", t + Duration::from_secs(60)), None);
-        c.insert("a", Seen::Delivered, t + Duration::from_secs(1));
-        assert_eq!(
-            c.get("a", t + Duration::from_secs(2)),
-            Some(Seen::Delivered)
-        );
+        assert_eq!(c.get(a, t), None);
+        c.insert(a, Seen::Buffered, t);
+        assert_eq!(c.get(a, t + Duration::from_secs(59)), Some(Seen::Buffered));
+        assert_eq!(c.get(a, t + Duration::from_secs(60)), None);
+        c.insert(a, Seen::Delivered, t + Duration::from_secs(1));
+        assert_eq!(c.get(a, t + Duration::from_secs(2)), Some(Seen::Delivered));
+        assert_ne!(c.fingerprint("token", "a"), c.fingerprint("message", "a"));
     }
 
     #[test]
@@ -119,24 +127,33 @@ mod tests {
         let c = DedupeCache::new(3, Duration::from_secs(60));
         let t = Instant::now();
         for (i, k) in ["a", "b", "c", "d"].iter().enumerate() {
-            c.insert(k, Seen::Delivered, t + Duration::from_millis(i as u64));
+            c.insert(
+                key(&c, k),
+                Seen::Delivered,
+                t + Duration::from_millis(i as u64),
+            );
         }
         assert_eq!(c.len(), 3);
-        assert_eq!(c.get("a", t), None, "oldest evicted");
-        assert_eq!(c.get("d", t), Some(Seen::Delivered));
+        assert_eq!(c.get(key(&c, "a"), t), None, "oldest evicted");
+        assert_eq!(c.get(key(&c, "d"), t), Some(Seen::Delivered));
         // Many re-inserts of one key keep memory bounded.
         for i in 0..10_000u64 {
-            c.insert("d", Seen::Delivered, t + Duration::from_millis(10 + i));
+            c.insert(
+                key(&c, "d"),
+                Seen::Delivered,
+                t + Duration::from_millis(10 + i),
+            );
         }
         assert!(c.lock().order.len() <= 6);
     }
 
     #[test]
-    fn oversized_and_empty_keys_are_not_stored() {
+    fn long_keys_cost_one_fingerprint() {
         let c = DedupeCache::new(3, Duration::from_secs(60));
         let t = Instant::now();
-        c.insert("", Seen::Delivered, t);
-        c.insert(&"x".repeat(MAX_KEY_LEN + 1), Seen::Delivered, t);
-        assert!(c.is_empty());
+        let long = "x".repeat(100_000);
+        c.insert(key(&c, &long), Seen::Delivered, t);
+        assert_eq!(c.get(key(&c, &long), t), Some(Seen::Delivered));
+        assert_eq!(c.get(key(&c, &long[1..]), t), None);
     }
 }

@@ -75,7 +75,7 @@ struct RequestContext {
     route_idx: usize,
     call_sid: Option<String>,
     message_id: Option<String>,
-    dedupe_key: Option<String>,
+    dedupe_key: Option<u64>,
 }
 
 /// The status and outcome for a live path that gave up (policy `fail`).
@@ -245,17 +245,21 @@ impl NotifyProxy {
         self.deliver(context, request, arrived).await
     }
 
-    /// The key duplicates are recognised by, per the dedupe config.
-    fn dedupe_key(&self, req: &RequestHeader, message_id: Option<&str>) -> Option<String> {
-        let config = self.dedupe.as_ref()?.0;
+    /// The fingerprint duplicates are recognised by, per the dedupe config.
+    fn dedupe_key(&self, req: &RequestHeader, message_id: Option<&str>) -> Option<u64> {
+        let (config, cache) = self.dedupe.as_ref()?;
         let token = || {
             req.headers
                 .get("i-twilio-idempotency-token")
                 .and_then(|v| v.to_str().ok())
                 .filter(|v| !v.is_empty())
-                .map(|v| format!("token:{v}"))
+                .map(|v| cache.fingerprint("token", v))
         };
-        let message = || message_id.map(|m| format!("message:{m}"));
+        let message = || {
+            message_id
+                .filter(|m| !m.is_empty())
+                .map(|m| cache.fingerprint("message", m))
+        };
         match config {
             DedupeKey::Auto => token().or_else(message),
             DedupeKey::IdempotencyToken => token(),
@@ -277,7 +281,7 @@ impl NotifyProxy {
             message_id: ctx.message_id.clone(),
         };
         let cache = self.dedupe.as_ref().map(|(_, c)| c);
-        if let (Some(cache), Some(key)) = (cache, ctx.dedupe_key.as_deref()) {
+        if let (Some(cache), Some(key)) = (cache, ctx.dedupe_key) {
             match cache.get(key, Instant::now()) {
                 Some(Seen::Delivered) => {
                     metrics.duplicate_of_delivered.inc();
@@ -306,7 +310,7 @@ impl NotifyProxy {
                 metrics.retries.inc_by(u64::from(attempts - 1));
                 let status = answer.answer.status;
                 if (200..300).contains(&status) {
-                    if let (Some(cache), Some(key)) = (cache, ctx.dedupe_key.as_deref()) {
+                    if let (Some(cache), Some(key)) = (cache, ctx.dedupe_key) {
                         cache.insert(key, Seen::Delivered, Instant::now());
                     }
                 }
@@ -392,7 +396,7 @@ impl NotifyProxy {
         let stored = tokio::task::spawn_blocking(move || store.insert(&message, &request)).await;
         match stored {
             Ok(Ok(id)) => {
-                if let (Some((_, cache)), Some(key)) = (&self.dedupe, ctx.dedupe_key.as_deref()) {
+                if let (Some((_, cache)), Some(key)) = (&self.dedupe, ctx.dedupe_key) {
                     cache.insert(key, Seen::Buffered, Instant::now());
                 }
                 self.store_writable

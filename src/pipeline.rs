@@ -386,6 +386,7 @@ mod tests {
         let limits = Limits {
             max_body_bytes: 100,
             body_timeout: Duration::from_secs(1),
+            header_timeout: Duration::from_secs(1),
         };
         let r = route(BodyKind::Json, SchemaMode::Enforce);
         let head = |method,

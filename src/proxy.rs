@@ -487,8 +487,15 @@ impl HttpServerApp for NotifyProxy {
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
+        // Bounds both a slowly dribbled head and an idle kept-alive connection: either way the
+        // connection holds memory and a task, so it is closed (quietly: nothing was asked).
+        let head = tokio::time::timeout(self.limits.header_timeout, session.read_request()).await;
         let started = Instant::now();
-        match session.read_request().await {
+        let Ok(head) = head else {
+            tracing::debug!("no complete request head within limits.header_timeout; closing");
+            return None;
+        };
+        match head {
             Ok(true) => {}
             // The client closed an idle keep-alive connection: nothing was asked.
             Ok(false) => return None,

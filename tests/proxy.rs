@@ -648,3 +648,30 @@ fn access_log_is_structured_and_never_carries_secrets() {
         assert!(!all.contains(secret), "log leaks {secret}");
     }
 }
+
+#[test]
+fn silent_or_slow_clients_are_disconnected_after_the_header_timeout() {
+    use std::io::Read;
+    let upstream = MockUpstream::start(Behaviour::status(200, "ok"));
+    let mut spec = ProxySpec::new(upstream.addr);
+    spec.header_timeout = "500ms";
+    let proxy = Proxy::start(spec);
+    for partial in [
+        &b""[..],
+        b"POST /twilio/client-notify HTTP/1.1\r\nHost: h\r\n",
+    ] {
+        let mut s = TcpStream::connect(proxy.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(partial).unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = [0u8; 64];
+        // The proxy closes the connection: read sees end of stream, well before our 10 s.
+        let n = s.read(&mut buf).unwrap_or(0);
+        assert_eq!(n, 0, "connection closed without an answer");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "closed by the proxy, not our timeout"
+        );
+    }
+    assert_eq!(upstream.request_count(), 0);
+}

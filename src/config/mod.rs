@@ -72,6 +72,8 @@ pub struct TlsFiles {
 pub struct Limits {
     pub max_body_bytes: usize,
     pub body_timeout: Duration,
+    /// A request head (or, on a kept-alive connection, the next one) must arrive within this.
+    pub header_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -266,6 +268,7 @@ impl Config {
                 n => n,
             },
             body_timeout: nonzero_duration("limits.body_timeout", &raw.limits.body_timeout)?,
+            header_timeout: nonzero_duration("limits.header_timeout", &raw.limits.header_timeout)?,
         };
 
         let trusted_proxies = raw

@@ -276,6 +276,8 @@ pub struct RawLimits {
     pub max_body_bytes: usize,
     #[serde(default = "default_body_timeout")]
     pub body_timeout: String,
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: String,
 }
 
 impl Default for RawLimits {
@@ -283,8 +285,13 @@ impl Default for RawLimits {
         RawLimits {
             max_body_bytes: default_max_body_bytes(),
             body_timeout: default_body_timeout(),
+            header_timeout: default_header_timeout(),
         }
     }
+}
+
+fn default_header_timeout() -> String {
+    "10s".into()
 }
 
 fn default_max_body_bytes() -> usize {

@@ -213,6 +213,7 @@ pub struct ProxySpec {
     /// Extra keys for the `upstreams.handler` block (4-space indent).
     pub upstream_extra: String,
     pub body_timeout: &'static str,
+    pub header_timeout: &'static str,
     pub env: Vec<(String, String)>,
     /// Collect the proxy's stderr lines (see [`Proxy::log_lines`]) instead of passing them on.
     pub capture_stderr: bool,
@@ -228,6 +229,7 @@ impl ProxySpec {
             response_timeout: "2s",
             upstream_extra: String::new(),
             body_timeout: "1s",
+            header_timeout: "10s",
             env: vec![("TNP_TOKEN".into(), TOKEN.into())],
             capture_stderr: false,
         }
@@ -275,6 +277,7 @@ admin:
 limits:
   max_body_bytes: 65536
   body_timeout: {body_timeout}
+  header_timeout: {header_timeout}
 secrets:
 {secrets}
 {top_extra}
@@ -294,6 +297,7 @@ routes:
 {route_extra}
 "#,
             body_timeout = spec.body_timeout,
+            header_timeout = spec.header_timeout,
             secrets = spec.secrets,
             top_extra = spec.top_extra,
             response_timeout = spec.response_timeout,

@@ -69,8 +69,17 @@ pub fn build_server(
         test: flags.test,
         ..Opt::default()
     };
+    if flags.upgrade && config.buffer.is_some() {
+        // The running instance holds the buffer's lock until it exits, so the successor could
+        // not open the store after taking over the sockets: that would leave nobody serving.
+        anyhow::bail!(
+            "--upgrade cannot take over a proxy with a buffer section: the running instance holds the \
+             lock on {} until it exits. Stop it (SIGTERM drains in-flight requests; buffered messages \
+             stay on disk) and start the new binary",
+            config.buffer.as_ref().map_or_else(String::new, |b| b.path.display().to_string())
+        );
+    }
     let mut server = Server::new_with_opt_and_conf(opt, conf);
-    server.bootstrap();
 
     let metrics = Arc::new(Metrics::new());
     let mut upstreams = Vec::new();
@@ -162,5 +171,9 @@ pub fn build_server(
         handler.add_tcp(&demo.address);
         server.add_service(handler);
     }
+    // Last: with --upgrade this takes the listening sockets over from the running instance, and
+    // with --test it exits here. Either way everything that could fail (store, TLS files,
+    // upstreams) has been built and checked by now.
+    server.bootstrap();
     Ok(server)
 }

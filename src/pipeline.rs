@@ -144,20 +144,28 @@ pub fn check_request(
 
     // The account picks the key, so it is read before the signature is checked; nothing else
     // is done with the unverified body.
+    let mut ambiguous_form = false;
     let (json, form_suffix, account) = match route.body {
         BodyKind::Json => {
-            let json = schema::parse_json(req.body);
-            let account = json.as_ref().ok().and_then(|v| {
-                v.get("twi_account_sid")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            });
+            // A body whose identity fields are ambiguous is judged after the signature: until
+            // then it is only "not verifiable with a subaccount token".
+            let (account, ambiguous) = match schema::account_sid(req.body) {
+                Ok(account) => (account, None),
+                Err(e) => (None, Some(e)),
+            };
+            let json = match ambiguous {
+                Some(e) => Err(e),
+                None => schema::parse_json(req.body),
+            };
             (Some(json), Vec::new(), account)
         }
         BodyKind::Form => {
-            let account = form_urlencoded::parse(req.body)
-                .find(|(k, _)| k == "AccountSid")
-                .map(|(_, v)| v.into_owned());
+            let mut accounts = form_urlencoded::parse(req.body).filter(|(k, _)| k == "AccountSid");
+            let account = accounts.next().map(|(_, v)| v.into_owned());
+            if accounts.next().is_some() {
+                // Which one would the handler use? Refuse rather than guess (after the signature).
+                ambiguous_form = true;
+            }
             (None, signature::form_signing_suffix(req.body), account)
         }
     };
@@ -168,6 +176,12 @@ pub fn check_request(
         signature::verify_body_hash(req.url.query, req.body)?;
     }
 
+    if ambiguous_form {
+        return Err(Rejection::new(
+            Reason::Schema,
+            "AccountSid appears more than once in the form body",
+        ));
+    }
     // A body that is not JSON names no account: say what is wrong with it first.
     let json = json
         .map(|j| {
@@ -334,6 +348,38 @@ mod tests {
         assert!(e.detail.starts_with("/twi_message_type"), "{}", e.detail);
         let v = run(&wrong, SchemaMode::Report, &[]).unwrap();
         assert_eq!(v.reported_violation.unwrap().field, "/twi_message_type");
+    }
+
+    #[test]
+    fn ambiguous_identity_is_refused_after_the_signature() {
+        // Signed correctly, but names two accounts: a first-wins handler would act on the other.
+        let twice = BODY.replacen(
+            '{',
+            r#"{"twi_account_sid":"AC00000000000000000000000000000009","#,
+            1,
+        );
+        let e = run(&twice, SchemaMode::Enforce, &[]).unwrap_err();
+        assert_eq!(e.reason, Reason::NotJson);
+        assert!(e.detail.contains("duplicate field"), "{}", e.detail);
+
+        let body = "AccountSid=AC0123456789abcdef0123456789abcdef&AccountSid=AC00000000000000000000000000000009";
+        let url = SignedUrl::parse("https://voice.example.com/voice").unwrap();
+        let sig = SigningKey::new(Algorithm::HmacSha1, b"tok")
+            .sign(&url, &signature::form_signing_suffix(body.as_bytes()));
+        let sigs = [sig.as_bytes()];
+        let e = check_request(
+            &route(BodyKind::Form, SchemaMode::Enforce),
+            &keys(),
+            &HashSet::new(),
+            &Inbound {
+                url,
+                signatures: &sigs,
+                signature_settings: None,
+                body: body.as_bytes(),
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.reason, Reason::Schema);
     }
 
     #[test]

@@ -71,6 +71,27 @@ impl<'a> Notification<'a> {
     }
 }
 
+/// The fields that pick the verification key and identify the message, read so that a body
+/// naming one of them twice is refused: a JSON `Value` keeps the last duplicate while many
+/// handlers keep the first, so a body signed for one account could be acted on as another.
+#[derive(Debug, serde::Deserialize)]
+struct IdentityFields<'a> {
+    #[serde(borrow, default)]
+    twi_account_sid: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    twi_message_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    twi_call_sid: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// The body's `twi_account_sid`, or an error if the body is not a JSON object or names any of
+/// `twi_account_sid`, `twi_message_id`, `twi_call_sid` more than once.
+pub fn account_sid(body: &[u8]) -> Result<Option<String>, String> {
+    let fields: IdentityFields<'_> = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let _ = (&fields.twi_message_id, &fields.twi_call_sid);
+    Ok(fields.twi_account_sid.map(|s| s.into_owned()))
+}
+
 /// Parses a body as JSON. serde_json bounds nesting depth (128), so hostile input cannot
 /// exhaust the stack; invalid UTF-8 is an error, not a lossy conversion.
 pub fn parse_json(body: &[u8]) -> Result<Value, String> {
@@ -202,6 +223,22 @@ mod tests {
         let pos = bytes.windows(5).position(|w| w == b"alice").unwrap();
         bytes[pos] = 0xff;
         assert!(parse_json(&bytes).is_err());
+    }
+
+    #[test]
+    fn duplicate_identity_fields_are_refused() {
+        let good = serde_json::to_vec(&sample()).unwrap();
+        assert_eq!(
+            account_sid(&good).unwrap().as_deref(),
+            Some("AC0123456789abcdef0123456789abcdef")
+        );
+        for field in ["twi_account_sid", "twi_message_id", "twi_call_sid"] {
+            let mut twice = String::from_utf8(good.clone()).unwrap();
+            twice.insert_str(1, &format!("\"{field}\":\"XX\","));
+            let err = account_sid(twice.as_bytes()).unwrap_err();
+            assert!(err.contains("duplicate field"), "{field}: {err}");
+        }
+        assert!(account_sid(b"{not json").is_err());
     }
 
     #[test]

@@ -399,7 +399,10 @@ fn buffer_cli_lists_shows_replays_and_purges() {
 fn test_and_upgrade_flags_check_the_store_before_taking_sockets() {
     let dir = tempfile::tempdir().unwrap();
     let upstream = MockUpstream::start(Behaviour::status(200, "ok"));
-    let running = Proxy::start(buffering_spec(upstream.addr, &dir.path().join("buffer.redb")));
+    let running = Proxy::start(buffering_spec(
+        upstream.addr,
+        &dir.path().join("buffer.redb"),
+    ));
     let config = running.config_path.to_str().unwrap().to_string();
     let with_env = |args: &[&str]| {
         std::process::Command::new(BIN)
@@ -412,7 +415,11 @@ fn test_and_upgrade_flags_check_the_store_before_taking_sockets() {
     // --test builds everything, the store included: locked by the running proxy, so it fails.
     let out = with_env(&["run", "--config", &config, "--test"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("stop the proxy"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stop the proxy"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // --upgrade with a buffer is refused before any socket is touched, with the way out.
     let out = with_env(&["run", "--config", &config, "--upgrade"]);
     assert!(!out.status.success());

@@ -17,7 +17,7 @@ use pingora::connectors::{ConnectorOptions, TransportConnector};
 use pingora::lb::selection::RoundRobin;
 use pingora::lb::LoadBalancer;
 use pingora::upstreams::peer::HttpPeer;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWriteExt};
 
 pub mod breaker;
 pub mod policy;
@@ -242,8 +242,9 @@ impl UpstreamGroup {
     /// One exchange: pick a healthy peer, send `request` (head and body, already framed) in one
     /// write, read the whole answer within `response_timeout` (or `deadline`, if sooner).
     ///
-    /// A pooled connection that turns out to be closed by the peer before any answer byte is
-    /// retried once on a fresh connection: that is a keep-alive race, not a handler failure.
+    /// A pooled connection the handler has closed is noticed before the request is written
+    /// (and not counted as a failure); one that breaks after the request went out is a failed
+    /// attempt, for the retry policy to judge.
     pub async fn deliver_once(
         &self,
         request: &[u8],
@@ -315,14 +316,34 @@ impl UpstreamGroup {
         let peer = self
             .select_peer(avoid)
             .ok_or_else(|| DeliveryError::NoHealthyPeer(self.config.name.clone()))?;
-        let mut timeout = self.config.response_timeout;
+        // One budget for the whole attempt, connect included, never past the deadline.
+        let now = Instant::now();
+        let mut budget = self.config.response_timeout;
         if let Some(deadline) = deadline {
-            timeout = timeout.min(deadline.saturating_duration_since(Instant::now()));
+            budget = budget.min(deadline.saturating_duration_since(now));
         }
+        match tokio::time::timeout_at((now + budget).into(), self.attempt(peer, request)).await {
+            Ok(result) => result,
+            Err(_) => Err(DeliveryError::Timeout {
+                peer: peer.addr,
+                after: budget,
+            }),
+        }
+    }
 
-        if let Some(conn) = peer.idle.take() {
-            match self.exchange_on(conn, peer, request, timeout).await {
-                Err(Stale) => {} // the keep-alive race: fall through to a fresh connection
+    async fn attempt(
+        &self,
+        peer: &PeerSlot,
+        request: &[u8],
+    ) -> Result<UpstreamAnswer, DeliveryError> {
+        // Pooled connections the handler closed meanwhile are noticed before anything is sent.
+        while let Some(mut conn) = peer.idle.take() {
+            if !looks_open(&mut conn.stream) {
+                continue;
+            }
+            match self.exchange_on(conn, peer, request).await {
+                // The write failed: the handler cannot have acted on a request it did not get.
+                Err(Unsent) => break,
                 Ok(answer) => return answer,
             }
         }
@@ -334,43 +355,37 @@ impl UpstreamGroup {
                 peer: peer.addr,
                 source,
             })?;
-        match self
-            .exchange_on(Conn::new(stream), peer, request, timeout)
-            .await
-        {
+        match self.exchange_on(Conn::new(stream), peer, request).await {
             Ok(answer) => answer,
-            Err(Stale) => Err(DeliveryError::Protocol {
+            Err(Unsent) => Err(DeliveryError::Protocol {
                 peer: peer.addr,
-                detail: "connection closed before an answer".into(),
+                detail: "connection closed before the request was sent".into(),
             }),
         }
     }
 
-    /// `Err(Stale)` means the connection died before any answer byte arrived.
+    /// `Err(Unsent)` means the request could not be written.
     async fn exchange_on(
         &self,
         mut conn: Conn,
         peer: &PeerSlot,
         request: &[u8],
-        timeout: Duration,
-    ) -> Result<Result<UpstreamAnswer, DeliveryError>, Stale> {
+    ) -> Result<Result<UpstreamAnswer, DeliveryError>, Unsent> {
         let addr = peer.addr;
-        let exchange = async {
-            if conn.stream.write_all(request).await.is_err() || conn.stream.flush().await.is_err() {
-                return Err(ReadError::NothingRead);
-            }
-            read_answer(&mut conn.stream, &mut conn.buf, MAX_RESPONSE_BODY).await
-        };
-        match tokio::time::timeout(timeout, exchange).await {
-            Err(_) => Ok(Err(DeliveryError::Timeout {
+        if conn.stream.write_all(request).await.is_err() || conn.stream.flush().await.is_err() {
+            return Err(Unsent);
+        }
+        match read_answer(&mut conn.stream, &mut conn.buf, MAX_RESPONSE_BODY).await {
+            // Sent, then closed without a byte: the handler may have acted on it, so this is a
+            // failed attempt (retried by policy, counted), not a silent keep-alive race.
+            Err(ReadError::NothingRead) => Ok(Err(DeliveryError::Protocol {
                 peer: addr,
-                after: timeout,
+                detail: "connection closed before an answer".into(),
             })),
-            Ok(Err(ReadError::NothingRead)) => Err(Stale),
-            Ok(Err(ReadError::Broken(detail))) => {
+            Err(ReadError::Broken(detail)) => {
                 Ok(Err(DeliveryError::Protocol { peer: addr, detail }))
             }
-            Ok(Ok(answer)) => {
+            Ok(answer) => {
                 if answer.reusable {
                     peer.idle.release(conn);
                 }
@@ -380,7 +395,18 @@ impl UpstreamGroup {
     }
 }
 
-struct Stale;
+/// Whether an idle pooled connection is still usable: no end-of-stream and no stray bytes
+/// waiting. One non-blocking poll; `Pending` means open and quiet.
+fn looks_open(stream: &mut pingora::protocols::Stream) -> bool {
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut byte = [0u8; 1];
+    let mut buf = tokio::io::ReadBuf::new(&mut byte);
+    matches!(Pin::new(stream).poll_read(&mut cx, &mut buf), Poll::Pending)
+}
+
+struct Unsent;
 
 /// Builds the balancer for one group. With a health check interval, the returned balancer must
 /// be run as a background service (see `app`), which performs the checks.

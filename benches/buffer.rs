@@ -145,6 +145,7 @@ fn main() {
                 store.clone(),
                 HashMap::from([("handler".to_string(), group)]),
                 HashMap::from([("notify".to_string(), metrics.route("notify"))]),
+                HashMap::new(),
                 Backoff::try_new(Duration::from_millis(500), Duration::from_secs(5), 0.5).unwrap(),
                 Duration::from_millis(50),
                 8,

@@ -116,10 +116,16 @@ pub fn build_server(
                 .iter()
                 .map(|r| (r.name.clone(), metrics.route(&r.name)))
                 .collect();
+            let policies = config
+                .routes
+                .iter()
+                .map(|r| (r.name.clone(), r.retry.clone()))
+                .collect();
             let worker = Redeliverer::new(
                 store.clone(),
                 groups,
                 routes,
+                policies,
                 b.redelivery_backoff,
                 b.redelivery_interval,
                 b.redelivery_concurrency.get(),

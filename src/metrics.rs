@@ -22,7 +22,7 @@ const REQUEST_BUCKETS: &[f64] = &[
 const ATTEMPT_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0];
 
 /// How a buffered message's redelivery attempt ended (the `result` label).
-pub const REDELIVERY_RESULTS: [&str; 4] = ["delivered", "no_binding", "upstream_4xx", "failed"];
+pub const REDELIVERY_RESULTS: [&str; 4] = ["delivered", "no_binding", "final_other", "failed"];
 
 /// The route label used for requests that matched no route.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -59,6 +59,7 @@ pub struct RouteMetrics {
     pub duplicate_of_buffered: IntCounter,
     redeliveries: Vec<IntCounter>,
     pub dead_lettered_expired: IntCounter,
+    pub dead_lettered_orphaned: IntCounter,
 }
 
 impl RouteMetrics {
@@ -194,7 +195,7 @@ impl Metrics {
         );
         let dead_lettered = counter(
             "notify_proxy_dead_lettered_total",
-            "Buffered notifications moved to the dead-letter table, by route and reason (expired: TTL passed).",
+            "Buffered notifications moved to the dead-letter table, by route and reason (expired: TTL passed; orphaned: its upstream group left the config).",
             &["route", "reason"],
         );
         let gauge = |name: &str, help: &str, labels: &[&str]| {
@@ -284,6 +285,7 @@ impl Metrics {
                 .map(|r| self.redeliveries.with_label_values(&[route, r]))
                 .collect(),
             dead_lettered_expired: self.dead_lettered.with_label_values(&[route, "expired"]),
+            dead_lettered_orphaned: self.dead_lettered.with_label_values(&[route, "orphaned"]),
         }
     }
 
@@ -322,6 +324,7 @@ impl Metrics {
             duplicate_of_buffered: detached(),
             redeliveries: REDELIVERY_RESULTS.iter().map(|_| detached()).collect(),
             dead_lettered_expired: detached(),
+            dead_lettered_orphaned: detached(),
         }
     }
 

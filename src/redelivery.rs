@@ -15,7 +15,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::buffer::{now_ms, BufferedMessage, RedbStore, StoreError, Table};
-use crate::delivery::policy::{jitter_random, Backoff};
+use crate::delivery::policy::{jitter_random, Backoff, RetryPolicy, Verdict};
 use crate::delivery::UpstreamGroup;
 use crate::metrics::RouteMetrics;
 
@@ -23,7 +23,7 @@ use crate::metrics::RouteMetrics;
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct PassSummary {
     pub delivered: usize,
-    pub final_4xx: usize,
+    pub final_answer: usize,
     pub failed: usize,
     pub expired: usize,
     pub skipped_open_circuit: usize,
@@ -33,6 +33,8 @@ struct Inner {
     store: Arc<RedbStore>,
     groups: HashMap<String, Arc<UpstreamGroup>>,
     routes: HashMap<String, RouteMetrics>,
+    /// Each route's retry policy, for judging answers as the live path does.
+    policies: HashMap<String, RetryPolicy>,
     backoff: Backoff,
 }
 
@@ -44,7 +46,8 @@ pub struct Redeliverer {
 
 enum Ended {
     Delivered,
-    Final4xx,
+    /// A final answer that is not 2xx (404 no binding, other 4xx, 3xx, a 5xx not retried).
+    Final,
     Failed,
     Expired,
     SkippedOpenCircuit,
@@ -55,6 +58,7 @@ impl Redeliverer {
         store: Arc<RedbStore>,
         groups: HashMap<String, Arc<UpstreamGroup>>,
         routes: HashMap<String, RouteMetrics>,
+        policies: HashMap<String, RetryPolicy>,
         backoff: Backoff,
         interval: Duration,
         concurrency: usize,
@@ -64,6 +68,7 @@ impl Redeliverer {
                 store,
                 groups,
                 routes,
+                policies,
                 backoff,
             }),
             interval,
@@ -91,7 +96,7 @@ impl Redeliverer {
             };
             match done {
                 Ok(Ended::Delivered) => summary.delivered += 1,
-                Ok(Ended::Final4xx) => summary.final_4xx += 1,
+                Ok(Ended::Final) => summary.final_answer += 1,
                 Ok(Ended::Failed) => summary.failed += 1,
                 Ok(Ended::Expired) => summary.expired += 1,
                 Ok(Ended::SkippedOpenCircuit) => summary.skipped_open_circuit += 1,
@@ -175,9 +180,16 @@ async fn redeliver_one(inner: Arc<Inner>, message: BufferedMessage) -> Ended {
     let result = group
         .deliver_once(&message.request, Some(deadline), None)
         .await;
+    // The same judgement as the live path: the route's retryable statuses fail, any other
+    // answer is the handler's final word.
+    let retryable = |status: u16| {
+        inner.policies.get(&meta.route).map_or(status >= 500, |p| {
+            p.classify_status(status) == Verdict::Retryable
+        })
+    };
     let (ended, error) = match &result {
         Ok(a) if (200..300).contains(&a.answer.status) => (Ended::Delivered, None),
-        Ok(a) if a.answer.status < 500 => (Ended::Final4xx, None),
+        Ok(a) if !retryable(a.answer.status) => (Ended::Final, None),
         Ok(a) => (
             Ended::Failed,
             Some(format!("{} answered {}", a.peer, a.answer.status)),
@@ -191,7 +203,7 @@ async fn redeliver_one(inner: Arc<Inner>, message: BufferedMessage) -> Ended {
             let label = match (&ended, status) {
                 (Ended::Delivered, _) => "delivered",
                 (_, 404) => "no_binding",
-                _ => "upstream_4xx",
+                _ => "final_other",
             };
             tracing::info!(
                 buffer_id = id,
@@ -233,13 +245,18 @@ impl BackgroundService for Redeliverer {
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
-                _ = tick.tick() => {
-                    match self.pass().await {
-                        Ok(s) if s != PassSummary::default() => tracing::debug!(?s, "redelivery pass"),
-                        Ok(_) => {}
-                        Err(e) => tracing::error!(error = %e, "redelivery pass could not read the buffer"),
-                    }
-                }
+                _ = tick.tick() => {}
+            }
+            // A pass is never cut short by shutdown: a redelivery the handler accepted must be
+            // removed from the store, or it would be delivered again after the restart. A pass
+            // lasts at most about one response_timeout.
+            match self.pass().await {
+                Ok(s) if s != PassSummary::default() => tracing::debug!(?s, "redelivery pass"),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "redelivery pass could not read the buffer"),
+            }
+            if *shutdown.borrow() {
+                return;
             }
         }
     }

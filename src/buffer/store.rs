@@ -296,25 +296,37 @@ impl RedbStore {
         })
     }
 
-    /// Pending messages with `next_attempt_at_ms <= now_ms`, oldest id first, at most `limit`.
+    /// Pending messages with `next_attempt_at_ms <= now_ms`, at most `limit`: the longest
+    /// overdue first (the schedule is ordered by due time), returned oldest id first. Reads
+    /// `limit` entries, not the whole schedule, so a large backlog costs the same per pass.
+    ///
+    /// A message whose metadata cannot be read is skipped (and logged with its id) rather than
+    /// failing the batch: one bad record must not stop every other redelivery.
     pub fn due(&self, now_ms: u64, limit: usize) -> Result<Vec<BufferedMessage>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         self.read(|txn| {
             let schedule = txn.open_table(PENDING_SCHEDULE)?;
-            let mut ids = Vec::new();
-            for entry in schedule.range(..=(now_ms, u64::MAX))? {
+            let mut ids = Vec::with_capacity(limit);
+            for entry in schedule.range(..=(now_ms, u64::MAX))?.take(limit) {
                 let (_next_attempt_at_ms, id) = entry?.0.value();
                 ids.push(id);
             }
             ids.sort_unstable();
-            ids.truncate(limit);
             let mut due = Vec::with_capacity(ids.len());
             for id in ids {
-                let message = read_message(txn, Table::Pending, id)?
-                    .ok_or_else(|| corrupt(id, "scheduled but not in the pending table"))?;
-                due.push(message);
+                match read_message(txn, Table::Pending, id) {
+                    Ok(Some(message)) => due.push(message),
+                    Ok(None) => tracing::error!(
+                        buffer_id = id,
+                        "buffer: scheduled but not in the pending table; skipped"
+                    ),
+                    Err(Failure::Store(e)) => {
+                        tracing::error!(buffer_id = id, error = %e, "buffer: unreadable message skipped")
+                    }
+                    Err(io) => return Err(io),
+                }
             }
             Ok(due)
         })
@@ -620,7 +632,7 @@ mod tests {
     }
 
     #[test]
-    fn due_filters_by_time_orders_by_id_and_honours_limit() {
+    fn due_filters_by_time_takes_the_most_overdue_and_orders_by_id() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir, 10);
         // Scheduled out of id order on purpose.
@@ -632,7 +644,8 @@ mod tests {
         assert!(store.due(99, 10).unwrap().is_empty());
         assert_eq!(ids(&store.due(100, 10).unwrap()), vec![b]);
         assert_eq!(ids(&store.due(300, 10).unwrap()), vec![a, b, c]);
-        assert_eq!(ids(&store.due(300, 2).unwrap()), vec![a, b]);
+        // With a limit, the longest overdue go first (b due at 100, c at 200), returned by id.
+        assert_eq!(ids(&store.due(300, 2).unwrap()), vec![b, c]);
         assert_eq!(ids(&store.due(u64::MAX, 10).unwrap()), vec![a, b, c, d]);
         assert!(store.due(u64::MAX, 0).unwrap().is_empty());
         let due = store.due(100, 10).unwrap();
@@ -840,7 +853,10 @@ mod tests {
             matches!(err, StoreError::Corrupt { id: bad, .. } if bad == id),
             "{err:?}"
         );
-        assert!(store.due(u64::MAX, 10).is_err());
+        // One unreadable message does not stop the batch: it is skipped, the others come.
+        let healthy = store.insert(&message(2, 0), &request(2)).unwrap();
+        assert_eq!(ids(&store.due(u64::MAX, 10).unwrap()), vec![healthy]);
+        assert!(store.remove(Table::Pending, healthy).unwrap());
 
         assert!(store.remove(Table::Pending, id).unwrap());
         assert!(store.due(u64::MAX, 10).unwrap().is_empty());

@@ -75,7 +75,8 @@ struct RequestContext {
     route_idx: usize,
     call_sid: Option<String>,
     message_id: Option<String>,
-    dedupe_key: Option<u64>,
+    /// Fingerprints a duplicate is recognised by (token and/or message id), per the config.
+    dedupe_keys: [Option<u64>; 2],
 }
 
 /// The status and outcome for a live path that gave up (policy `fail`).
@@ -240,14 +241,18 @@ impl NotifyProxy {
             route_idx,
             call_sid: notification.call_sid.map(str::to_owned),
             message_id: notification.message_id.map(str::to_owned),
-            dedupe_key: self.dedupe_key(session.req_header(), notification.message_id),
+            dedupe_keys: self.dedupe_keys(session.req_header(), notification.message_id),
         };
         self.deliver(context, request, arrived).await
     }
 
-    /// The fingerprint duplicates are recognised by, per the dedupe config.
-    fn dedupe_key(&self, req: &RequestHeader, message_id: Option<&str>) -> Option<u64> {
-        let (config, cache) = self.dedupe.as_ref()?;
+    /// The fingerprints duplicates are recognised by. With `auto`, both: the token is not covered
+    /// by the signature, so a replay with a fresh token must still be caught by its (signed)
+    /// `twi_message_id`.
+    fn dedupe_keys(&self, req: &RequestHeader, message_id: Option<&str>) -> [Option<u64>; 2] {
+        let Some((config, cache)) = self.dedupe.as_ref() else {
+            return [None, None];
+        };
         let token = || {
             req.headers
                 .get("i-twilio-idempotency-token")
@@ -261,9 +266,9 @@ impl NotifyProxy {
                 .map(|m| cache.fingerprint("message", m))
         };
         match config {
-            DedupeKey::Auto => token().or_else(message),
-            DedupeKey::IdempotencyToken => token(),
-            DedupeKey::MessageId => message(),
+            DedupeKey::Auto => [token(), message()],
+            DedupeKey::IdempotencyToken => [token(), None],
+            DedupeKey::MessageId => [None, message()],
         }
     }
 
@@ -281,8 +286,14 @@ impl NotifyProxy {
             message_id: ctx.message_id.clone(),
         };
         let cache = self.dedupe.as_ref().map(|(_, c)| c);
-        if let (Some(cache), Some(key)) = (cache, ctx.dedupe_key) {
-            match cache.get(key, Instant::now()) {
+        if let Some(cache) = cache {
+            let now = Instant::now();
+            let seen = ctx
+                .dedupe_keys
+                .iter()
+                .flatten()
+                .find_map(|k| cache.get(*k, now));
+            match seen {
                 Some(Seen::Delivered) => {
                     metrics.duplicate_of_delivered.inc();
                     let body =
@@ -310,8 +321,10 @@ impl NotifyProxy {
                 metrics.retries.inc_by(u64::from(attempts - 1));
                 let status = answer.answer.status;
                 if (200..300).contains(&status) {
-                    if let (Some(cache), Some(key)) = (cache, ctx.dedupe_key) {
-                        cache.insert(key, Seen::Delivered, Instant::now());
+                    if let Some(cache) = cache {
+                        for key in ctx.dedupe_keys.iter().flatten() {
+                            cache.insert(*key, Seen::Delivered, Instant::now());
+                        }
                     }
                 }
                 Ending {
@@ -396,8 +409,10 @@ impl NotifyProxy {
         let stored = tokio::task::spawn_blocking(move || store.insert(&message, &request)).await;
         match stored {
             Ok(Ok(id)) => {
-                if let (Some((_, cache)), Some(key)) = (&self.dedupe, ctx.dedupe_key) {
-                    cache.insert(key, Seen::Buffered, Instant::now());
+                if let Some((_, cache)) = &self.dedupe {
+                    for key in ctx.dedupe_keys.iter().flatten() {
+                        cache.insert(*key, Seen::Buffered, Instant::now());
+                    }
                 }
                 self.store_writable
                     .store(true, std::sync::atomic::Ordering::Relaxed);

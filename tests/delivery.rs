@@ -272,9 +272,8 @@ fn sigkill_with_buffered_notifications_then_restart_delivers_all() {
     let (_guard, refusing) = refusing_address();
     let mut first = Proxy::start(buffering_spec(refusing, &store));
     let mut sent = Vec::new();
-    for i in 0..5 {
-        let body =
-            notification().replace("WB0123456789abcdef0123456789abcdef", &format!("WB{i:032x}"));
+    for _ in 0..5 {
+        let body = notification();
         let raw = twilio_request(&body);
         let resp = first.send(&raw);
         assert_eq!(resp.status, 200, "{}", resp.text());
@@ -426,4 +425,19 @@ fn test_and_upgrade_flags_check_the_store_before_taking_sockets() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--upgrade cannot take over"));
     // The running proxy was not disturbed.
     assert_eq!(running.send(&twilio_request(&notification())).status, 200);
+}
+
+#[test]
+fn a_replay_with_a_fresh_token_is_still_a_duplicate() {
+    // The idempotency token is not signed; the message id is (through bodySHA256).
+    let upstream = MockUpstream::start(Behaviour::status(200, "ok"));
+    let proxy = Proxy::start(ProxySpec::new(upstream.addr));
+    let body = notification();
+    let (target, sig) = sign(&body, TOKEN);
+    let first = request_with(&target, &[("X-Twilio-Signature", &sig)], &body);
+    let replay = request_with(&target, &[("X-Twilio-Signature", &sig)], &body);
+    assert_ne!(first, replay, "different idempotency tokens");
+    assert_eq!(proxy.send(&first).status, 200);
+    assert_eq!(proxy.send(&replay).json()["duplicate"], true);
+    assert_eq!(upstream.request_count(), 1);
 }

@@ -416,7 +416,7 @@ fn rotation_subaccounts_and_shared_keys_end_to_end() {
     );
 
     // A subaccount's notification must be signed with the subaccount's token.
-    let sub_body = body.replace("AC0123456789abcdef0123456789abcdef", sub);
+    let sub_body = notification().replace("AC0123456789abcdef0123456789abcdef", sub);
     let (target, sig) = sign(&sub_body, "sub-token");
     assert_eq!(
         proxy
@@ -440,6 +440,7 @@ fn rotation_subaccounts_and_shared_keys_end_to_end() {
     );
 
     // SharedKey: HMAC-SHA256 announced by the settings header.
+    let body = notification();
     let key = twilio_notify_proxy::signature::SigningKey::new(
         twilio_notify_proxy::signature::Algorithm::HmacSha256,
         b"shared-secret",
@@ -635,10 +636,9 @@ fn access_log_is_structured_and_never_carries_secrets() {
     assert_eq!(fields(0)["status"], 200);
     assert_eq!(fields(0)["attempts"], 1);
     assert_eq!(fields(0)["call_sid"], "CA0123456789abcdef0123456789abcdef");
-    assert_eq!(
-        fields(0)["message_id"],
-        "WB0123456789abcdef0123456789abcdef"
-    );
+    let message_id: serde_json::Value =
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["twi_message_id"].clone();
+    assert_eq!(fields(0)["message_id"], message_id);
     assert_eq!(
         (fields(1)["outcome"].as_str(), fields(1)["reason"].as_str()),
         (Some("rejected"), Some("signature_missing"))

@@ -119,16 +119,16 @@ fn every_outcome_and_reason_is_reachable_and_counted_once() {
     ] {
         upstream.set_behaviour(Behaviour::status(status, "x"));
         expect_counted(&proxy, outcome, outcome, None, || {
-            send(twilio_request(&body))
+            send(twilio_request(&notification()))
         });
     }
     upstream.set_behaviour(Behaviour::Hang);
     expect_counted(&proxy, "hang", "upstream_timeout", None, || {
-        send(twilio_request(&body))
+        send(twilio_request(&notification()))
     });
     upstream.set_behaviour(Behaviour::Raw("NOT HTTP AT ALL\r\n\r\n".into()));
     expect_counted(&proxy, "garbage", "upstream_protocol", None, || {
-        send(twilio_request(&body))
+        send(twilio_request(&notification()))
     });
 
     // Buffering, duplicates, a full buffer.
@@ -141,7 +141,7 @@ fn every_outcome_and_reason_is_reachable_and_counted_once() {
         send(signed_for(BUFFERED_URL, &body, &token))
     });
     expect_counted(&proxy, "buffer full", "buffer_failed", None, || {
-        send(signed_for(BUFFERED_URL, &body, &[]))
+        send(signed_for(BUFFERED_URL, &notification(), &[]))
     });
 
     // Every rejection reason.

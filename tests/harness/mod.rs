@@ -22,9 +22,19 @@ pub const SCHEMA: &str = concat!(
 );
 pub const BIN: &str = env!("CARGO_BIN_EXE_twilio-notify-proxy");
 
-/// A realistic client notification (the shape of `notification_no_port` in the vectors).
+/// A realistic client notification (the shape of `notification_no_port` in the vectors), with
+/// its own `twi_message_id`, as every notification Twilio sends has.
 pub fn notification() -> String {
-    r#"{"twi_account_sid":"AC0123456789abcdef0123456789abcdef","twi_bridge_token":"eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3MDAwMDAwMDB9.c2lnbmF0dXJl","twi_call_sid":"CA0123456789abcdef0123456789abcdef","twi_from":"client:alice","twi_message_id":"WB0123456789abcdef0123456789abcdef","twi_message_type":"twilio.voice.call","twi_to":"client:bob"}"#.to_string()
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let id = format!(
+        "WB{:016x}{:016x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    format!(
+        r#"{{"twi_account_sid":"AC0123456789abcdef0123456789abcdef","twi_bridge_token":"eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3MDAwMDAwMDB9.c2lnbmF0dXJl","twi_call_sid":"CA0123456789abcdef0123456789abcdef","twi_from":"client:alice","twi_message_id":"{id}","twi_message_type":"twilio.voice.call","twi_to":"client:bob"}}"#
+    )
 }
 
 pub fn free_port() -> u16 {

@@ -24,6 +24,8 @@ pub struct AdminApp {
     peer_gauges: Vec<Vec<IntGauge>>,
     circuit_gauges: Vec<IntGauge>,
     store: Option<Arc<RedbStore>>,
+    /// `buffer.max_messages`: a full store cannot buffer, so it does not count towards ready.
+    store_capacity: u64,
     store_writable: Arc<AtomicBool>,
 }
 
@@ -32,6 +34,7 @@ impl AdminApp {
         metrics: Arc<Metrics>,
         upstreams: Vec<Arc<UpstreamGroup>>,
         store: Option<Arc<RedbStore>>,
+        store_capacity: u64,
         store_writable: Arc<AtomicBool>,
     ) -> Self {
         let circuit_gauges = upstreams
@@ -54,6 +57,7 @@ impl AdminApp {
             peer_gauges,
             circuit_gauges,
             store,
+            store_capacity,
             store_writable,
         }
     }
@@ -93,6 +97,15 @@ impl AdminApp {
 }
 
 impl AdminApp {
+    /// Pending messages in the store, if there is one and it can be read.
+    async fn pending(&self) -> Option<u64> {
+        let store = self.store.clone()?;
+        match tokio::task::spawn_blocking(move || store.stats()).await {
+            Ok(Ok(stats)) => Some(stats.pending),
+            _ => None,
+        }
+    }
+
     async fn refresh_buffer_gauges(&self) {
         let Some(store) = self.store.clone() else {
             return;
@@ -144,8 +157,9 @@ impl ServeHttp for AdminApp {
                 let can_deliver = groups
                     .iter()
                     .any(|(_, healthy, _, circuit)| *healthy > 0 && *circuit != CircuitState::Open);
-                let can_buffer =
-                    self.store.is_some() && self.store_writable.load(Ordering::Relaxed);
+                let pending = self.pending().await;
+                let has_room = pending.is_some_and(|p| p < self.store_capacity);
+                let can_buffer = has_room && self.store_writable.load(Ordering::Relaxed);
                 let ready = can_deliver || can_buffer;
                 let upstreams: serde_json::Map<String, serde_json::Value> = groups
                     .into_iter()
@@ -165,6 +179,8 @@ impl ServeHttp for AdminApp {
                     serde_json::json!({
                         "path": s.path().display().to_string(),
                         "writable": self.store_writable.load(Ordering::Relaxed),
+                        "pending": pending,
+                        "max_messages": self.store_capacity,
                     })
                 });
                 let status = if ready {

@@ -162,7 +162,13 @@ pub fn build_server(
 
     let mut admin = Service::new(
         "admin".to_string(),
-        AdminApp::new(metrics, upstreams, store, store_writable),
+        AdminApp::new(
+            metrics,
+            upstreams,
+            store,
+            config.buffer.as_ref().map_or(0, |b| b.max_messages),
+            store_writable,
+        ),
     );
     admin.threads = Some(1);
     admin.add_tcp(&config.admin_address.to_string());

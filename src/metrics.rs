@@ -131,7 +131,7 @@ impl Metrics {
         );
         let request_duration = histogram(
             "notify_proxy_request_duration_seconds",
-            "Time from request head received to answer written, by route.",
+            "Time from the request head to the answer being ready to write, by route.",
             &["route"],
         );
         let upstream_attempts = counter(

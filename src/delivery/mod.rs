@@ -444,6 +444,19 @@ mod tests {
     }
 
     #[test]
+    fn a_retry_avoids_the_peer_that_just_failed() {
+        let g = group(&["127.0.0.1:1001", "127.0.0.1:1002"]);
+        let failed: SocketAddr = "127.0.0.1:1001".parse().unwrap();
+        // Round-robin alone would hand out the failed peer every other time.
+        for _ in 0..6 {
+            assert_ne!(g.select_peer(Some(failed)).unwrap().addr, failed);
+        }
+        // With a single peer there is no choice: it is tried again.
+        let single = group(&["127.0.0.1:1001"]);
+        assert_eq!(single.select_peer(Some(failed)).unwrap().addr, failed);
+    }
+
+    #[test]
     fn healthy_peers_are_preferred_but_all_down_still_selects_one() {
         let g = group(&["127.0.0.1:1001", "127.0.0.1:1002"]);
         let backends = g.balancer().backends().get_backend();

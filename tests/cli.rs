@@ -209,6 +209,11 @@ fn readme_demo_walkthrough() {
         &request_with(&target, &[("X-Twilio-Signature", &signature)], &body),
     )
     .unwrap();
+    let again = send_raw(
+        proxy_addr,
+        &request_with(&target, &[("X-Twilio-Signature", &signature)], &body),
+    )
+    .unwrap();
     let unknown_identity = body.replace("client:bob", "client:carol");
     let tampered = send_raw(
         proxy_addr,
@@ -223,6 +228,10 @@ fn readme_demo_walkthrough() {
     let _ = child.wait();
     assert_eq!(ok.status, 200, "{}", ok.text());
     assert_eq!(ok.json()["dispatched"], "bob");
+    assert_eq!(
+        (again.status, again.json()["duplicate"].as_bool()),
+        (200, Some(true))
+    );
     assert_eq!(
         (tampered.status, tampered.reason().as_str()),
         (403, "body_hash_mismatch")

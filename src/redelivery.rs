@@ -176,7 +176,8 @@ async fn redeliver_one(inner: Arc<Inner>, message: BufferedMessage) -> Ended {
         return Ended::SkippedOpenCircuit;
     }
     let remaining = Duration::from_millis(meta.expires_at_ms.saturating_sub(now));
-    let deadline = Instant::now() + remaining.min(group.config.response_timeout);
+    let started = Instant::now();
+    let deadline = started + remaining.min(group.config.response_timeout);
     let result = group
         .deliver_once(&message.request, Some(deadline), None)
         .await;
@@ -223,7 +224,7 @@ async fn redeliver_one(inner: Arc<Inner>, message: BufferedMessage) -> Ended {
             }
         }
         Some(error) => {
-            group.circuit().on_failure(Instant::now());
+            group.circuit().on_failure(started, Instant::now());
             tracing::debug!(buffer_id = id, attempts, error = %error, "redelivery failed");
             with_store(&inner, "reschedule", move |s| {
                 s.reschedule(id, attempts, next_at, &error)

@@ -49,6 +49,9 @@ pub struct CircuitBreaker {
     threshold: NonZeroU32,
     open_for: Duration,
     state: Mutex<State>,
+    /// When the circuit last opened. Failures of attempts that started before it are old news:
+    /// they must neither extend the open period nor fail the half-open probe.
+    opened_at: Mutex<Option<Instant>>,
 }
 
 impl CircuitBreaker {
@@ -57,6 +60,7 @@ impl CircuitBreaker {
             threshold,
             open_for,
             state: Mutex::new(State::Closed { failures: 0 }),
+            opened_at: Mutex::new(None),
         }
     }
 
@@ -93,8 +97,12 @@ impl CircuitBreaker {
         *self.lock() = State::Closed { failures: 0 };
     }
 
-    /// The attempt failed in a way that counts against the handler.
-    pub fn on_failure(&self, now: Instant) {
+    /// An attempt that started at `started` failed in a way that counts against the handler.
+    pub fn on_failure(&self, started: Instant, now: Instant) {
+        let mut opened_at = self.opened_at.lock().unwrap_or_else(|e| e.into_inner());
+        if opened_at.is_some_and(|opened| started < opened) {
+            return;
+        }
         let mut state = self.lock();
         match *state {
             State::Closed { failures } if failures + 1 < self.threshold.get() => {
@@ -106,7 +114,8 @@ impl CircuitBreaker {
             _ => {
                 *state = State::Open {
                     until: now + self.open_for,
-                }
+                };
+                *opened_at = Some(now);
             }
         }
     }
@@ -132,14 +141,14 @@ mod tests {
     fn opens_after_threshold_consecutive_failures() {
         let b = breaker();
         let t = Instant::now();
-        b.on_failure(t);
-        b.on_failure(t);
+        b.on_failure(t, t);
+        b.on_failure(t, t);
         assert_eq!(b.state(t), CircuitState::Closed);
         b.on_success(); // a success resets the count
-        b.on_failure(t);
-        b.on_failure(t);
+        b.on_failure(t, t);
+        b.on_failure(t, t);
         assert!(b.allow(t));
-        b.on_failure(t);
+        b.on_failure(t, t);
         assert_eq!(b.state(t), CircuitState::Open);
         assert!(!b.allow(t + Duration::from_secs(9)));
     }
@@ -149,7 +158,7 @@ mod tests {
         let b = breaker();
         let t = Instant::now();
         for _ in 0..3 {
-            b.on_failure(t);
+            b.on_failure(t, t);
         }
         let later = t + Duration::from_secs(10);
         assert_eq!(b.state(later), CircuitState::HalfOpen);
@@ -161,15 +170,35 @@ mod tests {
     }
 
     #[test]
+    fn failures_of_attempts_older_than_the_opening_are_ignored() {
+        let b = breaker();
+        let t = Instant::now();
+        let slow_attempt_started = t;
+        let opened = t + Duration::from_secs(1);
+        for _ in 0..3 {
+            b.on_failure(opened, opened);
+        }
+        // A slow attempt from before the opening fails late: the open period is not extended.
+        b.on_failure(slow_attempt_started, opened + Duration::from_secs(9));
+        let later = opened + Duration::from_secs(10);
+        assert!(b.allow(later), "the probe is due as planned");
+        // ...and a late failure of an old attempt does not fail the probe either.
+        b.on_failure(slow_attempt_started, later);
+        assert_eq!(b.state(later), CircuitState::HalfOpen);
+        b.on_success();
+        assert_eq!(b.state(later), CircuitState::Closed);
+    }
+
+    #[test]
     fn failed_probe_reopens_and_lost_probe_is_replaced() {
         let b = breaker();
         let t = Instant::now();
         for _ in 0..3 {
-            b.on_failure(t);
+            b.on_failure(t, t);
         }
         let probe = t + Duration::from_secs(10);
         assert!(b.allow(probe));
-        b.on_failure(probe);
+        b.on_failure(probe, probe);
         assert_eq!(b.state(probe), CircuitState::Open);
         assert!(!b.allow(probe + Duration::from_secs(5)));
 

@@ -283,18 +283,19 @@ impl UpstreamGroup {
                 break;
             }
             attempts += 1;
+            let started = Instant::now();
             match self.deliver_once(request, Some(deadline), avoid).await {
                 Ok(answer) if policy.classify_status(answer.answer.status) == Verdict::Final => {
                     self.breaker.on_success();
                     return Delivery::Answered { answer, attempts };
                 }
                 Ok(answer) => {
-                    self.breaker.on_failure(Instant::now());
+                    self.breaker.on_failure(started, Instant::now());
                     avoid = Some(answer.peer);
                     last = Failure::Status(answer);
                 }
                 Err(e) => {
-                    self.breaker.on_failure(Instant::now());
+                    self.breaker.on_failure(started, Instant::now());
                     avoid = e.peer();
                     last = Failure::Error(e);
                 }

@@ -142,7 +142,7 @@ fn main() {
                 metrics.upstream("handler"),
             ));
             let worker = Redeliverer::new(
-                store.clone(),
+                store.clone() as Arc<dyn twilio_notify_proxy::buffer::NotificationStore>,
                 HashMap::from([("handler".to_string(), group)]),
                 HashMap::from([("notify".to_string(), metrics.route("notify"))]),
                 HashMap::new(),

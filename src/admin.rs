@@ -13,7 +13,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use prometheus::IntGauge;
 
-use crate::buffer::{now_ms, RedbStore};
+use crate::buffer::{now_ms, NotificationStore};
 use crate::delivery::breaker::CircuitState;
 use crate::delivery::UpstreamGroup;
 use crate::metrics::Metrics;
@@ -23,7 +23,7 @@ pub struct AdminApp {
     upstreams: Vec<Arc<UpstreamGroup>>,
     peer_gauges: Vec<Vec<IntGauge>>,
     circuit_gauges: Vec<IntGauge>,
-    store: Option<Arc<RedbStore>>,
+    store: Option<Arc<dyn NotificationStore>>,
     /// `buffer.max_messages`: a full store cannot buffer, so it does not count towards ready.
     store_capacity: u64,
     store_writable: Arc<AtomicBool>,
@@ -33,7 +33,7 @@ impl AdminApp {
     pub fn new(
         metrics: Arc<Metrics>,
         upstreams: Vec<Arc<UpstreamGroup>>,
-        store: Option<Arc<RedbStore>>,
+        store: Option<Arc<dyn NotificationStore>>,
         store_capacity: u64,
         store_writable: Arc<AtomicBool>,
     ) -> Self {
@@ -177,7 +177,7 @@ impl ServeHttp for AdminApp {
                     .collect();
                 let buffer = self.store.as_ref().map(|s| {
                     serde_json::json!({
-                        "path": s.path().display().to_string(),
+                        "location": s.location(),
                         "writable": self.store_writable.load(Ordering::Relaxed),
                         "pending": pending,
                         "max_messages": self.store_capacity,

@@ -14,7 +14,7 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
-use crate::buffer::RedbStore;
+use crate::buffer::{NotificationStore, RedbStore};
 use crate::config::Config;
 use crate::delivery::{new_balancer, UpstreamGroup};
 use crate::demo::DemoHandler;
@@ -106,7 +106,7 @@ pub fn build_server(
             let store = RedbStore::open(&b.path, b.max_messages).with_context(|| {
                 format!("buffer.path: cannot open the store {}", b.path.display())
             })?;
-            let store = Arc::new(store);
+            let store: Arc<dyn NotificationStore> = Arc::new(store);
             let groups = upstreams
                 .iter()
                 .map(|u| (u.config.name.clone(), u.clone()))

@@ -20,7 +20,7 @@ use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
 use tokio::io::AsyncWriteExt;
 
-use crate::buffer::{now_ms, NewMessage, RedbStore, StoreError};
+use crate::buffer::{now_ms, NewMessage, NotificationStore, StoreError};
 use crate::config::{Config, DedupeKey, Limits, OnExhausted, Route, RouteTable};
 use crate::dedupe::{DedupeCache, Seen};
 use crate::delivery::{upstream_request, Answer, Delivery, DeliveryError, Failure, UpstreamGroup};
@@ -41,7 +41,7 @@ pub struct NotifyProxy {
     trusted_proxies: Vec<IpNet>,
     limits: Limits,
     dedupe: Option<(DedupeKey, DedupeCache)>,
-    store: Option<Arc<RedbStore>>,
+    store: Option<Arc<dyn NotificationStore>>,
     access_log: bool,
     /// False after a store write failed for a reason other than being full (for /readyz).
     pub store_writable: Arc<std::sync::atomic::AtomicBool>,
@@ -121,7 +121,7 @@ impl NotifyProxy {
         config: &Config,
         upstreams: Vec<Arc<UpstreamGroup>>,
         metrics: &Metrics,
-        store: Option<Arc<RedbStore>>,
+        store: Option<Arc<dyn NotificationStore>>,
         store_writable: Arc<std::sync::atomic::AtomicBool>,
     ) -> Self {
         NotifyProxy {

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use crate::buffer::{now_ms, BufferedMessage, RedbStore, StoreError, Table};
+use crate::buffer::{now_ms, BufferedMessage, NotificationStore, StoreError, Table};
 use crate::delivery::policy::{jitter_random, Backoff, RetryPolicy, Verdict};
 use crate::delivery::UpstreamGroup;
 use crate::metrics::RouteMetrics;
@@ -30,7 +30,7 @@ pub struct PassSummary {
 }
 
 struct Inner {
-    store: Arc<RedbStore>,
+    store: Arc<dyn NotificationStore>,
     groups: HashMap<String, Arc<UpstreamGroup>>,
     routes: HashMap<String, RouteMetrics>,
     /// Each route's retry policy, for judging answers as the live path does.
@@ -55,7 +55,7 @@ enum Ended {
 
 impl Redeliverer {
     pub fn new(
-        store: Arc<RedbStore>,
+        store: Arc<dyn NotificationStore>,
         groups: HashMap<String, Arc<UpstreamGroup>>,
         routes: HashMap<String, RouteMetrics>,
         policies: HashMap<String, RetryPolicy>,
@@ -112,10 +112,10 @@ impl Redeliverer {
 async fn with_store<T: Send + 'static>(
     inner: &Arc<Inner>,
     what: &'static str,
-    f: impl FnOnce(&RedbStore) -> Result<T, StoreError> + Send + 'static,
+    f: impl FnOnce(&dyn NotificationStore) -> Result<T, StoreError> + Send + 'static,
 ) -> Option<T> {
     let store = inner.store.clone();
-    match tokio::task::spawn_blocking(move || f(&store)).await {
+    match tokio::task::spawn_blocking(move || f(store.as_ref())).await {
         Ok(Ok(v)) => Some(v),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "buffer store: {what} failed");

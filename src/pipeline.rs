@@ -147,16 +147,14 @@ pub fn check_request(
     let mut ambiguous_form = false;
     let (json, form_suffix, account) = match route.body {
         BodyKind::Json => {
-            // A body whose identity fields are ambiguous is judged after the signature: until
-            // then it is only "not verifiable with a subaccount token".
-            let (account, ambiguous) = match schema::account_sid(req.body) {
-                Ok(account) => (account, None),
-                Err(e) => (None, Some(e)),
-            };
-            let json = match ambiguous {
-                Some(e) => Err(e),
-                None => schema::parse_json(req.body),
-            };
+            // An unparsable (or ambiguous) body is judged after the signature: until then it
+            // only means "no account to pick a subaccount token by".
+            let json = schema::parse_json(req.body);
+            let account = json.as_ref().ok().and_then(|v| {
+                v.get("twi_account_sid")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            });
             (Some(json), Vec::new(), account)
         }
         BodyKind::Form => {

@@ -71,31 +71,46 @@ impl<'a> Notification<'a> {
     }
 }
 
-/// The fields that pick the verification key and identify the message, read so that a body
-/// naming one of them twice is refused: a JSON `Value` keeps the last duplicate while many
-/// handlers keep the first, so a body signed for one account could be acted on as another.
-#[derive(Debug, serde::Deserialize)]
-struct IdentityFields<'a> {
-    #[serde(borrow, default)]
-    twi_account_sid: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    twi_message_id: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    twi_call_sid: Option<std::borrow::Cow<'a, str>>,
-}
-
-/// The body's `twi_account_sid`, or an error if the body is not a JSON object or names any of
-/// `twi_account_sid`, `twi_message_id`, `twi_call_sid` more than once.
-pub fn account_sid(body: &[u8]) -> Result<Option<String>, String> {
-    let fields: IdentityFields<'_> = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    let _ = (&fields.twi_message_id, &fields.twi_call_sid);
-    Ok(fields.twi_account_sid.map(|s| s.into_owned()))
-}
-
-/// Parses a body as JSON. serde_json bounds nesting depth (128), so hostile input cannot
-/// exhaust the stack; invalid UTF-8 is an error, not a lossy conversion.
+/// Parses a body as a JSON object, refusing one that names a top-level key twice: a `Value`
+/// would keep the last duplicate while many handlers keep the first, so a body verified as one
+/// account's could be acted on as another's. serde_json bounds nesting depth (128), so hostile
+/// input cannot exhaust the stack; invalid UTF-8 is an error, not a lossy conversion.
 pub fn parse_json(body: &[u8]) -> Result<Value, String> {
-    serde_json::from_slice(body).map_err(|e| e.to_string())
+    serde_json::from_slice::<StrictObject>(body)
+        .map(|o| o.0)
+        .map_err(|e| e.to_string())
+}
+
+/// A top-level JSON object whose keys are unique.
+struct StrictObject(Value);
+
+impl<'de> serde::Deserialize<'de> for StrictObject {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = StrictObject;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<StrictObject, A::Error> {
+                let mut object = serde_json::Map::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let value: Value = map.next_value()?;
+                    if object.contains_key(&key) {
+                        return Err(serde::de::Error::custom(format!("duplicate field `{key}`")));
+                    }
+                    object.insert(key, value);
+                }
+                Ok(StrictObject(Value::Object(object)))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
 }
 
 #[cfg(test)]
@@ -226,19 +241,18 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_identity_fields_are_refused() {
+    fn duplicate_keys_and_non_objects_are_refused() {
         let good = serde_json::to_vec(&sample()).unwrap();
-        assert_eq!(
-            account_sid(&good).unwrap().as_deref(),
-            Some("AC0123456789abcdef0123456789abcdef")
-        );
+        assert_eq!(parse_json(&good).unwrap(), sample());
         for field in ["twi_account_sid", "twi_message_id", "twi_call_sid"] {
             let mut twice = String::from_utf8(good.clone()).unwrap();
             twice.insert_str(1, &format!("\"{field}\":\"XX\","));
-            let err = account_sid(twice.as_bytes()).unwrap_err();
+            let err = parse_json(twice.as_bytes()).unwrap_err();
             assert!(err.contains("duplicate field"), "{field}: {err}");
         }
-        assert!(account_sid(b"{not json").is_err());
+        for not_object in [&b"[]"[..], b"\"x\"", b"1", b"null", b"{not json"] {
+            assert!(parse_json(not_object).is_err());
+        }
     }
 
     #[test]

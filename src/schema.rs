@@ -264,3 +264,20 @@ mod tests {
         assert_eq!(Notification::from_json(&json!([])), Notification::default());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any bytes parse to an object or an error; a parsed object always gets a verdict.
+        #[test]
+        fn any_body_parses_or_errors(body in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if let Ok(value) = parse_json(&body) {
+                prop_assert!(value.is_object());
+                let _ = Notification::from_json(&value);
+            }
+        }
+    }
+}

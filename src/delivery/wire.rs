@@ -509,3 +509,50 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a handler sends back, reading it ends in an answer or an error, never a panic,
+        /// and an answer's body never exceeds the limit.
+        #[test]
+        fn any_answer_bytes_are_read_or_refused(wire in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let mut stream = &wire[..];
+            let mut buf = BytesMut::new();
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            if let Ok(answer) = runtime.block_on(read_answer(&mut stream, &mut buf, 256)) {
+                prop_assert!(answer.body.len() <= 256);
+                let _ = answer.downstream_bytes(false);
+                let _ = answer.response_header();
+            }
+        }
+
+        /// Well-formed answers survive with their body intact, however the bytes are chunked.
+        #[test]
+        fn chunked_bodies_are_reassembled(body in proptest::collection::vec(any::<u8>(), 0..300), cut in 1usize..50) {
+            let mut wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            for chunk in body.chunks(cut) {
+                wire.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                wire.extend_from_slice(chunk);
+                wire.extend_from_slice(b"\r\n");
+            }
+            wire.extend_from_slice(b"0\r\n\r\n");
+            let mut stream = &wire[..];
+            let mut buf = BytesMut::new();
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let answer = runtime.block_on(read_answer(&mut stream, &mut buf, 1024)).unwrap();
+            prop_assert_eq!(&answer.body[..], &body[..]);
+            prop_assert!(answer.reusable);
+        }
+
+        /// Request heads of any shape are forwarded or skipped line by line, never panicked on.
+        #[test]
+        fn any_request_head_is_reframed(head in proptest::collection::vec(any::<u8>(), 0..400), body in proptest::collection::vec(any::<u8>(), 0..50)) {
+            let out = upstream_request(&head, &body);
+            prop_assert!(out.ends_with(&body));
+        }
+    }
+}

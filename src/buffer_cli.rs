@@ -28,6 +28,15 @@ pub fn run(config_path: &Path, command: BufferCommand) -> Result<()> {
     match command {
         BufferCommand::List { dead, format } => list(&store, dead, format),
         BufferCommand::Show { id } => show(&store, id),
+        BufferCommand::Remove { id } => {
+            // Works on records whose metadata cannot be read, too: it goes by id alone.
+            if store.remove(Table::Pending, id)? || store.remove(Table::DeadLetter, id)? {
+                println!("{id}: removed");
+                Ok(())
+            } else {
+                bail!("no buffered message with id {id}")
+            }
+        }
         BufferCommand::Replay { id, all, dead } => replay(&config, store, id, all, dead),
         BufferCommand::Purge {
             dead: _,

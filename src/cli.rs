@@ -118,6 +118,8 @@ pub enum BufferCommand {
         #[arg(long)]
         dead: bool,
     },
+    /// Delete one message, pending or dead-letter (e.g. one whose record cannot be read).
+    Remove { id: u64 },
     /// Delete dead-letter messages (all, or those received longer ago than --older-than).
     Purge {
         /// Required, so a purge of pending messages can never happen by accident.

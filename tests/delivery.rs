@@ -377,6 +377,12 @@ fn buffer_cli_lists_shows_replays_and_purges() {
         "the exact request is kept"
     );
 
+    // Remove one by id (and an unknown id is an error).
+    let (ok, out, _) = cli(&["buffer", "--config", &config, "remove", &ids[1].to_string()]);
+    assert!(ok && out.contains("removed"), "{out}");
+    let (ok, _, err) = cli(&["buffer", "--config", &config, "remove", "999999"]);
+    assert!(!ok && err.contains("no buffered message"), "{err}");
+
     // Replay against a config whose upstream is up: delivered and removed.
     let upstream = MockUpstream::start(Behaviour::status(200, "ok"));
     let live_config = dir.path().join("live.yaml");
@@ -389,7 +395,7 @@ fn buffer_cli_lists_shows_replays_and_purges() {
     let live_config = live_config.to_str().unwrap().to_string();
     let (ok, out, err) = cli(&["buffer", "--config", &live_config, "replay", "--all"]);
     assert!(ok, "{out}{err}");
-    assert_eq!(upstream.request_count(), 2);
+    assert_eq!(upstream.request_count(), 1);
     assert_eq!(upstream.requests()[0], raw);
     let (_, out, _) = cli(&[
         "buffer",

@@ -37,12 +37,22 @@ pub fn notification() -> String {
     )
 }
 
+/// A port nobody listens on now, and that no other test in this process has been given: two
+/// tests probing at once could otherwise both be handed the same port, and one proxy would
+/// answer for the other.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static HANDED_OUT: Mutex<Option<std::collections::HashSet<u16>>> = Mutex::new(None);
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut handed = HANDED_OUT.lock().unwrap();
+        if handed.get_or_insert_with(Default::default).insert(port) {
+            return port;
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -349,6 +359,12 @@ routes:
             }
             let admin_up = http_get(admin, "/healthz").is_some_and(|r| r.status == 200);
             if admin_up && TcpStream::connect(addr).is_ok() {
+                // A listener that failed to bind ends the process a moment after the admin
+                // listener is up: make sure this one is still ours.
+                thread::sleep(Duration::from_millis(50));
+                if !matches!(child.try_wait(), Ok(None)) {
+                    return None;
+                }
                 return Some(Proxy {
                     addr,
                     admin,

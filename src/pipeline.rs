@@ -254,6 +254,26 @@ mod tests {
         }
     }
 
+    /// `check_request` with the test keys, no allow-list and no settings header.
+    fn check(
+        route: &Route,
+        url: SignedUrl<'_>,
+        sigs: &[&[u8]],
+        body: &[u8],
+    ) -> Result<Verified, Rejection> {
+        check_request(
+            route,
+            &keys(),
+            &HashSet::new(),
+            &Inbound {
+                url,
+                signatures: sigs,
+                signature_settings: None,
+                body,
+            },
+        )
+    }
+
     fn keys() -> KeyRing {
         KeyRing {
             auth_tokens: vec![SigningKey::new(Algorithm::HmacSha1, b"tok")],
@@ -299,16 +319,11 @@ mod tests {
         let url = SignedUrl::parse("https://voice.example.com/twilio/client-notify?bodySHA256=00")
             .unwrap();
         let sigs = [&b"bm90LWEtc2lnbmF0dXJl"[..]];
-        let err = check_request(
+        let err = check(
             &route(BodyKind::Json, SchemaMode::Enforce),
-            &keys(),
-            &HashSet::new(),
-            &Inbound {
-                url,
-                signatures: &sigs,
-                signature_settings: None,
-                body: b"not json",
-            },
+            url,
+            &sigs,
+            b"not json",
         )
         .unwrap_err();
         assert_eq!(err.reason, Reason::SignatureMismatch);
@@ -320,15 +335,9 @@ mod tests {
         let r = route(BodyKind::Json, SchemaMode::Enforce);
         let none: [&[u8]; 0] = [];
         let two = [&b"a"[..], b"b"];
-        let inbound = |sigs| Inbound {
-            url,
-            signatures: sigs,
-            signature_settings: None,
-            body: BODY.as_bytes(),
-        };
-        let e = check_request(&r, &keys(), &HashSet::new(), &inbound(&none)).unwrap_err();
+        let e = check(&r, url, &none, BODY.as_bytes()).unwrap_err();
         assert_eq!(e.reason, Reason::SignatureMissing);
-        let e = check_request(&r, &keys(), &HashSet::new(), &inbound(&two)).unwrap_err();
+        let e = check(&r, url, &two, BODY.as_bytes()).unwrap_err();
         assert_eq!(e.reason, Reason::SignatureDuplicate);
     }
 
@@ -365,16 +374,11 @@ mod tests {
         let sig = SigningKey::new(Algorithm::HmacSha1, b"tok")
             .sign(&url, &signature::form_signing_suffix(body.as_bytes()));
         let sigs = [sig.as_bytes()];
-        let e = check_request(
+        let e = check(
             &route(BodyKind::Form, SchemaMode::Enforce),
-            &keys(),
-            &HashSet::new(),
-            &Inbound {
-                url,
-                signatures: &sigs,
-                signature_settings: None,
-                body: body.as_bytes(),
-            },
+            url,
+            &sigs,
+            body.as_bytes(),
         )
         .unwrap_err();
         assert_eq!(e.reason, Reason::Schema);
@@ -406,22 +410,14 @@ mod tests {
             .sign(&url, &signature::form_signing_suffix(body.as_bytes()));
         let sigs = [sig.as_bytes()];
         let r = route(BodyKind::Form, SchemaMode::Enforce);
-        let check = |body: &str| {
-            check_request(
-                &r,
-                &keys(),
-                &HashSet::new(),
-                &Inbound {
-                    url,
-                    signatures: &sigs,
-                    signature_settings: None,
-                    body: body.as_bytes(),
-                },
-            )
-        };
-        let ok = check(body);
+        let ok = check(&r, url, &sigs, body.as_bytes());
         assert!(ok.is_ok(), "{ok:?}");
-        let e = check(&body.replace("8005551212", "8005550000"));
+        let e = check(
+            &r,
+            url,
+            &sigs,
+            body.replace("8005551212", "8005550000").as_bytes(),
+        );
         assert_eq!(e.unwrap_err().reason, Reason::SignatureMismatch);
     }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use twilio_notify_proxy::buffer::{now_ms, NewMessage, RedbStore};
+use twilio_notify_proxy::buffer::{now_ms, NewMessage, NotificationStore, RedbStore};
 use twilio_notify_proxy::config::UpstreamConfig;
 use twilio_notify_proxy::delivery::policy::Backoff;
 use twilio_notify_proxy::delivery::{new_balancer, UpstreamGroup};

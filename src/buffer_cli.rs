@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::buffer::{now_ms, BufferedMeta, RedbStore, Table};
+use crate::buffer::{now_ms, BufferedMeta, NotificationStore, RedbStore, Table};
 use crate::cli::{BufferCommand, OutputFormat};
 use crate::config::Config;
 use crate::delivery::{new_balancer, UpstreamGroup};

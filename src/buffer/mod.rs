@@ -8,10 +8,13 @@
 
 pub mod store;
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 pub use store::{RedbStore, StoreError};
 
 /// What the running proxy needs from a buffer: the live path inserts, the redelivery worker
-/// drains, the admin listener reports. The embedded [`RedbStore`] is the one implementation; a
+/// drains, the admin listener reports. The embedded [`RedbStore`] is the one implementation (in
+/// `store.rs`); a
 /// store shared by several proxy instances plugs in here. Every method may block on I/O: call
 /// them from a blocking context (`spawn_blocking`). Operator commands (`buffer list`, `replay`,
 /// `purge`) work on [`RedbStore`] itself.
@@ -37,38 +40,6 @@ pub trait NotificationStore: Send + Sync + std::fmt::Debug {
     /// Counts and the oldest pending message, cheaply (called on every scrape).
     fn stats(&self) -> Result<StoreStats, StoreError>;
 }
-
-impl NotificationStore for RedbStore {
-    fn location(&self) -> String {
-        self.path().display().to_string()
-    }
-    fn insert(&self, msg: &NewMessage, request: &[u8]) -> Result<u64, StoreError> {
-        RedbStore::insert(self, msg, request)
-    }
-    fn due(&self, now_ms: u64, limit: usize) -> Result<Vec<BufferedMessage>, StoreError> {
-        RedbStore::due(self, now_ms, limit)
-    }
-    fn reschedule(
-        &self,
-        id: u64,
-        attempts: u32,
-        next_attempt_at_ms: u64,
-        last_error: &str,
-    ) -> Result<bool, StoreError> {
-        RedbStore::reschedule(self, id, attempts, next_attempt_at_ms, last_error)
-    }
-    fn move_to_dead_letter(&self, id: u64, reason: &str) -> Result<bool, StoreError> {
-        RedbStore::move_to_dead_letter(self, id, reason)
-    }
-    fn remove(&self, table: Table, id: u64) -> Result<bool, StoreError> {
-        RedbStore::remove(self, table, id)
-    }
-    fn stats(&self) -> Result<StoreStats, StoreError> {
-        RedbStore::stats(self)
-    }
-}
-
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Where a message lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -60,7 +60,7 @@ pub fn run(config_path: &Path, command: BufferCommand) -> Result<()> {
 }
 
 fn age(meta: &BufferedMeta) -> String {
-    let secs = now_ms().saturating_sub(meta.received_at_ms) / 1000;
+    let secs = now_ms().saturating_sub(meta.message.received_at_ms) / 1000;
     humantime::format_duration(Duration::from_secs(secs)).to_string()
 }
 
@@ -82,11 +82,11 @@ fn list(store: &RedbStore, dead: bool, format: OutputFormat) -> Result<()> {
                 println!(
                     "{:>8}  {:<16} {:>9} {:>8}  {:<36} {}",
                     m.id,
-                    m.route,
+                    m.message.route,
                     age(m),
-                    m.attempts,
-                    m.message_id.as_deref().unwrap_or("-"),
-                    m.dead_reason.as_deref().unwrap_or(&m.last_error)
+                    m.message.attempts,
+                    m.message.message_id.as_deref().unwrap_or("-"),
+                    m.dead_reason.as_deref().unwrap_or(&m.message.last_error)
                 );
             }
             println!(
@@ -155,10 +155,10 @@ fn replay(config: &Config, store: RedbStore, id: Option<u64>, all: bool, dead: b
         let Some((_, message)) = store.get(id)? else {
             continue;
         };
-        let Some(group) = groups.get(&message.meta.upstream) else {
+        let Some(group) = groups.get(&message.meta.message.upstream) else {
             println!(
                 "{id}: upstream group {:?} is not in this config; skipped",
-                message.meta.upstream
+                message.meta.message.upstream
             );
             failed += 1;
             continue;

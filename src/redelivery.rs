@@ -131,18 +131,18 @@ async fn with_store<T: Send + 'static>(
 async fn redeliver_one(inner: Arc<Inner>, message: BufferedMessage) -> Ended {
     let meta = &message.meta;
     let id = meta.id;
-    let metrics = inner.routes.get(&meta.route);
+    let metrics = inner.routes.get(&meta.message.route);
     let now = now_ms();
-    if now >= meta.expires_at_ms {
+    if now >= meta.message.expires_at_ms {
         let reason = format!(
             "expired after {} attempt(s); last error: {}",
-            meta.attempts, meta.last_error
+            meta.message.attempts, meta.message.last_error
         );
         tracing::warn!(
             buffer_id = id,
-            route = %meta.route,
-            call_sid = meta.call_sid.as_deref().unwrap_or("-"),
-            message_id = meta.message_id.as_deref().unwrap_or("-"),
+            route = %meta.message.route,
+            call_sid = meta.message.call_sid.as_deref().unwrap_or("-"),
+            message_id = meta.message.message_id.as_deref().unwrap_or("-"),
             reason = %reason,
             "moved to dead letter"
         );
@@ -155,27 +155,30 @@ async fn redeliver_one(inner: Arc<Inner>, message: BufferedMessage) -> Ended {
         }
         return Ended::Expired;
     }
-    let Some(group) = inner.groups.get(&meta.upstream) else {
-        let reason = format!("upstream group {:?} is no longer configured", meta.upstream);
+    let Some(group) = inner.groups.get(&meta.message.upstream) else {
+        let reason = format!(
+            "upstream group {:?} is no longer configured",
+            meta.message.upstream
+        );
         with_store(&inner, "move to dead letter", move |s| {
             s.move_to_dead_letter(id, &reason)
         })
         .await;
         return Ended::Expired;
     };
-    let attempts = meta.attempts + 1;
+    let attempts = meta.message.attempts + 1;
     let wait = inner.backoff.delay(attempts, jitter_random());
     let next_at = now.saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
     if !group.circuit().allow(Instant::now()) {
         // Not an attempt: wait for the probe of a live request (or the next pass) to reopen.
-        let last = meta.last_error.clone();
+        let last = meta.message.last_error.clone();
         with_store(&inner, "reschedule", move |s| {
             s.reschedule(id, attempts - 1, next_at, &last)
         })
         .await;
         return Ended::SkippedOpenCircuit;
     }
-    let remaining = Duration::from_millis(meta.expires_at_ms.saturating_sub(now));
+    let remaining = Duration::from_millis(meta.message.expires_at_ms.saturating_sub(now));
     let started = Instant::now();
     let deadline = started + remaining.min(group.config.response_timeout);
     let result = group
@@ -184,9 +187,12 @@ async fn redeliver_one(inner: Arc<Inner>, message: BufferedMessage) -> Ended {
     // The same judgement as the live path: the route's retryable statuses fail, any other
     // answer is the handler's final word.
     let retryable = |status: u16| {
-        inner.policies.get(&meta.route).map_or(status >= 500, |p| {
-            p.classify_status(status) == Verdict::Retryable
-        })
+        inner
+            .policies
+            .get(&meta.message.route)
+            .map_or(status >= 500, |p| {
+                p.classify_status(status) == Verdict::Retryable
+            })
     };
     let (ended, error) = match &result {
         Ok(a) if (200..300).contains(&a.answer.status) => (Ended::Delivered, None),
@@ -208,9 +214,9 @@ async fn redeliver_one(inner: Arc<Inner>, message: BufferedMessage) -> Ended {
             };
             tracing::info!(
                 buffer_id = id,
-                route = %meta.route,
-                call_sid = meta.call_sid.as_deref().unwrap_or("-"),
-                message_id = meta.message_id.as_deref().unwrap_or("-"),
+                route = %meta.message.route,
+                call_sid = meta.message.call_sid.as_deref().unwrap_or("-"),
+                message_id = meta.message.message_id.as_deref().unwrap_or("-"),
                 status,
                 attempts,
                 "redelivered"

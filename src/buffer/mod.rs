@@ -49,12 +49,9 @@ pub enum Table {
     DeadLetter,
 }
 
-/// Everything about a buffered message except its bytes.
-///
-/// Stored as JSON so that `buffer show` is readable without this program's types.
+/// A message as the live path hands it to the store: everything but the id the store assigns.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct BufferedMeta {
-    pub id: u64,
+pub struct NewMessage {
     pub route: String,
     pub upstream: String,
     /// Unix time in ms when the proxy received the request.
@@ -70,23 +67,19 @@ pub struct BufferedMeta {
     /// `twi_message_id`, for operators (never a secret).
     pub message_id: Option<String>,
     pub call_sid: Option<String>,
-    /// Why the message was moved to the dead letter table (e.g. "expired"); `None` while pending.
-    pub dead_reason: Option<String>,
 }
 
-/// A message to store: all of [`BufferedMeta`] except `id` (the store assigns it) and
-/// `dead_reason` (a new message is pending).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewMessage {
-    pub route: String,
-    pub upstream: String,
-    pub received_at_ms: u64,
-    pub expires_at_ms: u64,
-    pub attempts: u32,
-    pub next_attempt_at_ms: u64,
-    pub last_error: String,
-    pub message_id: Option<String>,
-    pub call_sid: Option<String>,
+/// Everything about a buffered message except its bytes.
+///
+/// Stored as JSON (the message's fields flattened beside `id` and `dead_reason`), so that
+/// `buffer show` is readable without this program's types.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BufferedMeta {
+    pub id: u64,
+    #[serde(flatten)]
+    pub message: NewMessage,
+    /// Why the message was moved to the dead letter table (e.g. "expired"); `None` while pending.
+    pub dead_reason: Option<String>,
 }
 
 /// A buffered message with the exact request bytes that were sent to the handler.

@@ -146,15 +146,7 @@ fn encode_meta(meta: &BufferedMeta) -> Result<String, Failure> {
 fn new_meta(msg: &NewMessage, id: u64) -> BufferedMeta {
     BufferedMeta {
         id,
-        route: msg.route.clone(),
-        upstream: msg.upstream.clone(),
-        received_at_ms: msg.received_at_ms,
-        expires_at_ms: msg.expires_at_ms,
-        attempts: msg.attempts,
-        next_attempt_at_ms: msg.next_attempt_at_ms,
-        last_error: msg.last_error.clone(),
-        message_id: msg.message_id.clone(),
-        call_sid: msg.call_sid.clone(),
+        message: msg.clone(),
         dead_reason: None,
     }
 }
@@ -197,7 +189,7 @@ fn unschedule(txn: &WriteTransaction, id: u64, meta: Option<&BufferedMeta>) -> R
     let mut schedule = txn.open_table(PENDING_SCHEDULE)?;
     match meta {
         Some(meta) => {
-            schedule.remove((meta.next_attempt_at_ms, id))?;
+            schedule.remove((meta.message.next_attempt_at_ms, id))?;
         }
         None => schedule.retain(|(_, scheduled), ()| scheduled != id)?,
     }
@@ -211,7 +203,7 @@ fn put_pending(txn: &WriteTransaction, meta: &BufferedMeta, request: &[u8]) -> R
         .insert(meta.id, json.as_str())?;
     txn.open_table(PENDING_REQUEST)?.insert(meta.id, request)?;
     txn.open_table(PENDING_SCHEDULE)?
-        .insert((meta.next_attempt_at_ms, meta.id), ())?;
+        .insert((meta.message.next_attempt_at_ms, meta.id), ())?;
     Ok(())
 }
 
@@ -313,8 +305,8 @@ impl RedbStore {
                 return Ok((false, false));
             };
             message.meta.dead_reason = None;
-            message.meta.next_attempt_at_ms = now_ms;
-            message.meta.expires_at_ms = now_ms.saturating_add(ttl_ms);
+            message.meta.message.next_attempt_at_ms = now_ms;
+            message.meta.message.expires_at_ms = now_ms.saturating_add(ttl_ms);
             put_pending(txn, &message.meta, &message.request)?;
             Ok((true, true))
         })
@@ -331,7 +323,7 @@ impl RedbStore {
                 let id = id.value();
                 let purge = match received_before_ms {
                     None => true,
-                    Some(cutoff) => decode_meta(id, json.value())?.received_at_ms < cutoff,
+                    Some(cutoff) => decode_meta(id, json.value())?.message.received_at_ms < cutoff,
                 };
                 if purge {
                     doomed.push(id);
@@ -464,9 +456,9 @@ impl NotificationStore for RedbStore {
             };
             let mut meta = decode_meta(id, &json)?;
             unschedule(txn, id, Some(&meta))?;
-            meta.attempts = attempts;
-            meta.next_attempt_at_ms = next_attempt_at_ms;
-            meta.last_error = last_error.to_owned();
+            meta.message.attempts = attempts;
+            meta.message.next_attempt_at_ms = next_attempt_at_ms;
+            meta.message.last_error = last_error.to_owned();
             txn.open_table(PENDING_META)?
                 .insert(id, encode_meta(&meta)?.as_str())?;
             txn.open_table(PENDING_SCHEDULE)?
@@ -517,7 +509,11 @@ impl NotificationStore for RedbStore {
         self.read(|txn| {
             let pending = txn.open_table(PENDING_META)?;
             let oldest_pending_received_at_ms = match pending.first()? {
-                Some((id, json)) => Some(decode_meta(id.value(), json.value())?.received_at_ms),
+                Some((id, json)) => Some(
+                    decode_meta(id.value(), json.value())?
+                        .message
+                        .received_at_ms,
+                ),
                 None => None,
             };
             Ok(StoreStats {
@@ -668,9 +664,9 @@ mod tests {
         assert!(store.due(499, 10).unwrap().is_empty());
         let due = store.due(500, 10).unwrap();
         assert_eq!(ids(&due), vec![id]);
-        assert_eq!(due[0].meta.attempts, 2);
-        assert_eq!(due[0].meta.next_attempt_at_ms, 500);
-        assert_eq!(due[0].meta.last_error, "503 from handler");
+        assert_eq!(due[0].meta.message.attempts, 2);
+        assert_eq!(due[0].meta.message.next_attempt_at_ms, 500);
+        assert_eq!(due[0].meta.message.last_error, "503 from handler");
         assert_eq!(due[0].request, request(1));
 
         assert!(!store.reschedule(id + 1, 2, 500, "x").unwrap());
@@ -727,11 +723,11 @@ mod tests {
         assert!(!store.requeue_dead(id, 70_000, 30_000).unwrap());
         let (table, got) = store.get(id).unwrap().unwrap();
         assert_eq!(table, Table::Pending);
-        assert_eq!(got.meta.attempts, 4);
+        assert_eq!(got.meta.message.attempts, 4);
         assert_eq!(got.meta.dead_reason, None);
-        assert_eq!(got.meta.next_attempt_at_ms, 70_000);
-        assert_eq!(got.meta.expires_at_ms, 100_000);
-        assert_eq!(got.meta.received_at_ms, 1_000);
+        assert_eq!(got.meta.message.next_attempt_at_ms, 70_000);
+        assert_eq!(got.meta.message.expires_at_ms, 100_000);
+        assert_eq!(got.meta.message.received_at_ms, 1_000);
         assert_eq!(got.request, request(1));
         assert_eq!(ids(&store.due(70_000, 10).unwrap()), vec![id]);
         assert!(store.list(Table::DeadLetter).unwrap().is_empty());

@@ -146,12 +146,15 @@ async fn redeliver_one(inner: Arc<Inner>, message: BufferedMessage) -> Ended {
             reason = %reason,
             "moved to dead letter"
         );
-        with_store(&inner, "move to dead letter", move |s| {
+        let moved = with_store(&inner, "move to dead letter", move |s| {
             s.move_to_dead_letter(id, &reason)
         })
         .await;
-        if let Some(m) = metrics {
-            m.dead_lettered_expired.inc();
+        // Counted once, when the move happened (a failed move is retried next pass).
+        if moved == Some(true) {
+            if let Some(m) = metrics {
+                m.dead_lettered_expired.inc();
+            }
         }
         return Ended::Expired;
     }
@@ -160,22 +163,23 @@ async fn redeliver_one(inner: Arc<Inner>, message: BufferedMessage) -> Ended {
             "upstream group {:?} is no longer configured",
             meta.message.upstream
         );
-        with_store(&inner, "move to dead letter", move |s| {
+        let moved = with_store(&inner, "move to dead letter", move |s| {
             s.move_to_dead_letter(id, &reason)
         })
         .await;
+        if moved == Some(true) {
+            if let Some(m) = metrics {
+                m.dead_lettered_orphaned.inc();
+            }
+        }
         return Ended::Expired;
     };
     let attempts = meta.message.attempts + 1;
     let wait = inner.backoff.delay(attempts, jitter_random());
     let next_at = now.saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
     if !group.circuit().allow(Instant::now()) {
-        // Not an attempt: wait for the probe of a live request (or the next pass) to reopen.
-        let last = meta.message.last_error.clone();
-        with_store(&inner, "reschedule", move |s| {
-            s.reschedule(id, attempts - 1, next_at, &last)
-        })
-        .await;
+        // Not an attempt, and nothing written: during an outage every write would be an fsync
+        // competing with the live path's buffer inserts. The next pass looks again.
         return Ended::SkippedOpenCircuit;
     }
     let remaining = Duration::from_millis(meta.message.expires_at_ms.saturating_sub(now));

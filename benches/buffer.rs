@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use twilio_notify_proxy::buffer::{now_ms, NewMessage, NotificationStore, RedbStore};
+use twilio_notify_proxy::buffer::{now_ms, NewMessage, RedbStore};
 use twilio_notify_proxy::config::UpstreamConfig;
-use twilio_notify_proxy::delivery::policy::Backoff;
 use twilio_notify_proxy::delivery::{new_balancer, UpstreamGroup};
 use twilio_notify_proxy::metrics::Metrics;
-use twilio_notify_proxy::redelivery::Redeliverer;
+use twilio_notify_proxy::policy::{Backoff, RetryPolicy};
+use twilio_notify_proxy::redelivery::{Redeliverer, RouteRedelivery};
 
 const REQUEST: &[u8] = b"POST /twilio/client-notify?bodySHA256=75fd537c4a84b8a2e052171b21fa1c7215c824f6f2b1a2b3fd02d11d0563481d HTTP/1.1\r\nHost: voice.example.com\r\nContent-Type: application/json\r\nX-Twilio-Signature: +PHhAihLyFOT0hloeSv/p/EE2lE=\r\nContent-Length: 2\r\n\r\n{}";
 
@@ -90,7 +90,7 @@ fn main() {
         let store = RedbStore::open(&dir.path().join(format!("w{run}.redb")), 10_000_000).unwrap();
         let started = Instant::now();
         for _ in 0..n {
-            store.insert(&message(), REQUEST).unwrap();
+            store.blocking_insert(&message(), REQUEST).unwrap();
         }
         let secs = started.elapsed().as_secs_f64();
         rates.push(n as f64 / secs);
@@ -117,7 +117,7 @@ fn main() {
             RedbStore::open(&dir.path().join(format!("r{run}.redb")), 10_000_000).unwrap(),
         );
         for _ in 0..n {
-            store.insert(&message(), REQUEST).unwrap();
+            store.blocking_insert(&message(), REQUEST).unwrap();
         }
         let elapsed = runtime.block_on(async {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -144,14 +144,20 @@ fn main() {
             let worker = Redeliverer::new(
                 store.clone() as Arc<dyn twilio_notify_proxy::buffer::NotificationStore>,
                 HashMap::from([("handler".to_string(), group)]),
-                HashMap::from([("notify".to_string(), metrics.route("notify"))]),
-                HashMap::new(),
+                HashMap::from([(
+                    "notify".to_string(),
+                    RouteRedelivery {
+                        policy: RetryPolicy::default(),
+                        metrics: metrics.route("notify"),
+                    },
+                )]),
                 Backoff::try_new(Duration::from_millis(500), Duration::from_secs(5), 0.5).unwrap(),
                 Duration::from_millis(50),
                 8,
+                metrics.store(),
             );
             let started = Instant::now();
-            while store.stats().unwrap().pending > 0 {
+            while store.blocking_stats().unwrap().pending > 0 {
                 worker.pass().await.unwrap();
             }
             assert_eq!(count.load(Ordering::Relaxed), n);

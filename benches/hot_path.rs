@@ -44,7 +44,7 @@ fn bench(c: &mut Criterion) {
         body: BodyKind::Json,
         schema: Some(schema.clone()),
         schema_mode: SchemaMode::Enforce,
-        retry: twilio_notify_proxy::delivery::policy::RetryPolicy::default_for_config(),
+        retry: twilio_notify_proxy::policy::RetryPolicy::default(),
         on_exhausted: twilio_notify_proxy::config::OnExhausted::Fail,
     };
     let allowed = HashSet::new();

@@ -14,9 +14,9 @@ use pingora::protocols::http::ServerSession;
 use prometheus::IntGauge;
 
 use crate::buffer::{now_ms, NotificationStore};
-use crate::delivery::breaker::CircuitState;
 use crate::delivery::UpstreamGroup;
 use crate::metrics::Metrics;
+use crate::policy::CircuitState;
 
 pub struct AdminApp {
     metrics: Arc<Metrics>,
@@ -99,27 +99,22 @@ impl AdminApp {
 impl AdminApp {
     /// Pending messages in the store, if there is one and it can be read.
     async fn pending(&self) -> Option<u64> {
-        let store = self.store.clone()?;
-        match tokio::task::spawn_blocking(move || store.stats()).await {
-            Ok(Ok(stats)) => Some(stats.pending),
-            _ => None,
-        }
+        let store = self.store.as_ref()?;
+        store.stats().await.ok().map(|stats| stats.pending)
     }
 
     async fn refresh_buffer_gauges(&self) {
-        let Some(store) = self.store.clone() else {
+        let Some(store) = &self.store else {
             return;
         };
-        let stats = tokio::task::spawn_blocking(move || store.stats()).await;
-        match stats {
-            Ok(Ok(stats)) => {
+        match store.stats().await {
+            Ok(stats) => {
                 let age = stats
                     .oldest_pending_received_at_ms
                     .map_or(0.0, |t| now_ms().saturating_sub(t) as f64 / 1000.0);
                 self.metrics.set_buffer(stats.pending, stats.dead, age);
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "buffer stats unavailable"),
-            Err(e) => tracing::warn!(error = %e, "buffer stats aborted"),
+            Err(e) => tracing::warn!(error = %e, "buffer stats unavailable"),
         }
     }
 }

@@ -14,13 +14,16 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
-use crate::buffer::{NotificationStore, RedbStore};
+use crate::buffer::{Instrumented, NotificationStore, RedbStore};
 use crate::config::Config;
-use crate::delivery::{new_balancer, UpstreamGroup};
+use crate::dedupe::DedupeCache;
+use crate::delivery::{new_balancer, Deliver, UpstreamGroup};
 use crate::demo::DemoHandler;
+use crate::flow::{DedupeSetup, Flow};
 use crate::metrics::Metrics;
 use crate::proxy::NotifyProxy;
-use crate::redelivery::Redeliverer;
+use crate::redelivery::{Redeliverer, RouteRedelivery};
+use crate::route::Routes;
 
 /// Pingora's own process flags, passed through from the command line.
 #[derive(Debug, Default, Clone)]
@@ -106,7 +109,8 @@ pub fn build_server(
             let store = RedbStore::open(&b.path, b.max_messages).with_context(|| {
                 format!("buffer.path: cannot open the store {}", b.path.display())
             })?;
-            let store: Arc<dyn NotificationStore> = Arc::new(store);
+            let store: Arc<dyn NotificationStore> =
+                Arc::new(Instrumented::new(store, metrics.store()));
             let groups = upstreams
                 .iter()
                 .map(|u| (u.config.name.clone(), u.clone()))
@@ -114,34 +118,39 @@ pub fn build_server(
             let routes = config
                 .routes
                 .iter()
-                .map(|r| (r.name.clone(), metrics.route(&r.name)))
-                .collect();
-            let policies = config
-                .routes
-                .iter()
-                .map(|r| (r.name.clone(), r.retry.clone()))
+                .map(|r| {
+                    let redelivery = RouteRedelivery {
+                        policy: r.retry.clone(),
+                        metrics: metrics.route(&r.name),
+                    };
+                    (r.name.clone(), redelivery)
+                })
                 .collect();
             let worker = Redeliverer::new(
                 store.clone(),
                 groups,
                 routes,
-                policies,
                 b.redelivery_backoff,
                 b.redelivery_interval,
                 b.redelivery_concurrency.get(),
+                metrics.store(),
             );
             server.add_service(background_service("redelivery", worker));
             Some(store)
         }
         None => None,
     };
-    let proxy = NotifyProxy::new(
-        &config,
-        upstreams.clone(),
-        &metrics,
-        store.clone(),
-        store_writable.clone(),
-    );
+    let delivering: Vec<Arc<dyn Deliver>> = upstreams
+        .iter()
+        .map(|u| u.clone() as Arc<dyn Deliver>)
+        .collect();
+    let routes = Routes::new(&config, &delivering, &metrics);
+    let dedupe = config.dedupe.as_ref().map(|d| DedupeSetup {
+        key: d.key,
+        claims: Arc::new(DedupeCache::new(d.capacity, d.ttl)),
+    });
+    let flow = Flow::new(dedupe, store.clone(), store_writable.clone());
+    let proxy = NotifyProxy::new(&config, routes, flow);
     let mut public = Service::new("twilio-notify-proxy".to_string(), proxy);
     public.threads = Some(config.server.threads.get());
     for l in &config.listeners {

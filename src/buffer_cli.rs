@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::buffer::{now_ms, BufferedMeta, NotificationStore, RedbStore, Table};
+use crate::buffer::{now_ms, BufferedMeta, RedbStore, Table};
 use crate::cli::{BufferCommand, OutputFormat};
 use crate::config::Config;
 use crate::delivery::{new_balancer, UpstreamGroup};
 use crate::metrics::Metrics;
+use crate::policy::{settle, RetryPolicy};
 
 pub fn run(config_path: &Path, command: BufferCommand) -> Result<()> {
     let config = Config::load_without_secrets(config_path)?;
@@ -30,7 +31,9 @@ pub fn run(config_path: &Path, command: BufferCommand) -> Result<()> {
         BufferCommand::Show { id } => show(&store, id),
         BufferCommand::Remove { id } => {
             // Works on records whose metadata cannot be read, too: it goes by id alone.
-            if store.remove(Table::Pending, id)? || store.remove(Table::DeadLetter, id)? {
+            if store.blocking_remove(Table::Pending, id)?
+                || store.blocking_remove(Table::DeadLetter, id)?
+            {
                 println!("{id}: removed");
                 Ok(())
             } else {
@@ -164,16 +167,25 @@ fn replay(config: &Config, store: RedbStore, id: Option<u64>, all: bool, dead: b
             continue;
         };
         let deadline = Instant::now() + group.config.response_timeout;
-        match runtime.block_on(group.deliver_once(&message.request, Some(deadline), None)) {
-            Ok(answer) if answer.answer.status < 500 => {
-                store.remove(table, id)?;
+        // Judged as the live path and the redelivery worker judge it: the route's retry policy
+        // (the documented defaults for a route no longer configured).
+        let policy = config
+            .routes
+            .iter()
+            .find(|r| r.name == message.meta.message.route)
+            .map_or_else(RetryPolicy::default, |r| r.retry.clone());
+        let result = runtime.block_on(group.deliver_once(&message.request, Some(deadline), None));
+        let status = result.as_ref().ok().map(|a| a.answer.status);
+        match (settle(status, &policy), result) {
+            (settlement, Ok(answer)) if settlement.is_final() => {
+                store.blocking_remove(table, id)?;
                 println!("{id}: delivered, handler answered {}", answer.answer.status);
             }
-            Ok(answer) => {
+            (_, Ok(answer)) => {
                 failed += 1;
                 println!("{id}: handler answered {}; kept", answer.answer.status);
             }
-            Err(e) => {
+            (_, Err(e)) => {
                 failed += 1;
                 println!("{id}: {e}; kept");
             }

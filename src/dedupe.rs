@@ -1,12 +1,15 @@
-//! Recently seen notifications, so a retried or duplicated one is not delivered twice.
+//! Duplicate suppression: a notification is delivered once, even when Twilio's retry or an
+//! overlapping copy arrives while the first is still in flight.
 //!
-//! Owns a bounded, expiring map from an idempotency key (Twilio's `I-Twilio-Idempotency-Token`
-//! or the body's `twi_message_id`) to what became of that message. Keys are kept as 64-bit
-//! fingerprints under a per-process random key: fixed-size entries (memory is `capacity` × ~40
-//! bytes whatever the key length) and no allocation per request; two different keys collide
-//! with probability ~capacity/2^64. The oldest entries go first. In memory only: after a
-//! restart, buffered messages are still in the store, and a duplicate of one delivered before
-//! the restart is delivered again (the handler sees the same token).
+//! Owns the [`Dedupe`] seam and its in-memory implementation, [`DedupeCache`]. A delivery
+//! *claims* its notification's identities before the first attempt; a copy that arrives while
+//! the claim is held waits (bounded) for the first to end, then answers as a duplicate of what
+//! it became, or, if the first failed and released its claim, delivers itself (that copy is
+//! Twilio's retry of a failed call, and must go through). Only a 2xx delivery or a durable
+//! buffer insert settles a claim; every other ending releases it.
+//!
+//! It decides nothing about answers or delivery and never opens a connection: the request flow
+//! asks it and acts on the answer.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
@@ -14,6 +17,10 @@ use std::hash::BuildHasher;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
+use tokio::sync::Notify;
+
+/// What became of a notification that was seen before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Seen {
     /// The handler answered 2xx.
@@ -22,19 +29,83 @@ pub enum Seen {
     Buffered,
 }
 
+/// The identities a notification is recognised by, as the route's `dedupe.key` selects them.
+/// A copy matching any one of them is a duplicate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identities {
+    /// `I-Twilio-Idempotency-Token` (not covered by the signature).
+    pub token: Option<String>,
+    /// The body's `twi_message_id` (signed).
+    pub message_id: Option<String>,
+}
+
+impl Identities {
+    pub fn is_empty(&self) -> bool {
+        self.token.is_none() && self.message_id.is_none()
+    }
+
+    /// `(kind, value)` pairs; the kind keeps a token and a message id with equal text apart.
+    pub fn keys(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        let token = self.token.as_deref().map(|t| ("token", t));
+        let message = self.message_id.as_deref().map(|m| ("message", m));
+        token.into_iter().chain(message)
+    }
+}
+
+/// The answer to a claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// This delivery owns the notification now: deliver, then [`Dedupe::settle`] or
+    /// [`Dedupe::release`].
+    Won,
+    /// Seen before (or while this copy waited): answer as a duplicate, do not deliver.
+    Duplicate(Seen),
+}
+
+/// Why the dedupe store could not answer. The flow then delivers without it (degraded).
+#[derive(Debug, thiserror::Error)]
+#[error("dedupe store unavailable: {0}")]
+pub struct DedupeError(pub String);
+
+/// Where claims live: in this process ([`DedupeCache`]) or shared by a fleet.
+#[async_trait]
+pub trait Dedupe: Send + Sync {
+    /// Claims `ids` for one delivery. While another delivery holds a claim on any of them,
+    /// waits up to `wait` for it to end; when the wait runs out the claim is taken over (a
+    /// second delivery beats a lost call).
+    async fn claim(&self, ids: &Identities, wait: Duration) -> Result<Claim, DedupeError>;
+    /// The claimed notification ended as `seen`: later copies are duplicates of it.
+    async fn settle(&self, ids: &Identities, seen: Seen);
+    /// The claimed notification was not delivered: a later copy is delivered again.
+    async fn release(&self, ids: &Identities);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    InFlight,
+    Ended(Seen),
+}
+
 #[derive(Debug)]
 struct Inner {
-    entries: HashMap<u64, (Seen, Instant)>,
+    entries: HashMap<u64, (State, Instant)>,
     /// Insertion order, for eviction; stale rows (re-inserted keys) are skipped.
     order: VecDeque<(u64, Instant)>,
 }
 
+/// Claims in this process's memory: bounded, expiring, keyed by 64-bit fingerprints under a
+/// per-process random key (fixed-size entries, ~40 bytes each whatever the key length; two
+/// different keys collide with probability ~capacity/2^64). The oldest entries go first. After
+/// a restart it starts empty: buffered messages are still in the store, and a duplicate of one
+/// delivered before the restart is delivered again (the handler sees the same token).
 #[derive(Debug)]
 pub struct DedupeCache {
     capacity: usize,
     ttl: Duration,
     keyer: RandomState,
     inner: Mutex<Inner>,
+    /// Woken whenever a claim ends, so waiting copies look again.
+    ended: Notify,
 }
 
 impl DedupeCache {
@@ -47,29 +118,51 @@ impl DedupeCache {
                 entries: HashMap::new(),
                 order: VecDeque::new(),
             }),
+            ended: Notify::new(),
         }
     }
 
+    // A std Mutex is right here: it is held for a few map operations and never across an await.
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The fingerprint of a key made of `kind` (which property it is) and `value`.
-    pub fn fingerprint(&self, kind: &str, value: &str) -> u64 {
-        self.keyer.hash_one((kind, value))
+    fn fingerprints(&self, ids: &Identities) -> impl Iterator<Item = u64> + '_ {
+        ids.keys()
+            .map(|k| self.keyer.hash_one(k))
+            .collect::<Vec<_>>()
+            .into_iter()
     }
 
-    pub fn get(&self, fingerprint: u64, now: Instant) -> Option<Seen> {
-        let inner = self.lock();
-        let (seen, at) = inner.entries.get(&fingerprint)?;
-        (now.duration_since(*at) < self.ttl).then_some(*seen)
+    /// One look: `Some(claim)` when decided, `None` while another delivery holds it.
+    fn try_claim(&self, ids: &Identities, now: Instant, take_over: bool) -> Option<Claim> {
+        let keys: Vec<u64> = self.fingerprints(ids).collect();
+        let mut inner = self.lock();
+        let mut in_flight = false;
+        for key in &keys {
+            match inner.entries.get(key) {
+                Some((State::Ended(seen), at)) if now.duration_since(*at) < self.ttl => {
+                    return Some(Claim::Duplicate(*seen));
+                }
+                Some((State::InFlight, at)) if now.duration_since(*at) < self.ttl => {
+                    in_flight = true;
+                }
+                _ => {}
+            }
+        }
+        if in_flight && !take_over {
+            return None;
+        }
+        for key in keys {
+            self.put(&mut inner, key, State::InFlight, now);
+        }
+        Some(Claim::Won)
     }
 
-    pub fn insert(&self, fingerprint: u64, seen: Seen, now: Instant) {
+    fn put(&self, inner: &mut Inner, key: u64, state: State, now: Instant) {
         if self.capacity == 0 {
             return;
         }
-        let mut inner = self.lock();
         // Drop expired entries from the front, then the oldest while over capacity.
         while let Some((k, at)) = inner.order.front().copied() {
             let expired = now.duration_since(at) >= self.ttl;
@@ -82,13 +175,31 @@ impl DedupeCache {
                 inner.entries.remove(&k);
             }
         }
-        inner.entries.insert(fingerprint, (seen, now));
-        inner.order.push_back((fingerprint, now));
+        inner.entries.insert(key, (state, now));
+        inner.order.push_back((key, now));
         // Re-inserted keys leave stale rows behind; keep the queue bounded too.
         if inner.order.len() > self.capacity.saturating_mul(2) {
-            let Inner { entries, order } = &mut *inner;
+            let Inner { entries, order } = inner;
             order.retain(|(k, at)| entries.get(k).is_some_and(|(_, t)| t == at));
         }
+    }
+
+    fn end(&self, ids: &Identities, seen: Option<Seen>, now: Instant) {
+        let keys: Vec<u64> = self.fingerprints(ids).collect();
+        {
+            let mut inner = self.lock();
+            for key in keys {
+                match seen {
+                    Some(seen) => self.put(&mut inner, key, State::Ended(seen), now),
+                    None => {
+                        if matches!(inner.entries.get(&key), Some((State::InFlight, _))) {
+                            inner.entries.remove(&key);
+                        }
+                    }
+                }
+            }
+        }
+        self.ended.notify_waiters();
     }
 
     pub fn len(&self) -> usize {
@@ -100,26 +211,146 @@ impl DedupeCache {
     }
 }
 
+#[async_trait]
+impl Dedupe for DedupeCache {
+    async fn claim(&self, ids: &Identities, wait: Duration) -> Result<Claim, DedupeError> {
+        if ids.is_empty() {
+            return Ok(Claim::Won);
+        }
+        let give_up = tokio::time::Instant::now() + wait;
+        loop {
+            // Register for the wake-up before looking, so an end between the look and the
+            // wait is not missed.
+            let ended = self.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if let Some(claim) = self.try_claim(ids, Instant::now(), false) {
+                return Ok(claim);
+            }
+            if tokio::time::timeout_at(give_up, ended).await.is_err() {
+                let claim = self.try_claim(ids, Instant::now(), true);
+                return Ok(claim.unwrap_or(Claim::Won));
+            }
+        }
+    }
+
+    async fn settle(&self, ids: &Identities, seen: Seen) {
+        self.end(ids, Some(seen), Instant::now());
+    }
+
+    async fn release(&self, ids: &Identities) {
+        self.end(ids, None, Instant::now());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn key(c: &DedupeCache, k: &str) -> u64 {
-        c.fingerprint("token", k)
+    fn ids(token: &str) -> Identities {
+        Identities {
+            token: Some(token.to_owned()),
+            message_id: None,
+        }
     }
 
-    #[test]
-    fn remembers_until_ttl() {
+    const NO_WAIT: Duration = Duration::ZERO;
+
+    #[tokio::test]
+    async fn settled_claims_are_duplicates_until_ttl() {
         let c = DedupeCache::new(10, Duration::from_secs(60));
-        let a = key(&c, "a");
         let t = Instant::now();
-        assert_eq!(c.get(a, t), None);
-        c.insert(a, Seen::Buffered, t);
-        assert_eq!(c.get(a, t + Duration::from_secs(59)), Some(Seen::Buffered));
-        assert_eq!(c.get(a, t + Duration::from_secs(60)), None);
-        c.insert(a, Seen::Delivered, t + Duration::from_secs(1));
-        assert_eq!(c.get(a, t + Duration::from_secs(2)), Some(Seen::Delivered));
-        assert_ne!(c.fingerprint("token", "a"), c.fingerprint("message", "a"));
+        assert_eq!(c.try_claim(&ids("a"), t, false), Some(Claim::Won));
+        c.end(&ids("a"), Some(Seen::Buffered), t);
+        assert_eq!(
+            c.try_claim(&ids("a"), t + Duration::from_secs(59), false),
+            Some(Claim::Duplicate(Seen::Buffered))
+        );
+        assert_eq!(
+            c.try_claim(&ids("a"), t + Duration::from_secs(60), false),
+            Some(Claim::Won),
+            "expired"
+        );
+        // A token and a message id with the same text are different identities.
+        let message = Identities {
+            token: None,
+            message_id: Some("a".into()),
+        };
+        c.end(&ids("b"), Some(Seen::Delivered), t);
+        assert_eq!(c.try_claim(&message, t, false), Some(Claim::Won));
+    }
+
+    #[tokio::test]
+    async fn a_released_claim_lets_the_next_copy_deliver() {
+        let c = DedupeCache::new(10, Duration::from_secs(60));
+        assert_eq!(c.claim(&ids("a"), NO_WAIT).await.unwrap(), Claim::Won);
+        c.release(&ids("a")).await;
+        assert_eq!(c.claim(&ids("a"), NO_WAIT).await.unwrap(), Claim::Won);
+    }
+
+    #[tokio::test]
+    async fn any_matching_identity_is_a_duplicate() {
+        let c = DedupeCache::new(10, Duration::from_secs(60));
+        let both = Identities {
+            token: Some("t1".into()),
+            message_id: Some("m1".into()),
+        };
+        assert_eq!(c.claim(&both, NO_WAIT).await.unwrap(), Claim::Won);
+        c.settle(&both, Seen::Delivered).await;
+        // A replay with a fresh token but the same (signed) message id.
+        let replay = Identities {
+            token: Some("t2".into()),
+            message_id: Some("m1".into()),
+        };
+        assert_eq!(
+            c.claim(&replay, NO_WAIT).await.unwrap(),
+            Claim::Duplicate(Seen::Delivered)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_copy_in_flight_waits_for_the_first_and_mirrors_its_end() {
+        let c = std::sync::Arc::new(DedupeCache::new(10, Duration::from_secs(60)));
+        assert_eq!(c.claim(&ids("a"), NO_WAIT).await.unwrap(), Claim::Won);
+        let waiter = {
+            let c = c.clone();
+            tokio::spawn(async move { c.claim(&ids("a"), Duration::from_secs(5)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !waiter.is_finished(),
+            "the copy waits while the first is in flight"
+        );
+        c.settle(&ids("a"), Seen::Delivered).await;
+        assert_eq!(
+            waiter.await.unwrap().unwrap(),
+            Claim::Duplicate(Seen::Delivered)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_copy_delivers_itself_when_the_first_fails() {
+        let c = std::sync::Arc::new(DedupeCache::new(10, Duration::from_secs(60)));
+        c.claim(&ids("a"), NO_WAIT).await.unwrap();
+        let waiter = {
+            let c = c.clone();
+            tokio::spawn(async move { c.claim(&ids("a"), Duration::from_secs(5)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        c.release(&ids("a")).await;
+        assert_eq!(waiter.await.unwrap().unwrap(), Claim::Won);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_claim_that_never_ends_is_taken_over_after_the_wait() {
+        let c = DedupeCache::new(10, Duration::from_secs(60));
+        c.claim(&ids("a"), NO_WAIT).await.unwrap();
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            c.claim(&ids("a"), Duration::from_secs(2)).await.unwrap(),
+            Claim::Won
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
     }
 
     #[test]
@@ -127,20 +358,23 @@ mod tests {
         let c = DedupeCache::new(3, Duration::from_secs(60));
         let t = Instant::now();
         for (i, k) in ["a", "b", "c", "d"].iter().enumerate() {
-            c.insert(
-                key(&c, k),
-                Seen::Delivered,
+            c.end(
+                &ids(k),
+                Some(Seen::Delivered),
                 t + Duration::from_millis(i as u64),
             );
         }
         assert_eq!(c.len(), 3);
-        assert_eq!(c.get(key(&c, "a"), t), None, "oldest evicted");
-        assert_eq!(c.get(key(&c, "d"), t), Some(Seen::Delivered));
+        assert_eq!(
+            c.try_claim(&ids("a"), t, false),
+            Some(Claim::Won),
+            "oldest evicted"
+        );
         // Many re-inserts of one key keep memory bounded.
         for i in 0..10_000u64 {
-            c.insert(
-                key(&c, "d"),
-                Seen::Delivered,
+            c.end(
+                &ids("d"),
+                Some(Seen::Delivered),
                 t + Duration::from_millis(10 + i),
             );
         }
@@ -152,8 +386,11 @@ mod tests {
         let c = DedupeCache::new(3, Duration::from_secs(60));
         let t = Instant::now();
         let long = "x".repeat(100_000);
-        c.insert(key(&c, &long), Seen::Delivered, t);
-        assert_eq!(c.get(key(&c, &long), t), Some(Seen::Delivered));
-        assert_eq!(c.get(key(&c, &long[1..]), t), None);
+        c.end(&ids(&long), Some(Seen::Delivered), t);
+        assert_eq!(
+            c.try_claim(&ids(&long), t, false),
+            Some(Claim::Duplicate(Seen::Delivered))
+        );
+        assert_eq!(c.try_claim(&ids(&long[1..]), t, false), Some(Claim::Won));
     }
 }

@@ -2,21 +2,26 @@
 //! (signature, body hash, JSON Schema) before they reach the customer's notification handler,
 //! and keeps them from being lost when that handler fails (retries, durable buffer, redelivery).
 //!
-//! Layout, from the outside in:
+//! Layout, from the outside in (each module opens with what it owns and must not touch):
 //! - [`cli`], [`buffer_cli`]: command line (`run`, `demo`, `check`, `sign`, `buffer ...`).
 //! - [`config`]: the YAML file, validated into a typed [`config::Config`] before any port opens.
 //! - [`app`]: wiring of Pingora services (public listeners, admin, health checks, redelivery).
-//! - [`proxy`]: the per-request flow on the public listeners (thin Pingora glue).
+//! - [`proxy`]: the Pingora glue of the public listeners: read, check, hand over, write.
+//! - [`route`]: the routes by path, each with its metrics and upstream.
 //! - [`pipeline`]: the ordered request checks (pure).
-//! - [`signature`]: Twilio's signing rules (pure).
+//! - [`signature`]: Twilio's signing rules and the signed public URL (pure).
 //! - [`schema`]: JSON parsing and JSON Schema validation of the body (pure).
-//! - [`delivery`]: attempts against handler peers: retry policy and circuit breaker (pure),
-//!   wire framing, idle pool, and the one `deliver_once` everything shares.
-//! - [`dedupe`]: recently seen notifications.
+//! - [`flow`]: after the checks: dedupe, delivery, fail-or-buffer, the ending (no sockets).
+//! - [`policy`]: retry, circuit breaker and the one settlement rule (pure).
+//! - [`delivery`]: one exchange with a handler peer (wire framing, idle pool, peer choice).
+//! - [`dedupe`]: claims that keep a notification from being delivered twice.
 //! - [`buffer`], [`redelivery`]: the durable store and the worker that drains it.
-//! - [`outcome`]: the names and status codes of every way a request can end.
+//! - [`outcome`]: the names and status codes of every ending and every result label.
 //! - [`metrics`], [`admin`], [`logging`]: Prometheus metrics, the admin listener, log setup.
 //! - [`demo`]: a sample notification handler for trying the proxy.
+//!
+//! Dependencies point down this list (the pure modules at the bottom depend on nothing of
+//! the crate but each other); no module imports one that imports it back.
 
 pub mod admin;
 pub mod app;
@@ -27,11 +32,14 @@ pub mod config;
 pub mod dedupe;
 pub mod delivery;
 pub mod demo;
+pub mod flow;
 pub mod logging;
 pub mod metrics;
 pub mod outcome;
 pub mod pipeline;
+pub mod policy;
 pub mod proxy;
 pub mod redelivery;
+pub mod route;
 pub mod schema;
 pub mod signature;

@@ -10,19 +10,22 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::delivery::AttemptResult;
-use crate::outcome::{Outcome, Reason};
+use crate::outcome::{
+    AttemptResult, DeadLetterReason, Outcome, Reason, RedeliveryResult, StoreOperation,
+};
 
 /// Request duration buckets (seconds): sub-millisecond for rejections, up to Twilio's 15 s budget.
 const REQUEST_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0,
 ];
 
+/// Buffer store call buckets (seconds): an fsync or a round trip to a database, up to a stall.
+const STORE_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
 /// Attempts-per-request buckets: 1 is the healthy case; the tail shows retries.
 const ATTEMPT_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0];
-
-/// How a buffered message's redelivery attempt ended (the `result` label).
-pub const REDELIVERY_RESULTS: [&str; 4] = ["delivered", "no_binding", "final_other", "failed"];
 
 /// The route label used for requests that matched no route.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -45,6 +48,8 @@ pub struct Metrics {
     circuit_state: IntGaugeVec,
     buffer_messages: IntGaugeVec,
     buffer_oldest_age: prometheus::Gauge,
+    store_duration: HistogramVec,
+    store_errors: IntCounterVec,
 }
 
 /// Handles for one route, resolved at start.
@@ -58,8 +63,7 @@ pub struct RouteMetrics {
     pub duplicate_of_delivered: IntCounter,
     pub duplicate_of_buffered: IntCounter,
     redeliveries: Vec<IntCounter>,
-    pub dead_lettered_expired: IntCounter,
-    pub dead_lettered_orphaned: IntCounter,
+    dead_lettered: Vec<IntCounter>,
 }
 
 impl RouteMetrics {
@@ -73,14 +77,45 @@ impl RouteMetrics {
     }
 
     /// Counts one redelivery attempt of a buffered message by its `result` label.
-    pub fn redelivery(&self, result: &str) {
-        if let Some(i) = REDELIVERY_RESULTS.iter().position(|r| *r == result) {
-            self.redeliveries[i].inc();
-        }
+    pub fn redelivery(&self, result: RedeliveryResult) {
+        self.redeliveries[result as usize].inc();
+    }
+
+    /// Counts a message moved to the dead-letter table (once, when the move happened).
+    pub fn dead_lettered(&self, reason: DeadLetterReason) {
+        self.dead_lettered[reason as usize].inc();
     }
 }
 
 /// Handles for one upstream group, resolved at start.
+/// Latency and errors of the buffer store's calls, by operation (any backend).
+#[derive(Clone)]
+pub struct StoreMetrics {
+    duration: Vec<Histogram>,
+    errors: Vec<IntCounter>,
+}
+
+impl StoreMetrics {
+    /// One call took `seconds`; `failed` when it returned an error.
+    pub fn observe(&self, operation: StoreOperation, seconds: f64, failed: bool) {
+        self.duration[operation as usize].observe(seconds);
+        if failed {
+            self.error(operation);
+        }
+    }
+
+    /// A call failed without a timing (its task died).
+    pub fn error(&self, operation: StoreOperation) {
+        self.errors[operation as usize].inc();
+    }
+}
+
+impl std::fmt::Debug for StoreMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreMetrics")
+    }
+}
+
 pub struct UpstreamMetrics {
     attempts: Vec<IntCounter>,
     pub duration: Histogram,
@@ -223,6 +258,23 @@ impl Metrics {
         registry
             .register(Box::new(buffer_oldest_age.clone()))
             .expect("registered once");
+        let store_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "notify_proxy_buffer_store_duration_seconds",
+                "Duration of buffer store calls, by operation.",
+            )
+            .buckets(STORE_BUCKETS.to_vec()),
+            &["operation"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(store_duration.clone()))
+            .expect("registered once");
+        let store_errors = counter(
+            "notify_proxy_buffer_store_errors_total",
+            "Buffer store calls that failed, by operation.",
+            &["operation"],
+        );
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -244,6 +296,22 @@ impl Metrics {
             circuit_state,
             buffer_messages,
             buffer_oldest_age,
+            store_duration,
+            store_errors,
+        }
+    }
+
+    /// Resolves the store series (created only when a buffer is configured).
+    pub fn store(&self) -> StoreMetrics {
+        StoreMetrics {
+            duration: StoreOperation::ALL
+                .iter()
+                .map(|o| self.store_duration.with_label_values(&[o.as_str()]))
+                .collect(),
+            errors: StoreOperation::ALL
+                .iter()
+                .map(|o| self.store_errors.with_label_values(&[o.as_str()]))
+                .collect(),
         }
     }
 
@@ -280,12 +348,14 @@ impl Metrics {
             attempts: self.attempts.with_label_values(&[route]),
             duplicate_of_delivered: self.deduplicated.with_label_values(&[route, "delivered"]),
             duplicate_of_buffered: self.deduplicated.with_label_values(&[route, "buffered"]),
-            redeliveries: REDELIVERY_RESULTS
+            redeliveries: RedeliveryResult::ALL
                 .iter()
-                .map(|r| self.redeliveries.with_label_values(&[route, r]))
+                .map(|r| self.redeliveries.with_label_values(&[route, r.as_str()]))
                 .collect(),
-            dead_lettered_expired: self.dead_lettered.with_label_values(&[route, "expired"]),
-            dead_lettered_orphaned: self.dead_lettered.with_label_values(&[route, "orphaned"]),
+            dead_lettered: DeadLetterReason::ALL
+                .iter()
+                .map(|r| self.dead_lettered.with_label_values(&[route, r.as_str()]))
+                .collect(),
         }
     }
 
@@ -322,9 +392,8 @@ impl Metrics {
             attempts: detached_histogram(),
             duplicate_of_delivered: detached(),
             duplicate_of_buffered: detached(),
-            redeliveries: REDELIVERY_RESULTS.iter().map(|_| detached()).collect(),
-            dead_lettered_expired: detached(),
-            dead_lettered_orphaned: detached(),
+            redeliveries: RedeliveryResult::ALL.iter().map(|_| detached()).collect(),
+            dead_lettered: DeadLetterReason::ALL.iter().map(|_| detached()).collect(),
         }
     }
 
@@ -395,6 +464,12 @@ mod tests {
             assert_eq!(*r as usize, i);
         }
         for (i, r) in AttemptResult::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+        for (i, r) in RedeliveryResult::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+        for (i, r) in DeadLetterReason::ALL.iter().enumerate() {
             assert_eq!(*r as usize, i);
         }
     }

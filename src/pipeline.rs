@@ -249,7 +249,7 @@ mod tests {
             schema: (body == BodyKind::Json)
                 .then(|| Arc::new(NotificationSchema::compile(&value).unwrap())),
             schema_mode: mode,
-            retry: crate::delivery::policy::RetryPolicy::default_for_config(),
+            retry: crate::policy::RetryPolicy::default(),
             on_exhausted: crate::config::OnExhausted::Fail,
         }
     }

@@ -3,7 +3,8 @@
 //! Owns the lifecycle of a buffered message after the live path gave up: redeliver (oldest
 //! first, bounded concurrency, backoff between attempts, respecting the circuit breaker) until
 //! the handler gives a final answer, or move it to the dead-letter table once its TTL has
-//! passed. Every message ends counted: redelivered (by result) or dead-lettered. It shares
+//! passed. Every message ends counted: redelivered (by result) or dead-lettered (by reason).
+//! Answers are judged by [`settle`], as on the live path and in `buffer replay`. It shares
 //! [`UpstreamGroup::deliver_once`] with the live path and never answers Twilio.
 
 use std::collections::HashMap;
@@ -15,9 +16,10 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::buffer::{now_ms, BufferedMessage, NotificationStore, StoreError, Table};
-use crate::delivery::policy::{jitter_random, Backoff, RetryPolicy, Verdict};
 use crate::delivery::UpstreamGroup;
-use crate::metrics::RouteMetrics;
+use crate::metrics::{RouteMetrics, StoreMetrics};
+use crate::outcome::{DeadLetterReason, RedeliveryResult, StoreOperation};
+use crate::policy::{jitter_random, settle, Backoff, RetryPolicy};
 
 /// What one pass did (for tests and logs).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -26,16 +28,22 @@ pub struct PassSummary {
     pub final_answer: usize,
     pub failed: usize,
     pub expired: usize,
+    pub orphaned: usize,
     pub skipped_open_circuit: usize,
+}
+
+/// What the worker knows about one route: how to judge its answers and where to count.
+pub struct RouteRedelivery {
+    pub policy: RetryPolicy,
+    pub metrics: RouteMetrics,
 }
 
 struct Inner {
     store: Arc<dyn NotificationStore>,
     groups: HashMap<String, Arc<UpstreamGroup>>,
-    routes: HashMap<String, RouteMetrics>,
-    /// Each route's retry policy, for judging answers as the live path does.
-    policies: HashMap<String, RetryPolicy>,
+    routes: HashMap<String, RouteRedelivery>,
     backoff: Backoff,
+    store_metrics: StoreMetrics,
 }
 
 pub struct Redeliverer {
@@ -45,11 +53,8 @@ pub struct Redeliverer {
 }
 
 enum Ended {
-    Delivered,
-    /// A final answer that is not 2xx (404 no binding, other 4xx, 3xx, a 5xx not retried).
-    Final,
-    Failed,
-    Expired,
+    Redelivered(RedeliveryResult),
+    DeadLettered(DeadLetterReason),
     SkippedOpenCircuit,
 }
 
@@ -57,19 +62,19 @@ impl Redeliverer {
     pub fn new(
         store: Arc<dyn NotificationStore>,
         groups: HashMap<String, Arc<UpstreamGroup>>,
-        routes: HashMap<String, RouteMetrics>,
-        policies: HashMap<String, RetryPolicy>,
+        routes: HashMap<String, RouteRedelivery>,
         backoff: Backoff,
         interval: Duration,
         concurrency: usize,
+        store_metrics: StoreMetrics,
     ) -> Self {
         Redeliverer {
             inner: Arc::new(Inner {
                 store,
                 groups,
                 routes,
-                policies,
                 backoff,
+                store_metrics,
             }),
             interval,
             concurrency: concurrency.max(1),
@@ -77,12 +82,22 @@ impl Redeliverer {
     }
 
     /// One sweep over the messages that are due: at most `concurrency` in flight at a time.
+    ///
+    /// The store read runs in its own task: a store that panics fails this pass (logged and
+    /// counted by the caller), not the worker, so the next pass tries again.
     pub async fn pass(&self) -> Result<PassSummary, StoreError> {
         let store = self.inner.store.clone();
         let limit = self.concurrency * 8;
-        let due = tokio::task::spawn_blocking(move || store.due(now_ms(), limit))
-            .await
-            .expect("store reads do not panic")?;
+        let due = match tokio::spawn(async move { store.due(now_ms(), limit).await }).await {
+            Ok(due) => due?,
+            Err(_) => {
+                // A returned error is counted where it happened; a panic only here.
+                self.inner.store_metrics.error(StoreOperation::Due);
+                return Err(StoreError::Aborted {
+                    operation: StoreOperation::Due.as_str(),
+                });
+            }
+        };
         let mut summary = PassSummary::default();
         let mut queue = due.into_iter();
         let mut running = tokio::task::JoinSet::new();
@@ -95,10 +110,11 @@ impl Redeliverer {
                 break;
             };
             match done {
-                Ok(Ended::Delivered) => summary.delivered += 1,
-                Ok(Ended::Final) => summary.final_answer += 1,
-                Ok(Ended::Failed) => summary.failed += 1,
-                Ok(Ended::Expired) => summary.expired += 1,
+                Ok(Ended::Redelivered(RedeliveryResult::Delivered)) => summary.delivered += 1,
+                Ok(Ended::Redelivered(RedeliveryResult::Failed)) => summary.failed += 1,
+                Ok(Ended::Redelivered(_)) => summary.final_answer += 1,
+                Ok(Ended::DeadLettered(DeadLetterReason::Expired)) => summary.expired += 1,
+                Ok(Ended::DeadLettered(DeadLetterReason::Orphaned)) => summary.orphaned += 1,
                 Ok(Ended::SkippedOpenCircuit) => summary.skipped_open_circuit += 1,
                 Err(e) => tracing::error!(error = %e, "redelivery task failed"),
             }
@@ -107,72 +123,58 @@ impl Redeliverer {
     }
 }
 
-/// Runs a blocking store call off the async threads; a store error is logged, not fatal: the
-/// message stays where it was and the next pass sees it again.
-async fn with_store<T: Send + 'static>(
-    inner: &Arc<Inner>,
-    what: &'static str,
-    f: impl FnOnce(&dyn NotificationStore) -> Result<T, StoreError> + Send + 'static,
-) -> Option<T> {
-    let store = inner.store.clone();
-    match tokio::task::spawn_blocking(move || f(store.as_ref())).await {
-        Ok(Ok(v)) => Some(v),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "buffer store: {what} failed");
-            None
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "buffer store: {what} aborted");
-            None
+/// A store error is logged, not fatal: the message stays where it was and the next pass sees
+/// it again.
+fn logged<T>(what: &'static str, result: Result<T, StoreError>) -> Option<T> {
+    result
+        .map_err(|e| tracing::error!(error = %e, "buffer store: {what} failed"))
+        .ok()
+}
+
+async fn dead_letter(
+    inner: &Inner,
+    message: &BufferedMessage,
+    reason: DeadLetterReason,
+    detail: String,
+) -> Ended {
+    let meta = &message.meta;
+    tracing::warn!(
+        buffer_id = meta.id,
+        route = %meta.message.route,
+        call_sid = meta.message.call_sid.as_deref().unwrap_or("-"),
+        message_id = meta.message.message_id.as_deref().unwrap_or("-"),
+        reason = reason.as_str(),
+        detail = %detail,
+        "moved to dead letter"
+    );
+    let moved = inner.store.move_to_dead_letter(meta.id, detail).await;
+    // Counted once, when the move happened (a failed move is retried next pass).
+    if logged("move to dead letter", moved) == Some(true) {
+        if let Some(route) = inner.routes.get(&meta.message.route) {
+            route.metrics.dead_lettered(reason);
         }
     }
+    Ended::DeadLettered(reason)
 }
 
 async fn redeliver_one(inner: Arc<Inner>, message: BufferedMessage) -> Ended {
     let meta = &message.meta;
     let id = meta.id;
-    let metrics = inner.routes.get(&meta.message.route);
+    let route = inner.routes.get(&meta.message.route);
     let now = now_ms();
     if now >= meta.message.expires_at_ms {
-        let reason = format!(
+        let detail = format!(
             "expired after {} attempt(s); last error: {}",
             meta.message.attempts, meta.message.last_error
         );
-        tracing::warn!(
-            buffer_id = id,
-            route = %meta.message.route,
-            call_sid = meta.message.call_sid.as_deref().unwrap_or("-"),
-            message_id = meta.message.message_id.as_deref().unwrap_or("-"),
-            reason = %reason,
-            "moved to dead letter"
-        );
-        let moved = with_store(&inner, "move to dead letter", move |s| {
-            s.move_to_dead_letter(id, &reason)
-        })
-        .await;
-        // Counted once, when the move happened (a failed move is retried next pass).
-        if moved == Some(true) {
-            if let Some(m) = metrics {
-                m.dead_lettered_expired.inc();
-            }
-        }
-        return Ended::Expired;
+        return dead_letter(&inner, &message, DeadLetterReason::Expired, detail).await;
     }
     let Some(group) = inner.groups.get(&meta.message.upstream) else {
-        let reason = format!(
+        let detail = format!(
             "upstream group {:?} is no longer configured",
             meta.message.upstream
         );
-        let moved = with_store(&inner, "move to dead letter", move |s| {
-            s.move_to_dead_letter(id, &reason)
-        })
-        .await;
-        if moved == Some(true) {
-            if let Some(m) = metrics {
-                m.dead_lettered_orphaned.inc();
-            }
-        }
-        return Ended::Expired;
+        return dead_letter(&inner, &message, DeadLetterReason::Orphaned, detail).await;
     };
     let attempts = meta.message.attempts + 1;
     let wait = inner.backoff.delay(attempts, jitter_random());
@@ -188,64 +190,44 @@ async fn redeliver_one(inner: Arc<Inner>, message: BufferedMessage) -> Ended {
     let result = group
         .deliver_once(&message.request, Some(deadline), None)
         .await;
-    // The same judgement as the live path: the route's retryable statuses fail, any other
-    // answer is the handler's final word.
-    let retryable = |status: u16| {
-        inner
-            .policies
-            .get(&meta.message.route)
-            .map_or(status >= 500, |p| {
-                p.classify_status(status) == Verdict::Retryable
-            })
-    };
-    let (ended, error) = match &result {
-        Ok(a) if (200..300).contains(&a.answer.status) => (Ended::Delivered, None),
-        Ok(a) if !retryable(a.answer.status) => (Ended::Final, None),
-        Ok(a) => (
-            Ended::Failed,
-            Some(format!("{} answered {}", a.peer, a.answer.status)),
-        ),
-        Err(e) => (Ended::Failed, Some(e.to_string())),
-    };
-    match error {
-        None => {
-            group.circuit().on_success();
-            let status = result.as_ref().map_or(0, |a| a.answer.status);
-            let label = match (&ended, status) {
-                (Ended::Delivered, _) => "delivered",
-                (_, 404) => "no_binding",
-                _ => "final_other",
-            };
-            tracing::info!(
-                buffer_id = id,
-                route = %meta.message.route,
-                call_sid = meta.message.call_sid.as_deref().unwrap_or("-"),
-                message_id = meta.message.message_id.as_deref().unwrap_or("-"),
-                status,
-                attempts,
-                "redelivered"
-            );
-            with_store(&inner, "remove delivered", move |s| {
-                s.remove(Table::Pending, id)
-            })
-            .await;
-            if let Some(m) = metrics {
-                m.redelivery(label);
-            }
-        }
-        Some(error) => {
-            group.circuit().on_failure(started, Instant::now());
-            tracing::debug!(buffer_id = id, attempts, error = %error, "redelivery failed");
-            with_store(&inner, "reschedule", move |s| {
-                s.reschedule(id, attempts, next_at, &error)
-            })
-            .await;
-            if let Some(m) = metrics {
-                m.redelivery("failed");
-            }
-        }
+    // A route that left the config still has its answers judged by the documented defaults.
+    let default_policy = RetryPolicy::default();
+    let policy = route.map_or(&default_policy, |r| &r.policy);
+    let status = result.as_ref().ok().map(|a| a.answer.status);
+    let settlement = settle(status, policy);
+    let redelivery = RedeliveryResult::from(settlement);
+    if settlement.is_final() {
+        group.circuit().on_success();
+        tracing::info!(
+            buffer_id = id,
+            route = %meta.message.route,
+            call_sid = meta.message.call_sid.as_deref().unwrap_or("-"),
+            message_id = meta.message.message_id.as_deref().unwrap_or("-"),
+            status = status.unwrap_or(0),
+            attempts,
+            result = redelivery.as_str(),
+            "redelivered"
+        );
+        logged(
+            "remove delivered",
+            inner.store.remove(Table::Pending, id).await,
+        );
+    } else {
+        group.circuit().on_failure(started, Instant::now());
+        let error = match &result {
+            Ok(a) => format!("{} answered {}", a.peer, a.answer.status),
+            Err(e) => e.to_string(),
+        };
+        tracing::debug!(buffer_id = id, attempts, error = %error, "redelivery failed");
+        logged(
+            "reschedule",
+            inner.store.reschedule(id, attempts, next_at, error).await,
+        );
     }
-    ended
+    if let Some(route) = route {
+        route.metrics.redelivery(redelivery);
+    }
+    Ended::Redelivered(redelivery)
 }
 
 #[async_trait]
@@ -260,11 +242,13 @@ impl BackgroundService for Redeliverer {
             }
             // A pass is never cut short by shutdown: a redelivery the handler accepted must be
             // removed from the store, or it would be delivered again after the restart. A pass
-            // lasts at most about one response_timeout.
+            // lasts at most about one response_timeout per round of `concurrency` messages.
             match self.pass().await {
                 Ok(s) if s != PassSummary::default() => tracing::debug!(?s, "redelivery pass"),
                 Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "redelivery pass could not read the buffer"),
+                Err(e) => {
+                    tracing::error!(error = %e, "redelivery pass could not read the buffer; next pass retries")
+                }
             }
             if *shutdown.borrow() {
                 return;

@@ -1,44 +1,48 @@
 //! The durable buffer: notifications the handler could not take, kept until it can.
 //!
-//! Owns the message types and the on-disk store ([`store::RedbStore`]). A message is stored
-//! (committed and fsynced) before the proxy answers Twilio, so an answer of "accepted" never
-//! depends on memory alone. Deciding *when* to buffer, redeliver or give up belongs to the proxy
-//! and the redelivery worker; this module only keeps messages and never opens a connection.
-//! Every store call blocks on disk I/O: call it from a blocking context, not an async task.
+//! Owns the message types, the [`NotificationStore`] seam and the embedded store
+//! ([`store::RedbStore`]). A message is stored (committed and fsynced) before the proxy answers
+//! Twilio, so an answer of "accepted" never depends on memory alone. Deciding *when* to buffer,
+//! redeliver or give up belongs to the request flow and the redelivery worker; this module only
+//! keeps messages and never opens a connection to the handler.
 
+mod instrumented;
 pub mod store;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use async_trait::async_trait;
+
+pub use instrumented::Instrumented;
 pub use store::{RedbStore, StoreError};
 
 /// What the running proxy needs from a buffer: the live path inserts, the redelivery worker
-/// drains, the admin listener reports. The embedded [`RedbStore`] is the one implementation (in
-/// `store.rs`); a
-/// store shared by several proxy instances plugs in here. Every method may block on I/O: call
-/// them from a blocking context (`spawn_blocking`). Operator commands (`buffer list`, `replay`,
-/// `purge`) work on [`RedbStore`] itself.
+/// drains, the admin listener reports. The embedded [`RedbStore`] runs each call on tokio's
+/// blocking pool (redb commits with fsync); a store shared by several proxy instances implements
+/// the same calls over the network. Operator commands (`buffer list`, `replay`, `purge`) use the
+/// same calls plus each backend's own listing.
+#[async_trait]
 pub trait NotificationStore: Send + Sync + std::fmt::Debug {
-    /// Where the store lives, for operators (a path, a URL).
+    /// Where the store lives, for operators (a path, a redacted URL).
     fn location(&self) -> String;
     /// Durably stores a new pending message (committed before returning); assigns its id.
-    fn insert(&self, msg: &NewMessage, request: &[u8]) -> Result<u64, StoreError>;
+    async fn insert(&self, msg: NewMessage, request: Vec<u8>) -> Result<u64, StoreError>;
     /// Pending messages due at `now_ms`, at most `limit`.
-    fn due(&self, now_ms: u64, limit: usize) -> Result<Vec<BufferedMessage>, StoreError>;
+    async fn due(&self, now_ms: u64, limit: usize) -> Result<Vec<BufferedMessage>, StoreError>;
     /// Records a failed attempt of a pending message; false if it no longer exists.
-    fn reschedule(
+    async fn reschedule(
         &self,
         id: u64,
         attempts: u32,
         next_attempt_at_ms: u64,
-        last_error: &str,
+        last_error: String,
     ) -> Result<bool, StoreError>;
-    /// Moves a pending message to the dead letter table; false if it was not pending.
-    fn move_to_dead_letter(&self, id: u64, reason: &str) -> Result<bool, StoreError>;
+    /// Moves a pending message to the dead letter table, noting why; false if it was not pending.
+    async fn move_to_dead_letter(&self, id: u64, reason: String) -> Result<bool, StoreError>;
     /// Removes a message from `table`; whether it was there.
-    fn remove(&self, table: Table, id: u64) -> Result<bool, StoreError>;
+    async fn remove(&self, table: Table, id: u64) -> Result<bool, StoreError>;
     /// Counts and the oldest pending message, cheaply (called on every scrape).
-    fn stats(&self) -> Result<StoreStats, StoreError>;
+    async fn stats(&self) -> Result<StoreStats, StoreError>;
 }
 
 /// Where a message lives.

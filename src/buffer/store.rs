@@ -6,6 +6,9 @@
 //! nothing about HTTP, routes or retry policy; callers decide when to insert, reschedule or
 //! give up. redb locks the file, so one process at a time owns a store.
 //!
+//! The `blocking_*` methods do the work and block on disk I/O; the [`NotificationStore`] impl
+//! runs them on tokio's blocking pool, so the request threads never wait on an fsync.
+//!
 //! Layout (ids are the keys everywhere; they only grow, so id order is arrival order):
 //! - `pending_meta` / `dead_meta`: id -> [`BufferedMeta`] as JSON, readable by operators.
 //! - `pending_request` / `dead_request`: id -> the exact request bytes.
@@ -15,6 +18,9 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
 
 use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
@@ -63,6 +69,11 @@ pub enum StoreError {
         #[source]
         source: redb::Error,
     },
+    /// The blocking task running a store call died (a panic inside it). A write may or may
+    /// not have committed before that: callers treat it as failed, and a message that did
+    /// commit is delivered later anyway (at-least-once).
+    #[error("buffer store: the {operation} call did not finish (its task failed)")]
+    Aborted { operation: &'static str },
     /// A message whose metadata cannot be read back.
     #[error(
         "buffered message {id} is unreadable ({detail}); remove it from the buffer (the other \
@@ -71,8 +82,13 @@ pub enum StoreError {
     Corrupt { id: u64, detail: String },
 }
 
-/// The durable buffer on disk. Cheap to share (`Arc`); every method blocks on disk I/O.
+/// The durable buffer on disk. Cheap to clone (one shared database handle).
+#[derive(Clone)]
 pub struct RedbStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     db: Database,
     path: PathBuf,
     max_messages: u64,
@@ -81,8 +97,8 @@ pub struct RedbStore {
 impl fmt::Debug for RedbStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedbStore")
-            .field("path", &self.path)
-            .field("max_messages", &self.max_messages)
+            .field("path", &self.inner.path)
+            .field("max_messages", &self.inner.max_messages)
             .finish_non_exhaustive()
     }
 }
@@ -250,9 +266,11 @@ impl RedbStore {
                 other => io(other.into()),
             })?;
         let store = RedbStore {
-            db,
-            path: path.to_path_buf(),
-            max_messages,
+            inner: Arc::new(Inner {
+                db,
+                path: path.to_path_buf(),
+                max_messages,
+            }),
         };
         // Create every table now, so that read transactions never meet a missing one.
         store.write(|txn| {
@@ -268,7 +286,20 @@ impl RedbStore {
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.inner.path
+    }
+
+    /// Runs `call` on tokio's blocking pool. A panic inside it becomes
+    /// [`StoreError::Aborted`], never a panic of the caller.
+    async fn off_thread<T: Send + 'static>(
+        &self,
+        operation: &'static str,
+        call: impl FnOnce(&RedbStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || call(&store))
+            .await
+            .unwrap_or(Err(StoreError::Aborted { operation }))
     }
 
     /// Metadata of every message in `table`, oldest id first.
@@ -344,7 +375,7 @@ impl RedbStore {
         body: impl FnOnce(&ReadTransaction) -> Result<T, Failure>,
     ) -> Result<T, StoreError> {
         let run = || -> Result<T, Failure> {
-            let txn = self.db.begin_read()?;
+            let txn = self.inner.db.begin_read()?;
             body(&txn)
         };
         run().map_err(|failure| self.attach_path(failure))
@@ -358,7 +389,7 @@ impl RedbStore {
         body: impl FnOnce(&WriteTransaction) -> Result<(T, bool), Failure>,
     ) -> Result<T, StoreError> {
         let run = || -> Result<T, Failure> {
-            let mut txn = self.db.begin_write()?;
+            let mut txn = self.inner.db.begin_write()?;
             // redb's default, stated so that no later change of default can weaken it.
             txn.set_durability(Durability::Immediate)?;
             let (result, changed) = body(&txn)?;
@@ -375,7 +406,7 @@ impl RedbStore {
     fn attach_path(&self, failure: Failure) -> StoreError {
         match failure {
             Failure::Redb(source) => StoreError::Io {
-                path: self.path.clone(),
+                path: self.inner.path.clone(),
                 source,
             },
             Failure::Store(error) => error,
@@ -383,19 +414,62 @@ impl RedbStore {
     }
 }
 
+#[async_trait]
 impl NotificationStore for RedbStore {
     fn location(&self) -> String {
         self.path().display().to_string()
     }
 
+    async fn insert(&self, msg: NewMessage, request: Vec<u8>) -> Result<u64, StoreError> {
+        self.off_thread("insert", move |s| s.blocking_insert(&msg, &request))
+            .await
+    }
+
+    async fn due(&self, now_ms: u64, limit: usize) -> Result<Vec<BufferedMessage>, StoreError> {
+        self.off_thread("due", move |s| s.blocking_due(now_ms, limit))
+            .await
+    }
+
+    async fn reschedule(
+        &self,
+        id: u64,
+        attempts: u32,
+        next_attempt_at_ms: u64,
+        last_error: String,
+    ) -> Result<bool, StoreError> {
+        self.off_thread("reschedule", move |s| {
+            s.blocking_reschedule(id, attempts, next_attempt_at_ms, &last_error)
+        })
+        .await
+    }
+
+    async fn move_to_dead_letter(&self, id: u64, reason: String) -> Result<bool, StoreError> {
+        self.off_thread("move_to_dead_letter", move |s| {
+            s.blocking_move_to_dead_letter(id, &reason)
+        })
+        .await
+    }
+
+    async fn remove(&self, table: Table, id: u64) -> Result<bool, StoreError> {
+        self.off_thread("remove", move |s| s.blocking_remove(table, id))
+            .await
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.off_thread("stats", RedbStore::blocking_stats).await
+    }
+}
+
+/// The work behind each [`NotificationStore`] call; each blocks on disk I/O.
+impl RedbStore {
     /// Durably inserts a new pending message (committed and fsynced before returning) and returns
     /// its id. Ids are strictly increasing across restarts and never reused. Fails with
     /// [`StoreError::Full`] when the pending table already holds `max_messages`.
-    fn insert(&self, msg: &NewMessage, request: &[u8]) -> Result<u64, StoreError> {
+    pub fn blocking_insert(&self, msg: &NewMessage, request: &[u8]) -> Result<u64, StoreError> {
         self.write(|txn| {
-            if txn.open_table(PENDING_META)?.len()? >= self.max_messages {
+            if txn.open_table(PENDING_META)?.len()? >= self.inner.max_messages {
                 return Err(StoreError::Full {
-                    max_messages: self.max_messages,
+                    max_messages: self.inner.max_messages,
                 }
                 .into());
             }
@@ -411,7 +485,11 @@ impl NotificationStore for RedbStore {
     ///
     /// A message whose metadata cannot be read is skipped (and logged with its id) rather than
     /// failing the batch: one bad record must not stop every other redelivery.
-    fn due(&self, now_ms: u64, limit: usize) -> Result<Vec<BufferedMessage>, StoreError> {
+    pub fn blocking_due(
+        &self,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<BufferedMessage>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -442,7 +520,7 @@ impl NotificationStore for RedbStore {
     }
 
     /// Updates a pending message after a failed attempt. Returns false if it no longer exists.
-    fn reschedule(
+    pub fn blocking_reschedule(
         &self,
         id: u64,
         attempts: u32,
@@ -469,7 +547,7 @@ impl NotificationStore for RedbStore {
 
     /// Moves a pending message to the dead letter table with `reason`, in one transaction.
     /// Returns false if it is not pending.
-    fn move_to_dead_letter(&self, id: u64, reason: &str) -> Result<bool, StoreError> {
+    pub fn blocking_move_to_dead_letter(&self, id: u64, reason: &str) -> Result<bool, StoreError> {
         self.write(|txn| {
             let Some(mut message) = take_message(txn, Table::Pending, id)? else {
                 return Ok((false, false));
@@ -486,7 +564,7 @@ impl NotificationStore for RedbStore {
 
     /// Removes a message from `table`. Returns whether it was there. Works on messages whose
     /// metadata is unreadable, so operators can clear them.
-    fn remove(&self, table: Table, id: u64) -> Result<bool, StoreError> {
+    pub fn blocking_remove(&self, table: Table, id: u64) -> Result<bool, StoreError> {
         self.write(|txn| {
             let (meta_def, request_def) = tables(table);
             let json = txn
@@ -505,7 +583,7 @@ impl NotificationStore for RedbStore {
 
     /// Counts for `/metrics`: two table lengths (kept by redb in the table header) and one small
     /// JSON read, whatever the size of the buffer.
-    fn stats(&self) -> Result<StoreStats, StoreError> {
+    pub fn blocking_stats(&self) -> Result<StoreStats, StoreError> {
         self.read(|txn| {
             let pending = txn.open_table(PENDING_META)?;
             let oldest_pending_received_at_ms = match pending.first()? {
@@ -547,331 +625,4 @@ fn next_id(txn: &WriteTransaction) -> Result<u64, Failure> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn message(received_at_ms: u64, next_attempt_at_ms: u64) -> NewMessage {
-        NewMessage {
-            route: "voice".to_owned(),
-            upstream: "handler".to_owned(),
-            received_at_ms,
-            expires_at_ms: received_at_ms + 60_000,
-            attempts: 1,
-            next_attempt_at_ms,
-            last_error: "connect refused".to_owned(),
-            message_id: Some(format!("RU{received_at_ms}")),
-            call_sid: Some("CA123".to_owned()),
-        }
-    }
-
-    fn request(tag: u64) -> Vec<u8> {
-        format!("POST /notify HTTP/1.1\r\nContent-Length: 2\r\n\r\n{{{tag}}}").into_bytes()
-    }
-
-    fn open(dir: &tempfile::TempDir, max_messages: u64) -> RedbStore {
-        RedbStore::open(&dir.path().join("buffer").join("store.redb"), max_messages).unwrap()
-    }
-
-    fn ids(messages: &[BufferedMessage]) -> Vec<u64> {
-        messages.iter().map(|m| m.meta.id).collect()
-    }
-
-    #[test]
-    fn store_is_send_sync_and_debug_names_the_path() {
-        fn assert_send_sync<T: Send + Sync>() {}
-        assert_send_sync::<RedbStore>();
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir, 10);
-        assert!(format!("{store:?}").contains("store.redb"));
-        assert!(store.path().ends_with("buffer/store.redb"));
-    }
-
-    #[test]
-    fn insert_then_get_and_list() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir, 10);
-        let msg = message(1_000, 2_000);
-        let id = store.insert(&msg, &request(1)).unwrap();
-
-        let (table, got) = store.get(id).unwrap().unwrap();
-        assert_eq!(table, Table::Pending);
-        assert_eq!(got.meta, new_meta(&msg, id));
-        assert_eq!(got.request, request(1));
-        assert_eq!(
-            store.list(Table::Pending).unwrap(),
-            vec![new_meta(&msg, id)]
-        );
-        assert!(store.list(Table::DeadLetter).unwrap().is_empty());
-        assert_eq!(store.get(id + 1).unwrap(), None);
-    }
-
-    #[test]
-    fn ids_increase_and_survive_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir, 10);
-        let first = store.insert(&message(1, 1), &request(1)).unwrap();
-        let second = store.insert(&message(2, 2), &request(2)).unwrap();
-        assert!(second > first);
-        // Deleting the newest must not let its id be handed out again.
-        assert!(store.remove(Table::Pending, second).unwrap());
-        drop(store);
-
-        let store = open(&dir, 10);
-        let third = store.insert(&message(3, 3), &request(3)).unwrap();
-        assert!(third > second);
-        let (_, kept) = store.get(first).unwrap().unwrap();
-        assert_eq!(kept.meta, new_meta(&message(1, 1), first));
-        assert_eq!(kept.request, request(1));
-        assert_eq!(
-            store
-                .list(Table::Pending)
-                .unwrap()
-                .iter()
-                .map(|m| m.id)
-                .collect::<Vec<_>>(),
-            vec![first, third]
-        );
-    }
-
-    #[test]
-    fn due_filters_by_time_takes_the_most_overdue_and_orders_by_id() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir, 10);
-        // Scheduled out of id order on purpose.
-        let a = store.insert(&message(1, 300), &request(1)).unwrap();
-        let b = store.insert(&message(2, 100), &request(2)).unwrap();
-        let c = store.insert(&message(3, 200), &request(3)).unwrap();
-        let d = store.insert(&message(4, 900), &request(4)).unwrap();
-
-        assert!(store.due(99, 10).unwrap().is_empty());
-        assert_eq!(ids(&store.due(100, 10).unwrap()), vec![b]);
-        assert_eq!(ids(&store.due(300, 10).unwrap()), vec![a, b, c]);
-        // With a limit, the longest overdue go first (b due at 100, c at 200), returned by id.
-        assert_eq!(ids(&store.due(300, 2).unwrap()), vec![b, c]);
-        assert_eq!(ids(&store.due(u64::MAX, 10).unwrap()), vec![a, b, c, d]);
-        assert!(store.due(u64::MAX, 0).unwrap().is_empty());
-        let due = store.due(100, 10).unwrap();
-        assert_eq!(due[0].request, request(2));
-    }
-
-    #[test]
-    fn reschedule_updates_meta_and_schedule() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir, 10);
-        let id = store.insert(&message(1, 100), &request(1)).unwrap();
-
-        assert!(store.reschedule(id, 2, 500, "503 from handler").unwrap());
-        assert!(store.due(499, 10).unwrap().is_empty());
-        let due = store.due(500, 10).unwrap();
-        assert_eq!(ids(&due), vec![id]);
-        assert_eq!(due[0].meta.message.attempts, 2);
-        assert_eq!(due[0].meta.message.next_attempt_at_ms, 500);
-        assert_eq!(due[0].meta.message.last_error, "503 from handler");
-        assert_eq!(due[0].request, request(1));
-
-        assert!(!store.reschedule(id + 1, 2, 500, "x").unwrap());
-        assert!(store.remove(Table::Pending, id).unwrap());
-        assert!(!store.reschedule(id, 3, 600, "x").unwrap());
-        assert!(store.due(u64::MAX, 10).unwrap().is_empty());
-    }
-
-    #[test]
-    fn move_to_dead_letter_then_list_and_stats() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir, 10);
-        assert_eq!(store.stats().unwrap(), StoreStats::default());
-        let a = store.insert(&message(1_000, 1), &request(1)).unwrap();
-        let b = store.insert(&message(2_000, 1), &request(2)).unwrap();
-        assert_eq!(
-            store.stats().unwrap(),
-            StoreStats {
-                pending: 2,
-                dead: 0,
-                oldest_pending_received_at_ms: Some(1_000),
-            }
-        );
-
-        assert!(store.move_to_dead_letter(a, "expired").unwrap());
-        assert!(!store.move_to_dead_letter(a, "expired").unwrap());
-        let dead = store.list(Table::DeadLetter).unwrap();
-        assert_eq!(dead.len(), 1);
-        assert_eq!(dead[0].id, a);
-        assert_eq!(dead[0].dead_reason.as_deref(), Some("expired"));
-        let (table, got) = store.get(a).unwrap().unwrap();
-        assert_eq!(table, Table::DeadLetter);
-        assert_eq!(got.request, request(1));
-        assert_eq!(ids(&store.due(u64::MAX, 10).unwrap()), vec![b]);
-        assert_eq!(
-            store.stats().unwrap(),
-            StoreStats {
-                pending: 1,
-                dead: 1,
-                oldest_pending_received_at_ms: Some(2_000),
-            }
-        );
-    }
-
-    #[test]
-    fn requeue_dead_makes_it_due_now() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir, 10);
-        let id = store.insert(&message(1_000, 5_000), &request(1)).unwrap();
-        store.reschedule(id, 4, 9_000, "timeout").unwrap();
-        store.move_to_dead_letter(id, "expired").unwrap();
-
-        assert!(store.requeue_dead(id, 70_000, 30_000).unwrap());
-        assert!(!store.requeue_dead(id, 70_000, 30_000).unwrap());
-        let (table, got) = store.get(id).unwrap().unwrap();
-        assert_eq!(table, Table::Pending);
-        assert_eq!(got.meta.message.attempts, 4);
-        assert_eq!(got.meta.dead_reason, None);
-        assert_eq!(got.meta.message.next_attempt_at_ms, 70_000);
-        assert_eq!(got.meta.message.expires_at_ms, 100_000);
-        assert_eq!(got.meta.message.received_at_ms, 1_000);
-        assert_eq!(got.request, request(1));
-        assert_eq!(ids(&store.due(70_000, 10).unwrap()), vec![id]);
-        assert!(store.list(Table::DeadLetter).unwrap().is_empty());
-    }
-
-    #[test]
-    fn purge_dead_with_and_without_cutoff() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir, 10);
-        let mut dead = Vec::new();
-        for received in [1_000, 2_000, 3_000] {
-            let id = store
-                .insert(&message(received, 1), &request(received))
-                .unwrap();
-            store.move_to_dead_letter(id, "expired").unwrap();
-            dead.push(id);
-        }
-        let pending = store.insert(&message(500, 1), &request(9)).unwrap();
-
-        assert_eq!(store.purge_dead(Some(1_000)).unwrap(), 0);
-        assert_eq!(store.purge_dead(Some(2_500)).unwrap(), 2);
-        let left: Vec<u64> = store
-            .list(Table::DeadLetter)
-            .unwrap()
-            .iter()
-            .map(|m| m.id)
-            .collect();
-        assert_eq!(left, vec![dead[2]]);
-        assert_eq!(store.get(dead[0]).unwrap(), None);
-
-        assert_eq!(store.purge_dead(None).unwrap(), 1);
-        assert!(store.list(Table::DeadLetter).unwrap().is_empty());
-        assert_eq!(store.purge_dead(None).unwrap(), 0);
-        // Pending messages are never purged, whatever their age.
-        assert!(store.get(pending).unwrap().is_some());
-        assert_eq!(store.stats().unwrap().dead, 0);
-    }
-
-    #[test]
-    fn remove_from_either_table() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir, 10);
-        let a = store.insert(&message(1, 1), &request(1)).unwrap();
-        let b = store.insert(&message(2, 1), &request(2)).unwrap();
-        store.move_to_dead_letter(b, "expired").unwrap();
-
-        assert!(!store.remove(Table::DeadLetter, a).unwrap());
-        assert!(store.remove(Table::Pending, a).unwrap());
-        assert!(!store.remove(Table::Pending, a).unwrap());
-        assert!(store.due(u64::MAX, 10).unwrap().is_empty());
-        assert!(!store.remove(Table::Pending, b).unwrap());
-        assert!(store.remove(Table::DeadLetter, b).unwrap());
-        assert_eq!(store.get(b).unwrap(), None);
-        assert_eq!(store.stats().unwrap(), StoreStats::default());
-    }
-
-    #[test]
-    fn full_refuses_inserts_until_one_leaves() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir, 2);
-        let a = store.insert(&message(1, 1), &request(1)).unwrap();
-        store.insert(&message(2, 1), &request(2)).unwrap();
-        let err = store.insert(&message(3, 1), &request(3)).unwrap_err();
-        assert!(
-            matches!(err, StoreError::Full { max_messages: 2 }),
-            "{err:?}"
-        );
-        assert!(
-            err.to_string().contains("raise buffer.max_messages"),
-            "{err}"
-        );
-        assert_eq!(store.stats().unwrap().pending, 2);
-
-        assert!(store.remove(Table::Pending, a).unwrap());
-        store.insert(&message(3, 1), &request(3)).unwrap();
-        // The dead letter table does not count against the bound.
-        store.move_to_dead_letter(a + 1, "expired").unwrap();
-        store.insert(&message(4, 1), &request(4)).unwrap();
-        assert_eq!(store.stats().unwrap().pending, 2);
-    }
-
-    #[test]
-    fn second_open_of_the_same_file_is_locked() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir, 10);
-        let err = RedbStore::open(store.path(), 10).unwrap_err();
-        match &err {
-            StoreError::Locked { path } => assert_eq!(path, store.path()),
-            other => panic!("expected Locked, got {other:?}"),
-        }
-        assert!(err.to_string().contains("stop the proxy first"), "{err}");
-        drop(store);
-        // Released on drop.
-        open(&dir, 10);
-    }
-
-    #[test]
-    fn binary_request_round_trips_exactly() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir, 10);
-        let bytes: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
-        let id = store.insert(&message(1, 1), &bytes).unwrap();
-        assert_eq!(store.get(id).unwrap().unwrap().1.request, bytes);
-        store.move_to_dead_letter(id, "expired").unwrap();
-        assert_eq!(store.get(id).unwrap().unwrap().1.request, bytes);
-        store.requeue_dead(id, 1, 1).unwrap();
-        drop(store);
-        let store = open(&dir, 10);
-        assert_eq!(store.due(u64::MAX, 1).unwrap()[0].request, bytes);
-    }
-
-    #[test]
-    fn unreadable_metadata_is_corrupt_and_removable() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir, 10);
-        let id = store.insert(&message(1, 1), &request(1)).unwrap();
-        store
-            .write(|txn| {
-                txn.open_table(PENDING_META)?.insert(id, "{not json")?;
-                Ok(((), true))
-            })
-            .unwrap();
-        let err = store.get(id).unwrap_err();
-        assert!(
-            matches!(err, StoreError::Corrupt { id: bad, .. } if bad == id),
-            "{err:?}"
-        );
-        // One unreadable message does not stop the batch: it is skipped, the others come.
-        let healthy = store.insert(&message(2, 0), &request(2)).unwrap();
-        assert_eq!(ids(&store.due(u64::MAX, 10).unwrap()), vec![healthy]);
-        assert!(store.remove(Table::Pending, healthy).unwrap());
-
-        assert!(store.remove(Table::Pending, id).unwrap());
-        assert!(store.due(u64::MAX, 10).unwrap().is_empty());
-        assert_eq!(store.stats().unwrap(), StoreStats::default());
-    }
-
-    #[test]
-    fn not_a_store_is_an_io_error_naming_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("notes.txt");
-        std::fs::write(&path, b"these are not the bytes you are looking for").unwrap();
-        let err = RedbStore::open(&path, 10).unwrap_err();
-        assert!(matches!(err, StoreError::Io { .. }), "{err:?}");
-        assert!(err.to_string().contains("notes.txt"), "{err}");
-    }
-}
+mod tests;

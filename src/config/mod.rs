@@ -6,7 +6,7 @@
 
 mod raw;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use ipnet::IpNet;
 
-use crate::delivery::policy::{Backoff, RetryPolicy};
+use crate::policy::{Backoff, RetryPolicy};
 use crate::schema::NotificationSchema;
 use crate::signature::{Algorithm, KeyRing, SigningKey};
 use raw::{RawBackoff, RawConfig, RawRoute, RawSecretRef, RawUpstream};
@@ -165,6 +165,19 @@ pub struct PublicUrl {
     pub host: String,
     pub port: Option<String>,
     pub path: String,
+}
+
+impl PublicUrl {
+    /// The URL's parts as the signature code takes them (no query: each request brings its own).
+    pub fn as_signed_url(&self) -> crate::signature::SignedUrl<'_> {
+        crate::signature::SignedUrl {
+            scheme: &self.scheme,
+            host: &self.host,
+            port: self.port.as_deref(),
+            path: self.path.as_bytes(),
+            query: b"",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -720,43 +733,6 @@ fn route(
         retry,
         on_exhausted,
     })
-}
-
-impl RetryPolicy {
-    /// The documented defaults (3 attempts within 8 s, 50 ms..1 s backoff, retry 500/502/503/504).
-    pub fn default_for_config() -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: std::num::NonZeroU32::new(3).expect("3 > 0"),
-            deadline: Duration::from_secs(8),
-            backoff: Backoff::try_new(Duration::from_millis(50), Duration::from_secs(1), 0.5)
-                .expect("valid defaults"),
-            retry_statuses: vec![500, 502, 503, 504],
-        }
-    }
-}
-
-/// Index of routes by exact path, built once for the request path.
-#[derive(Debug, Default)]
-pub struct RouteTable {
-    by_path: HashMap<String, usize>,
-}
-
-impl RouteTable {
-    pub fn new(routes: &[Route]) -> Self {
-        RouteTable {
-            by_path: routes
-                .iter()
-                .enumerate()
-                .map(|(i, r)| (r.path.clone(), i))
-                .collect(),
-        }
-    }
-
-    pub fn find(&self, path: &[u8]) -> Option<usize> {
-        std::str::from_utf8(path)
-            .ok()
-            .and_then(|p| self.by_path.get(p).copied())
-    }
 }
 
 /// Used by tests and `check` to show a config's shape without secrets.

@@ -3,8 +3,9 @@
 //!
 //! Owns peer selection (round-robin over healthy peers), the keep-alive pool, the bytes sent
 //! upstream and the [`deliver_once`](UpstreamGroup::deliver_once) exchange that the live path and
-//! any later retry or redelivery share. It never decides what to answer Twilio (the proxy does)
-//! and never looks inside the body.
+//! any later retry or redelivery share. Whether an answer is final is [`crate::policy::settle`]'s
+//! call; what to answer Twilio is the request flow's ([`crate::flow`]). It never looks inside
+//! the body.
 //!
 //! The request head and body leave in one write: the measured difference against header and
 //! body flushed separately is large on loopback (DESIGN §7).
@@ -13,77 +14,27 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use pingora::connectors::{ConnectorOptions, TransportConnector};
 use pingora::lb::selection::RoundRobin;
 use pingora::lb::LoadBalancer;
 use pingora::upstreams::peer::HttpPeer;
 use tokio::io::{AsyncRead, AsyncWriteExt};
 
-pub mod breaker;
-pub mod policy;
 mod pool;
 mod wire;
 
-use breaker::CircuitBreaker;
-use policy::{jitter_random, RetryPolicy, Verdict};
 use pool::{Conn, IdlePool};
 use wire::{read_answer, ReadError};
 pub use wire::{upstream_request, Answer};
 
 use crate::config::UpstreamConfig;
 use crate::metrics::UpstreamMetrics;
+use crate::outcome::AttemptResult;
+use crate::policy::{jitter_random, settle, CircuitBreaker, RetryPolicy, Settlement};
 
 /// Handler answers larger than this are refused: a notification handler answers a few bytes.
 pub const MAX_RESPONSE_BODY: usize = 1024 * 1024;
-
-/// How one attempt ended: the `result` label of the attempts counter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttemptResult {
-    Status2xx,
-    NoBinding404,
-    Status4xx,
-    Status5xx,
-    StatusOther,
-    ConnectError,
-    Timeout,
-    ProtocolError,
-}
-
-impl AttemptResult {
-    pub const ALL: [AttemptResult; 8] = [
-        AttemptResult::Status2xx,
-        AttemptResult::NoBinding404,
-        AttemptResult::Status4xx,
-        AttemptResult::Status5xx,
-        AttemptResult::StatusOther,
-        AttemptResult::ConnectError,
-        AttemptResult::Timeout,
-        AttemptResult::ProtocolError,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AttemptResult::Status2xx => "2xx",
-            AttemptResult::NoBinding404 => "404_no_binding",
-            AttemptResult::Status4xx => "4xx",
-            AttemptResult::Status5xx => "5xx",
-            AttemptResult::StatusOther => "other_status",
-            AttemptResult::ConnectError => "connect_error",
-            AttemptResult::Timeout => "timeout",
-            AttemptResult::ProtocolError => "protocol_error",
-        }
-    }
-
-    fn of_status(status: u16) -> Self {
-        match status {
-            200..=299 => AttemptResult::Status2xx,
-            404 => AttemptResult::NoBinding404,
-            400..=499 => AttemptResult::Status4xx,
-            500..=599 => AttemptResult::Status5xx,
-            _ => AttemptResult::StatusOther,
-        }
-    }
-}
 
 /// Why an attempt produced no answer.
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +110,28 @@ impl std::fmt::Display for Failure {
             Failure::Error(e) => write!(f, "{e}"),
             Failure::CircuitOpen => f.write_str("circuit open: the handler failed repeatedly"),
         }
+    }
+}
+
+/// The live path's delivery as the request flow sees it: attempts under a policy until a final
+/// answer or exhaustion. [`UpstreamGroup`] is the real one; the flow's unit tests use fakes.
+#[async_trait]
+pub trait Deliver: Send + Sync {
+    /// The upstream group's name (stored with a buffered message, to redeliver it there).
+    fn name(&self) -> &str;
+    /// Attempts under `policy` until a final answer, the attempt limit, the deadline
+    /// (`arrived + policy.deadline`) or an open circuit.
+    async fn deliver(&self, request: &[u8], policy: &RetryPolicy, arrived: Instant) -> Delivery;
+}
+
+#[async_trait]
+impl Deliver for UpstreamGroup {
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    async fn deliver(&self, request: &[u8], policy: &RetryPolicy, arrived: Instant) -> Delivery {
+        UpstreamGroup::deliver(self, request, policy, arrived).await
     }
 }
 
@@ -285,7 +258,7 @@ impl UpstreamGroup {
             attempts += 1;
             let started = Instant::now();
             match self.deliver_once(request, Some(deadline), avoid).await {
-                Ok(answer) if policy.classify_status(answer.answer.status) == Verdict::Final => {
+                Ok(answer) if settle(Some(answer.answer.status), policy) != Settlement::Retry => {
                     self.breaker.on_success();
                     return Delivery::Answered { answer, attempts };
                 }

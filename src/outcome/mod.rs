@@ -2,10 +2,15 @@
 //! metric labels.
 //!
 //! Owns [`Reason`] (why the proxy itself refused a request) and [`Outcome`] (how every request
-//! ended). Adding a variant here is how the taxonomy grows; nothing else spells these strings.
+//! ended), and in [`delivery`] the result kinds of attempts, redeliveries and dead letters.
+//! Adding a variant here is how the taxonomy grows; nothing else spells these strings.
 //! No I/O.
 
+mod delivery;
+
 use http::StatusCode;
+
+pub use delivery::{AttemptResult, DeadLetterReason, RedeliveryResult, StoreOperation};
 
 use crate::signature::SignatureError;
 
@@ -129,6 +134,7 @@ impl From<SignatureError> for Rejection {
             SignatureError::BodyHashMissing => Reason::BodyHashMissing,
             SignatureError::BodyHashMismatch => Reason::BodyHashMismatch,
             SignatureError::UnknownKey(_) => Reason::UnknownKey,
+            SignatureError::NoPublicUrl => Reason::SignatureMismatch,
         };
         Rejection::new(reason, e.to_string())
     }

@@ -1,8 +1,8 @@
-//! When to try again: backoff with jitter, attempt limits, the overall deadline, and which
-//! answers are worth retrying.
+//! When to try again: backoff with jitter, attempt limits and the overall deadline.
 //!
 //! Pure logic: time and randomness are passed in, so every decision is unit-tested without
-//! sleeping. It never performs an attempt and never decides what Twilio is answered.
+//! sleeping. Which answers are worth another attempt is [`super::settle`]'s call; this module
+//! never performs an attempt and never decides what Twilio is answered.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -44,15 +44,6 @@ impl Backoff {
     }
 }
 
-/// What an attempt's result means for the next one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// A real answer (2xx, 3xx, 4xx incl. 404 no binding, or a 5xx not configured to retry).
-    Final,
-    /// Worth another attempt: connect error, timeout, broken exchange, or a configured 5xx.
-    Retryable,
-}
-
 /// How hard the live path tries before the exhaustion policy takes over.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
@@ -65,16 +56,20 @@ pub struct RetryPolicy {
     pub retry_statuses: Vec<u16>,
 }
 
-impl RetryPolicy {
-    pub fn classify_status(&self, status: u16) -> Verdict {
-        // 4xx is the handler's considered answer (404 = no binding): never retried.
-        if (500..600).contains(&status) && self.retry_statuses.contains(&status) {
-            Verdict::Retryable
-        } else {
-            Verdict::Final
+impl Default for RetryPolicy {
+    /// The documented defaults (3 attempts within 8 s, 50 ms..1 s backoff, retry 500/502/503/504).
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: NonZeroU32::new(3).expect("3 > 0"),
+            deadline: Duration::from_secs(8),
+            backoff: Backoff::try_new(Duration::from_millis(50), Duration::from_secs(1), 0.5)
+                .expect("valid defaults"),
+            retry_statuses: vec![500, 502, 503, 504],
         }
     }
+}
 
+impl RetryPolicy {
     /// After `attempts_done` attempts and `elapsed` since arrival, how long to wait before the
     /// next attempt, or `None` to stop: out of attempts, or the wait would leave no time for
     /// an attempt before the deadline.
@@ -159,17 +154,6 @@ mod tests {
         assert!(Backoff::try_new(ms(0), ms(10), 0.1).is_err());
         assert!(Backoff::try_new(ms(20), ms(10), 0.1).is_err());
         assert!(Backoff::try_new(ms(10), ms(10), 1.5).is_err());
-    }
-
-    #[test]
-    fn only_configured_5xx_are_retryable() {
-        let p = policy(3, 8000);
-        for s in [500, 502, 503, 504] {
-            assert_eq!(p.classify_status(s), Verdict::Retryable, "{s}");
-        }
-        for s in [200, 204, 301, 400, 401, 404, 429, 501] {
-            assert_eq!(p.classify_status(s), Verdict::Final, "{s}");
-        }
     }
 
     #[test]

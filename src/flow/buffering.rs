@@ -1,0 +1,100 @@
+//! The `buffer` exhaustion policy: store the request durably, then answer.
+//!
+//! The answer is made only after the store's insert returned (committed, fsynced for redb), so
+//! an "accepted" answer never depends on memory alone; a store that cannot take the message
+//! gets `503 buffer_failed`: nothing is claimed that is not stored.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+
+use super::ending::{made, made_error};
+use super::{Accepted, Ending, Flow};
+use crate::buffer::{now_ms, NewMessage, StoreError};
+use crate::delivery::Failure;
+use crate::outcome::Outcome;
+use crate::route::LiveRoute;
+
+impl Flow {
+    /// Stores the request (committed before this returns) and answers `status`; if the store
+    /// cannot take it, answers 503.
+    pub(super) async fn buffer(
+        &self,
+        route: &LiveRoute,
+        accepted: Accepted,
+        attempts: u32,
+        last: &Failure,
+        ttl: Duration,
+        status: StatusCode,
+    ) -> Ending {
+        let ending = |outcome, reply| Ending {
+            outcome,
+            reason: None,
+            reply,
+            attempts,
+            call_sid: accepted.call_sid.clone(),
+            message_id: accepted.message_id.clone(),
+        };
+        let failed = |detail: &str| {
+            ending(
+                Outcome::BufferFailed,
+                made_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Outcome::BufferFailed,
+                    detail,
+                ),
+            )
+        };
+        let Some(store) = &self.store else {
+            // Config validation guarantees a store for buffering routes.
+            return failed("no buffer is configured");
+        };
+        let now = now_ms();
+        let message = NewMessage {
+            route: route.route.name.clone(),
+            upstream: route.upstream.name().to_owned(),
+            received_at_ms: now,
+            expires_at_ms: now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
+            attempts,
+            next_attempt_at_ms: now,
+            last_error: last.to_string(),
+            message_id: accepted.message_id.clone(),
+            call_sid: accepted.call_sid.clone(),
+        };
+        let started = Instant::now();
+        let stored = store.insert(message, accepted.request.clone()).await;
+        tracing::trace!(elapsed = ?started.elapsed(), "buffer insert");
+        match stored {
+            Ok(id) => {
+                self.store_writable.store(true, Ordering::Relaxed);
+                tracing::info!(
+                    route = %route.route.name,
+                    call_sid = accepted.call_sid.as_deref().unwrap_or("-"),
+                    message_id = accepted.message_id.as_deref().unwrap_or("-"),
+                    buffer_id = id,
+                    "buffered for redelivery"
+                );
+                ending(
+                    Outcome::Buffered,
+                    made(status, serde_json::json!({"buffered": true, "id": id})),
+                )
+            }
+            Err(e) => {
+                if !matches!(e, StoreError::Full { .. }) {
+                    self.store_writable.store(false, Ordering::Relaxed);
+                }
+                tracing::error!(
+                    route = %route.route.name,
+                    call_sid = accepted.call_sid.as_deref().unwrap_or("-"),
+                    message_id = accepted.message_id.as_deref().unwrap_or("-"),
+                    error = %e,
+                    "could not buffer; answering 503"
+                );
+                failed(&format!(
+                    "the handler failed and the buffer cannot store: {e}"
+                ))
+            }
+        }
+    }
+}

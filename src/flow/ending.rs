@@ -1,0 +1,94 @@
+//! How one request ended and what goes back: the [`Ending`] the flow (or a check) produces and
+//! the edge writes, counts and logs.
+//!
+//! No I/O and no HTTP library types: a [`Reply`] is a status and JSON bytes, or the handler's
+//! answer as read. The edge turns it into bytes on the wire.
+
+use bytes::Bytes;
+use http::StatusCode;
+
+use crate::delivery::{Answer, DeliveryError, Failure};
+use crate::outcome::{error_body, Outcome, Reason, Rejection};
+
+/// What goes back to the client.
+#[derive(Debug)]
+pub enum Reply {
+    /// An answer the proxy made itself: a JSON document with this status.
+    Made { status: StatusCode, body: Bytes },
+    /// The handler's answer, passed through.
+    Forwarded(Answer),
+}
+
+/// How one request ended. Exactly one per request; the edge records it before writing.
+#[derive(Debug)]
+pub struct Ending {
+    pub outcome: Outcome,
+    /// Why the proxy refused it (only with [`Outcome::Rejected`]).
+    pub reason: Option<Reason>,
+    pub reply: Reply,
+    /// Delivery attempts on the live path (0 when none was made).
+    pub attempts: u32,
+    /// `twi_call_sid` and `twi_message_id`, once the body is verified (for the access log).
+    pub call_sid: Option<String>,
+    pub message_id: Option<String>,
+}
+
+impl Ending {
+    /// A refusal by the proxy's own checks.
+    pub fn rejected(rejection: &Rejection) -> Ending {
+        Ending {
+            outcome: Outcome::Rejected,
+            reason: Some(rejection.reason),
+            reply: Reply::Made {
+                status: rejection.reason.status(),
+                body: rejection.json_body().into(),
+            },
+            attempts: 0,
+            call_sid: None,
+            message_id: None,
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match &self.reply {
+            Reply::Made { status, .. } => status.as_u16(),
+            Reply::Forwarded(answer) => answer.status,
+        }
+    }
+}
+
+/// A JSON answer made by the proxy.
+pub fn made(status: StatusCode, body: serde_json::Value) -> Reply {
+    Reply::Made {
+        status,
+        body: serde_json::to_vec(&body)
+            .expect("a json value serializes")
+            .into(),
+    }
+}
+
+/// `{"error": outcome, "detail": ...}` with `status`.
+pub fn made_error(status: StatusCode, outcome: Outcome, detail: &str) -> Reply {
+    Reply::Made {
+        status,
+        body: error_body(outcome.as_str(), detail).into(),
+    }
+}
+
+/// The outcome and status of a live path that gave up under policy `fail`.
+pub fn failure_answer(last: &Failure) -> (Outcome, StatusCode) {
+    match last {
+        Failure::Status(_) => (Outcome::Upstream5xx, StatusCode::BAD_GATEWAY),
+        Failure::Error(DeliveryError::Timeout { .. }) => {
+            (Outcome::UpstreamTimeout, StatusCode::GATEWAY_TIMEOUT)
+        }
+        Failure::Error(DeliveryError::Protocol { .. }) => {
+            (Outcome::UpstreamProtocol, StatusCode::BAD_GATEWAY)
+        }
+        Failure::Error(_) => (Outcome::UpstreamUnreachable, StatusCode::BAD_GATEWAY),
+        Failure::CircuitOpen => (
+            Outcome::UpstreamUnreachable,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
+    }
+}

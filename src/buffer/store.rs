@@ -24,63 +24,21 @@ use async_trait::async_trait;
 
 use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    TableDefinition, WriteTransaction,
+    WriteTransaction,
 };
 
 use super::{BufferedMessage, BufferedMeta, NewMessage, NotificationStore, StoreStats, Table};
 
-const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
-const NEXT_ID: &str = "next_id";
-const PENDING_META: TableDefinition<u64, &str> = TableDefinition::new("pending_meta");
-const PENDING_REQUEST: TableDefinition<u64, &[u8]> = TableDefinition::new("pending_request");
-const PENDING_SCHEDULE: TableDefinition<(u64, u64), ()> = TableDefinition::new("pending_schedule");
-const DEAD_META: TableDefinition<u64, &str> = TableDefinition::new("dead_meta");
-const DEAD_REQUEST: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_request");
+mod error;
+mod records;
+
+use error::Failure;
+pub use error::StoreError;
+use records::*;
 
 /// Page cache for the store. redb's default (1 GiB) would let a large buffer grow the proxy's
 /// memory by that much; the buffer is read sequentially and rarely, so a small cache is enough.
 const CACHE_BYTES: usize = 32 * 1024 * 1024;
-
-/// Why a store operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// Another process (or another handle in this one) has the database open.
-    #[error(
-        "buffer store {} is in use by another process (a running proxy?): stop the proxy first, \
-         or point --config at a stopped instance's store",
-        path.display()
-    )]
-    Locked { path: PathBuf },
-    /// The pending table holds `max_messages` messages; new ones are refused.
-    #[error(
-        "buffer store is full ({max_messages} pending messages): the handler has been failing \
-         for a while; fix the handler so the buffer drains, or raise buffer.max_messages in the \
-         configuration"
-    )]
-    Full { max_messages: u64 },
-    /// Opening, reading or committing failed.
-    #[error(
-        "buffer store {}: {source}; check that its directory is writable, that the disk is not \
-         full, and that the file is a buffer store (not another file)",
-        path.display()
-    )]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: redb::Error,
-    },
-    /// The blocking task running a store call died (a panic inside it). A write may or may
-    /// not have committed before that: callers treat it as failed, and a message that did
-    /// commit is delivered later anyway (at-least-once).
-    #[error("buffer store: the {operation} call did not finish (its task failed)")]
-    Aborted { operation: &'static str },
-    /// A message whose metadata cannot be read back.
-    #[error(
-        "buffered message {id} is unreadable ({detail}); remove it from the buffer (the other \
-         messages are unaffected)"
-    )]
-    Corrupt { id: u64, detail: String },
-}
 
 /// The durable buffer on disk. Cheap to clone (one shared database handle).
 #[derive(Clone)]
@@ -101,147 +59,6 @@ impl fmt::Debug for RedbStore {
             .field("max_messages", &self.inner.max_messages)
             .finish_non_exhaustive()
     }
-}
-
-/// A failure inside a transaction, before the store's path is attached.
-enum Failure {
-    Redb(redb::Error),
-    Store(StoreError),
-}
-
-macro_rules! failure_from_redb {
-    ($($error:ty),* $(,)?) => {
-        $(impl From<$error> for Failure {
-            fn from(error: $error) -> Self {
-                Failure::Redb(error.into())
-            }
-        })*
-    };
-}
-
-failure_from_redb!(
-    redb::Error,
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-    redb::SetDurabilityError,
-);
-
-impl From<StoreError> for Failure {
-    fn from(error: StoreError) -> Self {
-        Failure::Store(error)
-    }
-}
-
-fn corrupt(id: u64, detail: impl Into<String>) -> Failure {
-    Failure::Store(StoreError::Corrupt {
-        id,
-        detail: detail.into(),
-    })
-}
-
-fn decode_meta(id: u64, json: &str) -> Result<BufferedMeta, Failure> {
-    let meta: BufferedMeta = serde_json::from_str(json)
-        .map_err(|e| corrupt(id, format!("metadata does not parse: {e}")))?;
-    if meta.id != id {
-        return Err(corrupt(
-            id,
-            format!("metadata is stored under id {id} but names id {}", meta.id),
-        ));
-    }
-    Ok(meta)
-}
-
-fn encode_meta(meta: &BufferedMeta) -> Result<String, Failure> {
-    serde_json::to_string(meta)
-        .map_err(|e| corrupt(meta.id, format!("cannot encode metadata: {e}")))
-}
-
-fn new_meta(msg: &NewMessage, id: u64) -> BufferedMeta {
-    BufferedMeta {
-        id,
-        message: msg.clone(),
-        dead_reason: None,
-    }
-}
-
-type MetaTable = TableDefinition<'static, u64, &'static str>;
-type RequestTable = TableDefinition<'static, u64, &'static [u8]>;
-
-/// The metadata and request tables of `table`.
-fn tables(table: Table) -> (MetaTable, RequestTable) {
-    match table {
-        Table::Pending => (PENDING_META, PENDING_REQUEST),
-        Table::DeadLetter => (DEAD_META, DEAD_REQUEST),
-    }
-}
-
-/// Reads one message (metadata and bytes) from `table`, if it is there.
-fn read_message(
-    txn: &ReadTransaction,
-    table: Table,
-    id: u64,
-) -> Result<Option<BufferedMessage>, Failure> {
-    let (meta_def, request_def) = tables(table);
-    let metas = txn.open_table(meta_def)?;
-    let Some(json) = metas.get(id)? else {
-        return Ok(None);
-    };
-    let meta = decode_meta(id, json.value())?;
-    let requests = txn.open_table(request_def)?;
-    let request = requests
-        .get(id)?
-        .ok_or_else(|| corrupt(id, "metadata present but request bytes missing"))?
-        .value()
-        .to_vec();
-    Ok(Some(BufferedMessage { meta, request }))
-}
-
-/// Removes a pending message's entry from the schedule. `meta` is `None` when the metadata could
-/// not be read; the schedule is then searched for the id.
-fn unschedule(txn: &WriteTransaction, id: u64, meta: Option<&BufferedMeta>) -> Result<(), Failure> {
-    let mut schedule = txn.open_table(PENDING_SCHEDULE)?;
-    match meta {
-        Some(meta) => {
-            schedule.remove((meta.message.next_attempt_at_ms, id))?;
-        }
-        None => schedule.retain(|(_, scheduled), ()| scheduled != id)?,
-    }
-    Ok(())
-}
-
-/// Writes a pending message (metadata, bytes, schedule entry).
-fn put_pending(txn: &WriteTransaction, meta: &BufferedMeta, request: &[u8]) -> Result<(), Failure> {
-    let json = encode_meta(meta)?;
-    txn.open_table(PENDING_META)?
-        .insert(meta.id, json.as_str())?;
-    txn.open_table(PENDING_REQUEST)?.insert(meta.id, request)?;
-    txn.open_table(PENDING_SCHEDULE)?
-        .insert((meta.message.next_attempt_at_ms, meta.id), ())?;
-    Ok(())
-}
-
-/// Takes a message (metadata and bytes) out of `table`. The schedule is left to the caller.
-fn take_message(
-    txn: &WriteTransaction,
-    table: Table,
-    id: u64,
-) -> Result<Option<BufferedMessage>, Failure> {
-    let (meta_def, request_def) = tables(table);
-    let json = match txn.open_table(meta_def)?.remove(id)? {
-        Some(json) => json.value().to_owned(),
-        None => return Ok(None),
-    };
-    let meta = decode_meta(id, &json)?;
-    let request = txn
-        .open_table(request_def)?
-        .remove(id)?
-        .ok_or_else(|| corrupt(id, "metadata present but request bytes missing"))?
-        .value()
-        .to_vec();
-    Ok(Some(BufferedMessage { meta, request }))
 }
 
 impl RedbStore {
@@ -601,27 +418,6 @@ impl RedbStore {
             })
         })
     }
-}
-
-/// Takes the next id and advances the counter. Never below an id already stored, so a counter
-/// lost to a bug cannot make ids collide.
-fn next_id(txn: &WriteTransaction) -> Result<u64, Failure> {
-    let mut counters = txn.open_table(COUNTERS)?;
-    let counted = counters.get(NEXT_ID)?.map_or(1, |v| v.value());
-    let last_pending = txn
-        .open_table(PENDING_META)?
-        .last()?
-        .map(|(k, _)| k.value());
-    let last_dead = txn.open_table(DEAD_META)?.last()?.map(|(k, _)| k.value());
-    let id = [last_pending, last_dead]
-        .into_iter()
-        .flatten()
-        .fold(counted, |id, last| id.max(last.saturating_add(1)));
-    let next = id
-        .checked_add(1)
-        .ok_or_else(|| corrupt(id, "message ids are exhausted"))?;
-    counters.insert(NEXT_ID, next)?;
-    Ok(id)
 }
 
 #[cfg(test)]

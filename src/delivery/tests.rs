@@ -1,0 +1,55 @@
+//! Unit tests of peer selection.
+
+use super::*;
+
+fn group(peers: &[&str]) -> UpstreamGroup {
+    let config = UpstreamConfig {
+        name: "g".into(),
+        peers: peers.iter().map(|p| p.parse().unwrap()).collect(),
+        connect_timeout: Duration::from_secs(1),
+        response_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(1),
+        pool_size: std::num::NonZeroUsize::new(4).unwrap(),
+        health_check_interval: None,
+        breaker_threshold: std::num::NonZeroU32::new(5).unwrap(),
+        breaker_open_for: Duration::from_secs(10),
+    };
+    let lb = Arc::new(new_balancer(&config).unwrap());
+    UpstreamGroup::new(config, lb, crate::metrics::Metrics::new().upstream("g"))
+}
+
+#[test]
+fn a_retry_avoids_the_peer_that_just_failed() {
+    let g = group(&["127.0.0.1:1001", "127.0.0.1:1002"]);
+    let failed: SocketAddr = "127.0.0.1:1001".parse().unwrap();
+    // Round-robin alone would hand out the failed peer every other time.
+    for _ in 0..6 {
+        assert_ne!(g.select_peer(Some(failed)).unwrap().addr, failed);
+    }
+    // With a single peer there is no choice: it is tried again.
+    let single = group(&["127.0.0.1:1001"]);
+    assert_eq!(single.select_peer(Some(failed)).unwrap().addr, failed);
+}
+
+#[test]
+fn healthy_peers_are_preferred_but_all_down_still_selects_one() {
+    let g = group(&["127.0.0.1:1001", "127.0.0.1:1002"]);
+    let backends = g.balancer().backends().get_backend();
+    let first = backends.iter().next().unwrap().clone();
+    g.balancer().backends().set_enable(&first, false);
+    let first_addr = *first.addr.as_inet().unwrap();
+    for _ in 0..4 {
+        assert_ne!(
+            g.select_peer(None).unwrap().addr,
+            first_addr,
+            "a down peer is skipped"
+        );
+    }
+    for b in backends.iter() {
+        g.balancer().backends().set_enable(b, false);
+    }
+    assert!(
+        g.select_peer(None).is_some(),
+        "with every peer down, still try one"
+    );
+}

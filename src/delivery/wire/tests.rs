@@ -1,0 +1,153 @@
+//! Unit tests of the HTTP/1 framing of requests sent to and answers read from the handler.
+
+use super::*;
+
+fn read(wire: &[u8]) -> Result<Answer, ReadError> {
+    let mut stream = wire;
+    let mut buf = BytesMut::new();
+    block_on(read_answer(&mut stream, &mut buf, 1024))
+}
+
+/// A tiny executor for futures that never actually wait (reading from a byte slice).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn forwards_head_verbatim_minus_hop_by_hop() {
+    let head = b"POST /n?bodySHA256=ab HTTP/1.1\r\nHost: voice.example.com\r\nX-Twilio-Signature: abc=\r\nconnection: keep-alive, X-Drop\r\nX-Drop: 1\r\nContent-Length: 2\r\nX-Keep:  spaced value \r\n\r\n";
+    let out = upstream_request(head, b"{}");
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(
+        text,
+        "POST /n?bodySHA256=ab HTTP/1.1\r\nHost: voice.example.com\r\nX-Twilio-Signature: abc=\r\nX-Keep:  spaced value \r\nContent-Length: 2\r\n\r\n{}"
+    );
+}
+
+#[test]
+fn chunked_and_http10_requests_are_reframed() {
+    let head = b"POST /n HTTP/1.0\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let text = String::from_utf8(upstream_request(head, b"abc")).unwrap();
+    assert_eq!(
+        text,
+        "POST /n HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
+    );
+}
+
+#[test]
+fn content_length_answer() {
+    let a =
+        read(b"HTTP/1.1 404 Not Found\r\nX-Handler: v1\r\nContent-Length: 5\r\n\r\nnope!").unwrap();
+    assert_eq!(a.status, 404);
+    assert_eq!(&a.body[..], b"nope!");
+    assert!(a.reusable);
+    let header = a.response_header();
+    assert_eq!(header.status.as_u16(), 404);
+    assert_eq!(header.headers.get("x-handler").unwrap(), "v1");
+    assert_eq!(header.headers.get("content-length").unwrap(), "5");
+    assert_eq!(
+        String::from_utf8(a.downstream_bytes(false)).unwrap(),
+        "HTTP/1.1 404 Not Found\r\nX-Handler: v1\r\nContent-Length: 5\r\n\r\nnope!"
+    );
+}
+
+#[test]
+fn chunked_answer_is_decoded_and_reframed() {
+    let a = read(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: t\r\n\r\n").unwrap();
+    assert_eq!(&a.body[..], b"abcde");
+    assert!(a.reusable);
+    assert_eq!(
+        String::from_utf8(a.downstream_bytes(true)).unwrap(),
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nabcde"
+    );
+}
+
+#[test]
+fn close_delimited_and_connection_close_are_not_reused() {
+    let a = read(b"HTTP/1.1 200 OK\r\n\r\nuntil close").unwrap();
+    assert_eq!(&a.body[..], b"until close");
+    assert!(!a.reusable);
+    let a = read(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok").unwrap();
+    assert!(!a.reusable);
+    let a = read(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok").unwrap();
+    assert!(!a.reusable);
+    let a = read(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA").unwrap();
+    assert!(!a.reusable, "bytes beyond the framed body");
+}
+
+#[test]
+fn informational_answers_are_skipped() {
+    let a = read(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n").unwrap();
+    assert_eq!(a.status, 204);
+    assert!(a.body.is_empty());
+}
+
+#[test]
+fn broken_answers() {
+    assert_eq!(read(b"").unwrap_err(), ReadError::NothingRead);
+    for wire in [
+        &b"HTTP/1.1 200 OK\r\nContent-Le"[..],
+        b"garbage\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX",
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+    ] {
+        assert!(
+            matches!(read(wire), Err(ReadError::Broken(_))),
+            "{:?}",
+            String::from_utf8_lossy(wire)
+        );
+    }
+}
+
+mod properties {
+    use super::super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a handler sends back, reading it ends in an answer or an error, never a panic,
+        /// and an answer's body never exceeds the limit.
+        #[test]
+        fn any_answer_bytes_are_read_or_refused(wire in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let mut stream = &wire[..];
+            let mut buf = BytesMut::new();
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            if let Ok(answer) = runtime.block_on(read_answer(&mut stream, &mut buf, 256)) {
+                prop_assert!(answer.body.len() <= 256);
+                let _ = answer.downstream_bytes(false);
+                let _ = answer.response_header();
+            }
+        }
+
+        /// Well-formed answers survive with their body intact, however the bytes are chunked.
+        #[test]
+        fn chunked_bodies_are_reassembled(body in proptest::collection::vec(any::<u8>(), 0..300), cut in 1usize..50) {
+            let mut wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            for chunk in body.chunks(cut) {
+                wire.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                wire.extend_from_slice(chunk);
+                wire.extend_from_slice(b"\r\n");
+            }
+            wire.extend_from_slice(b"0\r\n\r\n");
+            let mut stream = &wire[..];
+            let mut buf = BytesMut::new();
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let answer = runtime.block_on(read_answer(&mut stream, &mut buf, 1024)).unwrap();
+            prop_assert_eq!(&answer.body[..], &body[..]);
+            prop_assert!(answer.reusable);
+        }
+
+        /// Request heads of any shape are forwarded or skipped line by line, never panicked on.
+        #[test]
+        fn any_request_head_is_reframed(head in proptest::collection::vec(any::<u8>(), 0..400), body in proptest::collection::vec(any::<u8>(), 0..50)) {
+            let out = upstream_request(&head, &body);
+            prop_assert!(out.ends_with(&body));
+        }
+    }
+}

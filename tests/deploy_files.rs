@@ -427,6 +427,19 @@ fn compose_parses_and_every_mounted_file_exists() {
             );
         }
     }
+    // A locally built image is never pulled: every service running it names the build.
+    for (name, service) in services {
+        if service["image"]
+            .as_str()
+            .is_some_and(|i| i.ends_with(":local"))
+        {
+            assert_eq!(
+                service["build"],
+                compose.service("proxy")["build"],
+                "{name} runs the local image without building it"
+            );
+        }
+    }
     let build = &compose.service("proxy")["build"];
     let context = compose.dir.join(build["context"].as_str().unwrap());
     assert!(context

@@ -1092,6 +1092,77 @@ fn prometheus_rule_equals_the_alert_rules() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The proxy configs the deployment files run
+
+/// `twilio-notify-proxy check` on a shipped config, moved to this machine: `replace` swaps the
+/// deployment's host names and paths for local ones (peers must resolve, the buffer folder must
+/// be writable, secret files must exist), the schema is put where the config's relative path
+/// points, and the token is given both as env and as file.
+fn check_shipped_config(rel: &str, replace: &[(&str, &str)]) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().display().to_string();
+    let mut text = read(&repo(rel));
+    for (from, to) in replace {
+        assert!(
+            text.contains(from),
+            "{rel}: no {from:?} to replace (update this test)"
+        );
+        text = text.replace(from, &to.replace("$DIR", &root));
+    }
+    let config = ProxyConfig::parse(&text, rel);
+    let schema = dir.path().join(config.schema.as_deref().expect("a schema"));
+    fs::create_dir_all(schema.parent().unwrap()).unwrap();
+    fs::copy(repo(SCHEMA), &schema).unwrap();
+    for file in &config.secret_files {
+        assert!(
+            file.starts_with(&root),
+            "{rel}: secret {file} not moved under the test's folder"
+        );
+        fs::write(file, "test-token\n").unwrap();
+    }
+    let path = dir.path().join("twilio-notify-proxy.yaml");
+    fs::write(&path, text).unwrap();
+    let (out, report) = run(Command::new(BIN)
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .env("TWILIO_AUTH_TOKEN", "test-token"));
+    assert!(out.status.success(), "{rel}: check failed:\n{report}");
+}
+
+#[test]
+fn shipped_proxy_configs_pass_check() {
+    check_shipped_config(
+        "deploy/compose/twilio-notify-proxy.yaml",
+        &[
+            ("handler:9000", "127.0.0.1:9000"),
+            ("/var/lib/twilio-notify-proxy", "$DIR/buffer"),
+        ],
+    );
+    let kubernetes = [
+        ("notification-handler:9000", "127.0.0.1:9000"),
+        ("/var/run/secrets/twilio-notify-proxy", "$DIR"),
+    ];
+    let mut redb = kubernetes.to_vec();
+    redb.push(("/var/lib/twilio-notify-proxy", "$DIR/buffer"));
+    check_shipped_config(
+        "deploy/kubernetes/redb/config/twilio-notify-proxy.yaml",
+        &redb,
+    );
+    // The base's Postgres buffer section is swapped for a redb one until the binary has the
+    // Postgres backend; every other key of the base config is checked as shipped.
+    let mut base = kubernetes.to_vec();
+    base.push((
+        "  backend: postgres\n  url: { env: DATABASE_URL }",
+        "  path: $DIR/buffer/buffer.redb",
+    ));
+    check_shipped_config(
+        "deploy/kubernetes/base/config/twilio-notify-proxy.yaml",
+        &base,
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // systemd
 
 /// `Key=value` lines of a unit, in order (a key can repeat).

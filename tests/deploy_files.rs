@@ -1317,4 +1317,9 @@ fn systemd_unit_passes_systemd_analyze_verify() {
         read(&repo("docs/deploy.md")).contains(&quoted),
         "docs/deploy.md must quote `{quoted}`"
     );
+    let readme = format!("`systemd-analyze security`: {score:.1}");
+    assert!(
+        read(&repo("README.md")).contains(&readme),
+        "README.md must quote `{readme}`"
+    );
 }

@@ -1013,7 +1013,8 @@ fn kubernetes_manifests_pass_kubernetes_validate() {
 }
 
 /// Where kubectl is installed, its kustomize must build each variant into the same objects as
-/// the test's renderer (names compared without the ConfigMap's hash suffix).
+/// the test's renderer, field for field, once the generated ConfigMap's hash suffix is removed
+/// from its name and from the references to it.
 #[test]
 fn kustomize_agrees_with_the_test_renderer() {
     if Command::new("kubectl")
@@ -1031,21 +1032,32 @@ fn kustomize_agrees_with_the_test_renderer() {
         let built: Vec<Value> = serde_yaml::Deserializer::from_slice(&out.stdout)
             .map(|d| Value::deserialize(d).unwrap())
             .collect();
-        let mut theirs = kinds_and_names(&built);
-        let hashed: Vec<String> = theirs
+        let hashed: Vec<String> = built
             .iter()
-            .filter(|n| n.starts_with("ConfigMap/"))
-            .cloned()
+            .filter(|o| o["kind"] == "ConfigMap")
+            .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
             .collect();
-        for name in hashed {
-            theirs.remove(&name);
-            theirs.insert(name.rsplit_once('-').unwrap().0.to_string());
+        let mut unhashed = serde_json::to_string(&built).unwrap();
+        for name in &hashed {
+            let (plain, _hash) = name.rsplit_once('-').unwrap();
+            unhashed = unhashed.replace(&format!("\"{name}\""), &format!("\"{plain}\""));
         }
+        let theirs: Vec<Value> = serde_json::from_str(&unhashed).unwrap();
+        let by_name = |objects: Vec<Value>| -> BTreeMap<String, Value> {
+            objects
+                .into_iter()
+                .map(|o| (format!("{}/{}", o["kind"], o["metadata"]["name"]), o))
+                .collect()
+        };
+        let (theirs, ours) = (by_name(theirs), by_name(kustomize(&repo(variant))));
         assert_eq!(
-            theirs,
-            kinds_and_names(&kustomize(&repo(variant))),
+            theirs.keys().collect::<Vec<_>>(),
+            ours.keys().collect::<Vec<_>>(),
             "{variant}"
         );
+        for (name, object) in &ours {
+            assert_eq!(&theirs[name], object, "{variant}: {name}");
+        }
     }
 }
 

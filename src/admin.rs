@@ -15,6 +15,7 @@ use prometheus::IntGauge;
 
 use crate::buffer::{now_ms, NotificationStore};
 use crate::delivery::UpstreamGroup;
+use crate::lifecycle::Draining;
 use crate::metrics::Metrics;
 use crate::policy::CircuitState;
 
@@ -27,6 +28,7 @@ pub struct AdminApp {
     /// `buffer.max_messages`: a full store cannot buffer, so it does not count towards ready.
     store_capacity: u64,
     store_writable: Arc<AtomicBool>,
+    draining: Draining,
 }
 
 impl AdminApp {
@@ -36,6 +38,7 @@ impl AdminApp {
         store: Option<Arc<dyn NotificationStore>>,
         store_capacity: u64,
         store_writable: Arc<AtomicBool>,
+        draining: Draining,
     ) -> Self {
         let circuit_gauges = upstreams
             .iter()
@@ -59,6 +62,7 @@ impl AdminApp {
             store,
             store_capacity,
             store_writable,
+            draining,
         }
     }
 
@@ -155,7 +159,9 @@ impl ServeHttp for AdminApp {
                 let pending = self.pending().await;
                 let has_room = pending.is_some_and(|p| p < self.store_capacity);
                 let can_buffer = has_room && self.store_writable.load(Ordering::Relaxed);
-                let ready = can_deliver || can_buffer;
+                // A draining instance still serves, but the load balancer should move on.
+                let draining = self.draining.is_draining();
+                let ready = (can_deliver || can_buffer) && !draining;
                 let upstreams: serde_json::Map<String, serde_json::Value> = groups
                     .into_iter()
                     .map(|(name, healthy, total, circuit)| {
@@ -185,7 +191,7 @@ impl ServeHttp for AdminApp {
                 };
                 json(
                     status,
-                    serde_json::json!({"ready": ready, "upstreams": upstreams, "buffer": buffer}),
+                    serde_json::json!({"ready": ready, "draining": draining, "upstreams": upstreams, "buffer": buffer}),
                 )
             }
             _ => json(

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::Server;
+use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
@@ -20,6 +20,7 @@ use crate::dedupe::DedupeCache;
 use crate::delivery::{new_balancer, Deliver, UpstreamGroup};
 use crate::demo::DemoHandler;
 use crate::flow::{DedupeSetup, Flow};
+use crate::lifecycle::{Draining, GraceWatch};
 use crate::metrics::Metrics;
 use crate::proxy::NotifyProxy;
 use crate::redelivery::{Redeliverer, RouteRedelivery};
@@ -44,19 +45,36 @@ fn whole_seconds(d: std::time::Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
+/// The built server and the watcher that turns signals into its shutdown.
+pub struct ProxyServer {
+    server: Server,
+    watch: GraceWatch,
+}
+
+impl ProxyServer {
+    /// Serves until a signal ends the process (see [`crate::lifecycle`]), then exits.
+    pub fn run_forever(self) -> ! {
+        self.server.run(RunArgs {
+            shutdown_signal: Box::new(self.watch),
+        });
+        std::process::exit(0)
+    }
+}
+
 /// Builds the server; the caller runs it (`run_forever`).
 pub fn build_server(
     config: Config,
     flags: &ProcessFlags,
     demo: Option<DemoOptions>,
-) -> Result<Server> {
+) -> Result<ProxyServer> {
     let mut conf = ServerConf {
         threads: config.server.threads.get(),
         work_stealing: config.server.work_stealing,
-        grace_period_seconds: Some(whole_seconds(config.server.grace_period)),
-        graceful_shutdown_timeout_seconds: Some(whole_seconds(
-            config.server.graceful_shutdown_timeout,
-        )),
+        // Pingora's "grace period" starts after the listeners closed: it is the time in-flight
+        // requests get to finish. Our grace period (still accepting) runs before that, in
+        // GraceWatch. What is left for the runtimes is blocking work such as an fsync.
+        grace_period_seconds: Some(whole_seconds(config.server.graceful_shutdown_timeout)),
+        graceful_shutdown_timeout_seconds: Some(1),
         error_log: config.server.error_log.clone(),
         ..ServerConf::default()
     };
@@ -150,7 +168,8 @@ pub fn build_server(
         claims: Arc::new(DedupeCache::new(d.capacity, d.ttl)),
     });
     let flow = Flow::new(dedupe, store.clone(), store_writable.clone());
-    let proxy = NotifyProxy::new(&config, routes, flow);
+    let draining = Draining::default();
+    let proxy = NotifyProxy::new(&config, routes, flow, draining.clone());
     let mut public = Service::new("twilio-notify-proxy".to_string(), proxy);
     public.threads = Some(config.server.threads.get());
     for l in &config.listeners {
@@ -177,6 +196,7 @@ pub fn build_server(
             store,
             config.buffer.as_ref().map_or(0, |b| b.max_messages),
             store_writable,
+            draining.clone(),
         ),
     );
     admin.threads = Some(1);
@@ -196,5 +216,8 @@ pub fn build_server(
     // with --test it exits here. Either way everything that could fail (store, TLS files,
     // upstreams) has been built and checked by now.
     server.bootstrap();
-    Ok(server)
+    Ok(ProxyServer {
+        server,
+        watch: GraceWatch::new(config.server.grace_period, draining),
+    })
 }

@@ -6,6 +6,7 @@
 //! - [`cli`], [`buffer_cli`]: command line (`run`, `demo`, `check`, `sign`, `buffer ...`).
 //! - [`config`]: the YAML file, validated into a typed [`config::Config`] before any port opens.
 //! - [`app`]: wiring of Pingora services (public listeners, admin, health checks, redelivery).
+//! - [`lifecycle`]: signals and the grace period (keep serving, then drain).
 //! - [`proxy`]: the Pingora glue of the public listeners: read, check, hand over, write.
 //! - [`route`]: the routes by path, each with its metrics and upstream.
 //! - [`pipeline`]: the ordered request checks (pure).
@@ -33,6 +34,7 @@ pub mod dedupe;
 pub mod delivery;
 pub mod demo;
 pub mod flow;
+pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod outcome;

@@ -27,6 +27,7 @@ use pingora::server::ShutdownWatch;
 use crate::config::{Config, Limits};
 use crate::delivery::upstream_request;
 use crate::flow::{Accepted, Ending, Flow};
+use crate::lifecycle::Draining;
 use crate::metrics::UNMATCHED_ROUTE;
 use crate::outcome::{Outcome, Reason, Rejection};
 use crate::pipeline::{self, Inbound, RequestHead};
@@ -44,10 +45,13 @@ pub struct NotifyProxy {
     trusted_proxies: Vec<IpNet>,
     limits: Limits,
     access_log: bool,
+    /// In the grace period after SIGTERM: answer, but close each connection after its answer,
+    /// so clients and load balancers move to another instance.
+    draining: Draining,
 }
 
 impl NotifyProxy {
-    pub fn new(config: &Config, routes: Routes, flow: Flow) -> Self {
+    pub fn new(config: &Config, routes: Routes, flow: Flow, draining: Draining) -> Self {
         NotifyProxy {
             routes,
             flow,
@@ -56,6 +60,7 @@ impl NotifyProxy {
             trusted_proxies: config.trusted_proxies.clone(),
             limits: config.limits,
             access_log: config.logging.access_log,
+            draining,
         }
     }
 
@@ -230,7 +235,8 @@ impl HttpServerApp for NotifyProxy {
                 return None;
             }
         }
-        session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
+        let closing = *shutdown.borrow() || self.draining.is_draining();
+        session.set_keepalive(if closing { None } else { Some(60) });
         let (route, ending) = self.handle(&mut session, started).await;
         let metrics = route.map_or(self.routes.unmatched(), |r| &r.metrics);
         let elapsed = started.elapsed();
@@ -250,7 +256,7 @@ impl HttpServerApp for NotifyProxy {
             );
         }
         let allow_post = ending.reason == Some(Reason::Method);
-        write_reply(session, ending.reply, allow_post, shutdown).await
+        write_reply(session, ending.reply, allow_post, closing).await
     }
 }
 

@@ -9,23 +9,23 @@ use http::StatusCode;
 use pingora::apps::{HttpPersistentSettings, ReusedHttpStream};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::ServerSession;
-use pingora::server::ShutdownWatch;
 use tokio::io::AsyncWriteExt;
 
 use crate::delivery::Answer;
 use crate::flow::Reply;
 
-/// Writes `reply`, then hands the connection back for reuse if it can carry another request.
+/// Writes `reply`, then hands the connection back for reuse if it can carry another request
+/// (never when `closing`: the process is shutting down or draining).
 pub async fn write_reply(
     mut session: ServerSession,
     reply: Reply,
     allow_post: bool,
-    shutdown: &ShutdownWatch,
+    closing: bool,
 ) -> Option<ReusedHttpStream> {
     let persistent = HttpPersistentSettings::for_session(&session);
     let (header, body) = match reply {
         Reply::Forwarded(answer) => match session {
-            ServerSession::H1(v1) => return forward_h1(v1, &answer, persistent, shutdown).await,
+            ServerSession::H1(v1) => return forward_h1(v1, &answer, persistent, closing).await,
             other => {
                 session = other;
                 (answer.response_header(), answer.body)
@@ -58,10 +58,9 @@ async fn forward_h1(
     mut v1: pingora::protocols::http::v1::server::HttpSession,
     answer: &Answer,
     persistent: HttpPersistentSettings,
-    shutdown: &ShutdownWatch,
+    closing: bool,
 ) -> Option<ReusedHttpStream> {
-    let keep_alive =
-        !*shutdown.borrow() && v1.is_body_done() && client_keeps_alive(v1.req_header());
+    let keep_alive = !closing && v1.is_body_done() && client_keeps_alive(v1.req_header());
     let mut stream = v1.into_inner();
     let bytes = answer.downstream_bytes(!keep_alive);
     if let Err(e) = async {

@@ -675,3 +675,27 @@ fn silent_or_slow_clients_are_disconnected_after_the_header_timeout() {
     }
     assert_eq!(upstream.request_count(), 0);
 }
+
+/// Regression guard for Content-Length moved to the end of the head: the README promises
+/// headers in order and case, so a request with `content-length` early in its head reaches the
+/// handler byte for byte, that header where the client put it.
+#[test]
+fn content_length_in_the_middle_of_the_head_keeps_its_place() {
+    let upstream = MockUpstream::start(Behaviour::status(200, "ok"));
+    let proxy = proxy_with(&upstream);
+    let body = notification();
+    let (target, signature) = sign(&body, TOKEN);
+    let raw = format!(
+        "POST {target} HTTP/1.1\r\nHost: voice.example.com\r\ncontent-length: {}\r\nContent-Type: application/json\r\nX-Twilio-Signature: {signature}\r\nI-Twilio-Idempotency-Token: {}\r\nUser-Agent: TwilioProxy/1.1\r\n\r\n{body}",
+        body.len(),
+        fresh_token()
+    );
+    let r = proxy.send(raw.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = upstream.requests();
+    assert_eq!(
+        String::from_utf8_lossy(&got[0]),
+        raw,
+        "forwarded byte for byte"
+    );
+}

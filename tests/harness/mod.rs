@@ -555,12 +555,13 @@ impl Response {
             .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
     }
 
-    /// The `error` field of a proxy-made error answer.
+    /// The `error` field of a proxy-made error answer; for any other answer, its body (so an
+    /// assertion that expected a rejection shows what came instead).
     pub fn reason(&self) -> String {
-        self.json()["error"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        serde_json::from_slice::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("(not an error answer) {}", self.text()))
     }
 }
 

@@ -20,7 +20,7 @@ fn text(out: &[u8]) -> String {
 }
 
 /// The example config with its fixed ports swapped for free ones (tests never use fixed ports).
-fn example_config_on_free_ports(dir: &std::path::Path) -> (std::path::PathBuf, u16, u16) {
+fn example_config_on_free_ports(dir: &std::path::Path) -> (std::path::PathBuf, u16, u16, u16) {
     let (port, admin, handler) = (free_port(), free_port(), free_port());
     let example = std::fs::read_to_string(repo_path("conf/twilio-notify-proxy.yaml")).unwrap();
     let yaml = example
@@ -39,22 +39,42 @@ fn example_config_on_free_ports(dir: &std::path::Path) -> (std::path::PathBuf, u
         );
     let path = dir.join("proxy.yaml");
     std::fs::write(&path, yaml).unwrap();
-    (path, port, admin)
+    (path, port, admin, handler)
+}
+
+fn addr(port: u16) -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// `demo` on the example config, waited for until both its public listener and its sample
+/// handler accept connections.
+fn start_demo(config: &std::path::Path, extra: &[&str], port: u16, handler: u16) -> ChildGuard {
+    let mut child = ChildGuard::spawn(
+        Command::new(BIN)
+            .args(["demo", "--config", config.to_str().unwrap()])
+            .args(extra)
+            .env("TWILIO_AUTH_TOKEN", "demo-token")
+            .env("RUST_LOG", "warn"),
+    );
+    child.wait_listening(addr(port));
+    child.wait_listening(addr(handler));
+    child
 }
 
 #[test]
 fn check_accepts_the_example_config() {
     let config = repo_path("conf/twilio-notify-proxy.yaml");
+    // A long secret that cannot occur by chance: if `check` printed it, anywhere, this finds it.
+    let secret = format!("{}-{}", fresh_token(), "Zq8vR2mXk4TnW7pLc9sHj3dF");
     let out = run(
         &["check", "--config", config.to_str().unwrap()],
-        &[("TWILIO_AUTH_TOKEN", "x")],
+        &[("TWILIO_AUTH_TOKEN", &secret)],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("ok:"));
-    assert!(
-        !text(&out.stdout).contains("x\n"),
-        "never prints the secret"
-    );
+    for stream in [&out.stdout, &out.stderr] {
+        assert!(!text(stream).contains(&secret), "never prints the secret");
+    }
 }
 
 #[test]
@@ -165,20 +185,9 @@ fn sign_without_secret_fails_clearly() {
 #[test]
 fn readme_demo_walkthrough() {
     let dir = tempfile::tempdir().unwrap();
-    let (config, port, admin) = example_config_on_free_ports(dir.path());
-    let mut child = Command::new(BIN)
-        .args(["demo", "--config", config.to_str().unwrap()])
-        .env("TWILIO_AUTH_TOKEN", "demo-token")
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .unwrap();
-    let admin_addr = format!("127.0.0.1:{admin}").parse().unwrap();
-    let proxy_addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let start = std::time::Instant::now();
-    while http_get(admin_addr, "/readyz").is_none_or(|r| r.status != 200) {
-        assert!(start.elapsed().as_secs() < 10, "demo did not become ready");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let (config, port, _, handler) = example_config_on_free_ports(dir.path());
+    let child = start_demo(&config, &[], port, handler);
+    let proxy_addr = addr(port);
 
     let body_file = dir.path().join("notification.json");
     let body = notification();
@@ -224,8 +233,7 @@ fn readme_demo_walkthrough() {
         ),
     )
     .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert_eq!(ok.status, 200, "{}", ok.text());
     assert_eq!(ok.json()["dispatched"], "bob");
     assert_eq!(
@@ -242,10 +250,48 @@ fn readme_demo_walkthrough() {
 fn run_test_flag_builds_everything_then_exits_0() {
     // Pingora's --test: used before a graceful upgrade to prove the new binary and config start.
     let dir = tempfile::tempdir().unwrap();
-    let (config, _, _) = example_config_on_free_ports(dir.path());
+    let (config, _, _, _) = example_config_on_free_ports(dir.path());
     let out = run(
         &["run", "--config", config.to_str().unwrap(), "--test"],
         &[("TWILIO_AUTH_TOKEN", "x"), ("RUST_LOG", "error")],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// `demo --identity` replaces the default identities: the named one is dispatched, `bob` (a
+/// default) now has no binding and gets the handler's 404 passed through.
+#[test]
+fn demo_identity_flag_sets_the_known_identities() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, port, _, handler) = example_config_on_free_ports(dir.path());
+    let _child = start_demo(&config, &["--identity", "carol"], port, handler);
+    let key = twilio_notify_proxy::signature::SigningKey::new(
+        twilio_notify_proxy::signature::Algorithm::HmacSha1,
+        b"demo-token",
+    );
+    let send_to = |identity: &str| {
+        let body = notification().replace("client:bob", &format!("client:{identity}"));
+        let (url, sig) =
+            twilio_notify_proxy::signature::sign_json(&key, PUBLIC_URL, body.as_bytes()).unwrap();
+        let target = url.strip_prefix("https://voice.example.com").unwrap();
+        send_raw(
+            addr(port),
+            &request_with(target, &[("X-Twilio-Signature", &sig)], &body),
+        )
+        .unwrap()
+    };
+    let carol = send_to("carol");
+    assert_eq!(
+        (carol.status, carol.json()["dispatched"].as_str()),
+        (200, Some("carol")),
+        "{}",
+        carol.text()
+    );
+    let bob = send_to("bob");
+    assert_eq!(
+        (bob.status, bob.json()["error"].as_str()),
+        (404, Some("no_binding")),
+        "{}",
+        bob.text()
+    );
 }

@@ -59,25 +59,20 @@ fn always_500_with_fail_policy_is_502_within_the_deadline() {
     let upstream = MockUpstream::start(Behaviour::status(500, "boom"));
     let mut spec = ProxySpec::new(upstream.addr);
     spec.route_extra =
-        "    retry: { max_attempts: 10, deadline: 1s, backoff: { initial: 100ms, max: 400ms, jitter: 0 } }"
+        "    retry: { max_attempts: 10, deadline: 2s, backoff: { initial: 300ms, max: 2s, jitter: 0 } }"
             .into();
     let proxy = Proxy::start(spec);
-    let started = Instant::now();
     let resp = proxy.send(&twilio_request(&notification()));
-    let took = started.elapsed();
     assert_eq!((resp.status, resp.reason().as_str()), (502, "upstream_5xx"));
     assert!(
         resp.json()["detail"].as_str().unwrap().contains("500"),
         "{}",
         resp.text()
     );
-    // The deadline, not max_attempts, ended it: attempts at 0, 0.1, 0.3 and 0.7 s; the next
-    // would start at 1.1 s, past the 1 s deadline.
-    assert_eq!(upstream.request_count(), 4);
-    assert!(
-        took < Duration::from_secs(3),
-        "answered after {took:?}, deadline 1s"
-    );
+    // The deadline, not max_attempts, ended it: attempts at 0, 0.3 and 0.9 s; the next would
+    // start at 2.1 s, past the 2 s deadline. The gaps leave over a second of scheduling slack
+    // either way, so the count does not depend on how busy the machine is.
+    assert_eq!(upstream.request_count(), 3);
     assert_eq!(proxy.outcomes("upstream_5xx"), 1.0);
 }
 
@@ -120,7 +115,9 @@ fn expired_notification_moves_to_dead_letter() {
     let dir = tempfile::tempdir().unwrap();
     let upstream = MockUpstream::start(Behaviour::status(503, "down"));
     let mut spec = buffering_spec(upstream.addr, &dir.path().join("buffer.redb"));
-    spec.route_extra.push_str("\n    buffer_ttl: 500ms");
+    // Long enough for many 50 ms passes however slow the machine: the "failed" count below
+    // needs at least one redelivery attempt before the TTL passes.
+    spec.route_extra.push_str("\n    buffer_ttl: 2s");
     let proxy = Proxy::start(spec);
     assert_eq!(proxy.send(&twilio_request(&notification())).status, 200);
     eventually("dead letter", || {
@@ -237,15 +234,18 @@ fn retry_fails_over_to_the_other_peer() {
     spec.upstream_peers = vec![bad.addr, good.addr];
     spec.upstream_extra = "    circuit_breaker: { failure_threshold: 1000 }".into();
     let proxy = Proxy::start(spec);
-    for _ in 0..6 {
+    for i in 0..6 {
+        let bad_before = bad.request_count();
         let resp = proxy.send(&twilio_request(&notification()));
         assert_eq!((resp.status, resp.text().as_str()), (200, "good"));
+        assert!(
+            bad.request_count() - bad_before <= 1,
+            "request {i}: the bad peer is never tried twice for one request"
+        );
+        assert_eq!(good.request_count(), i + 1);
     }
-    assert_eq!(good.request_count(), 6);
-    assert!(
-        bad.request_count() <= 6,
-        "the bad peer is never tried twice for one request"
-    );
+    // Round-robin started some requests on the bad peer: the failover above was exercised.
+    assert!(bad.request_count() >= 1);
 }
 
 #[test]
@@ -407,18 +407,42 @@ fn buffer_cli_lists_shows_replays_and_purges() {
     ]);
     assert_eq!(out.trim(), "[]");
 
-    // Dead letters: expire one, purge it.
-    let mut spec = buffering_spec(refusing, &store);
-    spec.route_extra.push_str("\n    buffer_ttl: 200ms");
-    let mut expiring = Proxy::start(spec);
-    assert_eq!(expiring.send(&twilio_request(&notification())).status, 200);
-    eventually("dead letter", || {
-        expiring.metric(r#"notify_proxy_buffer_messages{table="dead_letter"}"#) == 1.0
-    });
-    expiring.kill();
-    let config = expiring.config_path.to_str().unwrap().to_string();
+    // Dead letters: expire two. A replay that fails exits 1 and leaves them; one that works
+    // delivers and removes them.
+    let expire = |count: usize| {
+        let mut spec = buffering_spec(refusing, &store);
+        spec.route_extra.push_str("\n    buffer_ttl: 200ms");
+        let mut expiring = Proxy::start(spec);
+        for _ in 0..count {
+            assert_eq!(expiring.send(&twilio_request(&notification())).status, 200);
+        }
+        eventually("dead letters", || {
+            expiring.metric(r#"notify_proxy_buffer_messages{table="dead_letter"}"#) == count as f64
+        });
+        expiring.kill();
+        expiring // kept: its folder holds the config
+    };
+    let expired = expire(2);
+    let config = expired.config_path.to_str().unwrap().to_string();
     let (ok, out, _) = cli(&["buffer", "--config", &config, "list", "--dead"]);
     assert!(ok && out.contains("expired"), "{out}");
+    let dead_count = |config: &str| {
+        let (ok, out, err) = cli(&[
+            "buffer", "--config", config, "list", "--dead", "--format", "json",
+        ]);
+        assert!(ok, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let out = std::process::Command::new(BIN)
+        .args(["buffer", "--config", &config, "replay", "--dead"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "a failed replay exits 1");
+    assert_eq!(dead_count(&config), 2, "failed replays stay");
     let (ok, out, _) = cli(&[
         "buffer",
         "--config",
@@ -429,6 +453,18 @@ fn buffer_cli_lists_shows_replays_and_purges() {
         "1h",
     ]);
     assert!(ok && out.contains("purged 0"), "{out}");
+    let before = upstream.request_count();
+    let (ok, out, err) = cli(&["buffer", "--config", &live_config, "replay", "--dead"]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(upstream.request_count(), before + 2);
+    assert_eq!(
+        dead_count(&live_config),
+        0,
+        "delivered dead letters are removed"
+    );
+
+    let expired = expire(1);
+    let config = expired.config_path.to_str().unwrap().to_string();
     let (ok, out, _) = cli(&["buffer", "--config", &config, "purge", "--dead"]);
     assert!(ok && out.contains("purged 1"), "{out}");
 }

@@ -538,8 +538,73 @@ fn admin_endpoints() {
         "{metrics}"
     );
     assert_eq!(http_get(proxy.admin, "/nope").unwrap().status, 404);
-    // Secrets never appear on the admin surface.
-    assert!(!metrics.contains(TOKEN));
+    // After traffic carrying every kind of per-request value (a delivered notification, a
+    // rejected one), none of it appears on the admin surface: no secret, no signature, no
+    // token, no SID or message id as a label.
+    let body = notification();
+    let (target, signature) = sign(&body, TOKEN);
+    let token = fresh_token();
+    let raw = request_with(
+        &target,
+        &[
+            ("X-Twilio-Signature", &signature),
+            ("I-Twilio-Idempotency-Token", &token),
+        ],
+        &body,
+    );
+    assert_eq!(proxy.send(&raw).status, 200);
+    let tampered = String::from_utf8(raw)
+        .unwrap()
+        .replace("client:bob", "client:eve");
+    assert_eq!(proxy.send(tampered.as_bytes()).status, 403);
+    let message_id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["twi_message_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let surface = [
+        proxy.metrics(),
+        http_get(proxy.admin, "/readyz").unwrap().text(),
+        http_get(proxy.admin, "/healthz").unwrap().text(),
+    ]
+    .join("\n");
+    assert!(
+        surface.contains("forwarded_2xx\",route=\"notify\"} 1"),
+        "{surface}"
+    );
+    for leak in [
+        TOKEN,
+        signature.as_str(),
+        token.as_str(),
+        message_id.as_str(),
+        "CA0123456789abcdef0123456789abcdef",
+        "AC0123456789abcdef0123456789abcdef",
+        "client:bob",
+    ] {
+        assert!(!surface.contains(leak), "admin surface shows {leak}");
+    }
+}
+
+/// With every peer failing its health check (and no buffer to fall back on), `/readyz` says
+/// 503 and names the group.
+#[test]
+fn readiness_is_503_when_every_peer_fails_its_health_check() {
+    let (_guard, refusing) = refusing_address();
+    let mut spec = ProxySpec::new(refusing);
+    spec.upstream_extra = "    health_check: { interval: 100ms }".into();
+    let proxy = Proxy::start(spec);
+    let ready = || http_get(proxy.admin, "/readyz").unwrap();
+    eventually_within("readyz 503", Duration::from_secs(20), || {
+        ready().status == 503
+    });
+    let body = ready().json();
+    assert_eq!(body["ready"], false, "{body}");
+    assert_eq!(body["upstreams"]["handler"]["healthy_peers"], 0, "{body}");
+    assert_eq!(
+        proxy.metric(&format!(
+            "notify_proxy_upstream_peer_healthy{{peer=\"{refusing}\",upstream=\"handler\"}}"
+        )),
+        0.0
+    );
 }
 
 #[test]
@@ -595,6 +660,53 @@ fn pooled_connection_closed_by_the_handler_is_retried_on_a_fresh_one() {
         "each notification reached the handler once"
     );
     assert_eq!(proxy.outcomes("forwarded_2xx"), 3.0);
+    // The dead pooled connection was noticed before the request was written: not a failed
+    // attempt that a retry then hid.
+    assert_eq!(proxy.attempts("protocol_error"), 0.0);
+    assert_eq!(proxy.attempts("2xx"), 3.0);
+    assert_eq!(
+        proxy.metric(r#"notify_proxy_retries_total{route="notify"}"#),
+        0.0
+    );
+}
+
+/// Regression guard for the per-attempt timeout not cut to the time left: with
+/// `response_timeout` far above the deadline, a hanging handler's attempt must end at the
+/// deadline, and the answer says how long it waited.
+#[test]
+fn attempt_timeout_is_cut_to_the_time_left_before_the_deadline() {
+    let upstream = MockUpstream::start(Behaviour::Hang);
+    let mut spec = ProxySpec::new(upstream.addr);
+    spec.response_timeout = "6s";
+    spec.route_extra = "    retry: { max_attempts: 3, deadline: 1s }".into();
+    let proxy = Proxy::start(spec);
+    let r = proxy.send(&twilio_request(&notification()));
+    assert_eq!(
+        (r.status, r.reason().as_str()),
+        (504, "upstream_timeout"),
+        "{}",
+        r.text()
+    );
+    // "<peer> did not answer within <Duration:?> (after 1 attempt(s))"
+    let detail = r.json()["detail"].as_str().unwrap().to_string();
+    let waited = detail
+        .split("within ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no duration in {detail:?}"));
+    let seconds: f64 = if let Some(ms) = waited.strip_suffix("ms") {
+        ms.parse::<f64>().unwrap() / 1000.0
+    } else if let Some(us) = waited.strip_suffix("µs") {
+        us.parse::<f64>().unwrap() / 1e6
+    } else {
+        waited.strip_suffix('s').unwrap().parse().unwrap()
+    };
+    assert!(
+        seconds <= 1.0,
+        "the attempt waited {waited}, past the 1 s deadline: {detail}"
+    );
+    assert!(detail.contains("after 1 attempt"), "{detail}");
+    assert_eq!(proxy.attempts("timeout"), 1.0);
 }
 
 #[test]
@@ -674,4 +786,28 @@ fn silent_or_slow_clients_are_disconnected_after_the_header_timeout() {
         );
     }
     assert_eq!(upstream.request_count(), 0);
+}
+
+/// Regression guard for Content-Length moved to the end of the head: the README promises
+/// headers in order and case, so a request with `content-length` early in its head reaches the
+/// handler byte for byte, that header where the client put it.
+#[test]
+fn content_length_in_the_middle_of_the_head_keeps_its_place() {
+    let upstream = MockUpstream::start(Behaviour::status(200, "ok"));
+    let proxy = proxy_with(&upstream);
+    let body = notification();
+    let (target, signature) = sign(&body, TOKEN);
+    let raw = format!(
+        "POST {target} HTTP/1.1\r\nHost: voice.example.com\r\ncontent-length: {}\r\nContent-Type: application/json\r\nX-Twilio-Signature: {signature}\r\nI-Twilio-Idempotency-Token: {}\r\nUser-Agent: TwilioProxy/1.1\r\n\r\n{body}",
+        body.len(),
+        fresh_token()
+    );
+    let r = proxy.send(raw.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = upstream.requests();
+    assert_eq!(
+        String::from_utf8_lossy(&got[0]),
+        raw,
+        "forwarded byte for byte"
+    );
 }

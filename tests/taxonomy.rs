@@ -50,17 +50,18 @@ fn signed_for(url: &str, body: &str, extra: &[(&str, &str)]) -> Vec<u8> {
     request_with(target, &headers, body)
 }
 
-/// Sends `raw` (or runs `send`) and checks it was counted once, as `outcome` (and `reason`).
-fn expect_counted(
+/// Runs `send` and checks it was counted once, as `outcome` (and `reason`); returns what
+/// `send` returned (the answer, for the caller to check).
+fn expect_counted<R>(
     proxy: &Proxy,
     what: &str,
     outcome: &str,
     reason: Option<&str>,
-    send: impl FnOnce(),
-) {
+    send: impl FnOnce() -> R,
+) -> R {
     let requests_before = samples(proxy, "notify_proxy_requests_total");
     let rejections_before = samples(proxy, "notify_proxy_rejections_total");
-    send();
+    let sent = send();
     let (changed, total) = delta(
         &requests_before,
         &samples(proxy, "notify_proxy_requests_total"),
@@ -87,6 +88,127 @@ fn expect_counted(
         }
         None => assert_eq!(total, 0.0, "{what}: no rejection counted, got {changed:?}"),
     }
+    sent
+}
+
+/// Runs `send` and checks it made exactly one upstream attempt, labelled `result`.
+fn expect_attempt<R>(proxy: &Proxy, what: &str, result: &str, send: impl FnOnce() -> R) -> R {
+    let before = samples(proxy, "notify_proxy_upstream_attempts_total");
+    let sent = send();
+    let (changed, total) = delta(
+        &before,
+        &samples(proxy, "notify_proxy_upstream_attempts_total"),
+    );
+    assert_eq!(
+        (changed, total),
+        (
+            vec![format!("result=\"{result}\",upstream=\"handler\"")],
+            1.0
+        ),
+        "{what}: one attempt, result {result}"
+    );
+    sent
+}
+
+// The label values the README documents, spelled out here (not taken from the code), so that
+// renaming one in the code fails this test.
+const OUTCOMES: [&str; 12] = [
+    "forwarded_2xx",
+    "forwarded_other",
+    "no_binding",
+    "upstream_4xx",
+    "upstream_5xx",
+    "upstream_unreachable",
+    "upstream_timeout",
+    "upstream_protocol",
+    "rejected",
+    "buffered",
+    "duplicate",
+    "buffer_failed",
+];
+/// Every rejection reason and the status the README gives it.
+const REASONS: [(&str, u16); 17] = [
+    ("unknown_route", 404),
+    ("method", 405),
+    ("content_type", 415),
+    ("length_required", 411),
+    ("too_large", 413),
+    ("body_timeout", 408),
+    ("body_incomplete", 400),
+    ("signature_missing", 403),
+    ("signature_duplicate", 403),
+    ("signature_mismatch", 403),
+    ("body_hash_missing", 403),
+    ("body_hash_mismatch", 403),
+    ("unknown_key", 403),
+    ("unknown_account", 403),
+    ("not_json", 400),
+    ("schema", 400),
+    ("malformed", 400),
+];
+const ATTEMPT_RESULTS: [&str; 8] = [
+    "2xx",
+    "404_no_binding",
+    "4xx",
+    "5xx",
+    "other_status",
+    "connect_error",
+    "timeout",
+    "protocol_error",
+];
+const REDELIVERY_RESULTS: [&str; 4] = ["delivered", "no_binding", "final_other", "failed"];
+const DEAD_LETTER_REASONS: [&str; 2] = ["expired", "orphaned"];
+
+fn status_of(reason: &str) -> u16 {
+    REASONS
+        .iter()
+        .find(|(r, _)| *r == reason)
+        .map(|(_, s)| *s)
+        .unwrap_or_else(|| panic!("reason {reason} is not documented"))
+}
+
+/// Before any traffic, every series the README promises is exported, at 0.
+fn expect_all_series_at_zero(proxy: &Proxy, routes: &[&str]) {
+    let text = proxy.metrics();
+    let zero = |sample: String| {
+        let value = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&sample).and_then(|v| v.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("{sample} is not exported before traffic:\n{text}"));
+        assert_eq!(value, "0", "{sample}");
+    };
+    for route in routes {
+        for outcome in OUTCOMES {
+            zero(format!(
+                "notify_proxy_requests_total{{outcome=\"{outcome}\",route=\"{route}\"}}"
+            ));
+        }
+        for (reason, _) in REASONS.iter().filter(|(r, _)| !r.is_empty()) {
+            zero(format!(
+                "notify_proxy_rejections_total{{reason=\"{reason}\",route=\"{route}\"}}"
+            ));
+        }
+        for result in REDELIVERY_RESULTS {
+            zero(format!(
+                "notify_proxy_redeliveries_total{{result=\"{result}\",route=\"{route}\"}}"
+            ));
+        }
+        for reason in DEAD_LETTER_REASONS {
+            zero(format!(
+                "notify_proxy_dead_lettered_total{{reason=\"{reason}\",route=\"{route}\"}}"
+            ));
+        }
+        zero(format!("notify_proxy_retries_total{{route=\"{route}\"}}"));
+    }
+    for result in ATTEMPT_RESULTS {
+        zero(format!(
+            "notify_proxy_upstream_attempts_total{{result=\"{result}\",upstream=\"handler\"}}"
+        ));
+    }
+    for table in ["pending", "dead_letter"] {
+        zero(format!("notify_proxy_buffer_messages{{table=\"{table}\"}}"));
+    }
+    zero("notify_proxy_buffer_oldest_age_seconds".into());
 }
 
 #[test]
@@ -104,45 +226,85 @@ fn every_outcome_and_reason_is_reachable_and_counted_once() {
     );
     spec.upstream_extra = "    circuit_breaker: { failure_threshold: 1000 }".into();
     let proxy = Proxy::start(spec);
+    expect_all_series_at_zero(&proxy, &["notify", "buffered"]);
     let body = notification();
-    let send = |raw: Vec<u8>| {
-        let _ = send_raw(proxy.addr, &raw);
+    let send = |raw: Vec<u8>| send_raw(proxy.addr, &raw);
+    // An answer the proxy made: its status and JSON `error`.
+    let made = |r: Option<Response>, status: u16, error: &str, what: &str| {
+        let r = r.unwrap_or_else(|| panic!("{what}: no answer"));
+        assert_eq!(
+            (r.status, r.reason().as_str()),
+            (status, error),
+            "{what}: {}",
+            r.text()
+        );
     };
 
-    // Outcomes from the handler's answers.
-    for (status, outcome) in [
-        (200, "forwarded_2xx"),
-        (302, "forwarded_other"),
-        (404, "no_binding"),
-        (401, "upstream_4xx"),
-        (500, "upstream_5xx"),
+    // Outcomes from the handler's answers: passed through unchanged, status and body.
+    for (status, outcome, result) in [
+        (200, "forwarded_2xx", "2xx"),
+        (302, "forwarded_other", "other_status"),
+        (404, "no_binding", "404_no_binding"),
+        (401, "upstream_4xx", "4xx"),
     ] {
-        upstream.set_behaviour(Behaviour::status(status, "x"));
-        expect_counted(&proxy, outcome, outcome, None, || {
-            send(twilio_request(&notification()))
-        });
+        upstream.set_behaviour(Behaviour::status(status, "handler says x"));
+        let r = expect_attempt(&proxy, outcome, result, || {
+            expect_counted(&proxy, outcome, outcome, None, || {
+                send(twilio_request(&notification()))
+            })
+        })
+        .unwrap();
+        assert_eq!(
+            (r.status, r.text().as_str(), r.header("X-Handler")),
+            (status, "handler says x", Some("mock")),
+            "{outcome}"
+        );
     }
+    upstream.set_behaviour(Behaviour::status(500, "x"));
+    let r = expect_attempt(&proxy, "500", "5xx", || {
+        expect_counted(&proxy, "500", "upstream_5xx", None, || {
+            send(twilio_request(&notification()))
+        })
+    });
+    made(r, 502, "upstream_5xx", "500");
     upstream.set_behaviour(Behaviour::Hang);
-    expect_counted(&proxy, "hang", "upstream_timeout", None, || {
-        send(twilio_request(&notification()))
+    let r = expect_attempt(&proxy, "hang", "timeout", || {
+        expect_counted(&proxy, "hang", "upstream_timeout", None, || {
+            send(twilio_request(&notification()))
+        })
     });
+    made(r, 504, "upstream_timeout", "hang");
     upstream.set_behaviour(Behaviour::Raw("NOT HTTP AT ALL\r\n\r\n".into()));
-    expect_counted(&proxy, "garbage", "upstream_protocol", None, || {
-        send(twilio_request(&notification()))
+    let r = expect_attempt(&proxy, "garbage", "protocol_error", || {
+        expect_counted(&proxy, "garbage", "upstream_protocol", None, || {
+            send(twilio_request(&notification()))
+        })
     });
+    made(r, 502, "upstream_protocol", "garbage");
 
     // Buffering, duplicates, a full buffer.
     upstream.set_behaviour(Behaviour::status(503, "down"));
     let token = [("I-Twilio-Idempotency-Token", "taxonomy-dup")];
-    expect_counted(&proxy, "buffered", "buffered", None, || {
+    let r = expect_counted(&proxy, "buffered", "buffered", None, || {
         send(signed_for(BUFFERED_URL, &body, &token))
-    });
-    expect_counted(&proxy, "duplicate", "duplicate", None, || {
+    })
+    .unwrap();
+    assert_eq!(
+        (r.status, &r.json()["buffered"]),
+        (200, &serde_json::json!(true))
+    );
+    let r = expect_counted(&proxy, "duplicate", "duplicate", None, || {
         send(signed_for(BUFFERED_URL, &body, &token))
-    });
-    expect_counted(&proxy, "buffer full", "buffer_failed", None, || {
+    })
+    .unwrap();
+    assert_eq!(
+        (r.status, &r.json()["duplicate"]),
+        (200, &serde_json::json!(true))
+    );
+    let r = expect_counted(&proxy, "buffer full", "buffer_failed", None, || {
         send(signed_for(BUFFERED_URL, &notification(), &[]))
     });
+    made(r, 503, "buffer_failed", "buffer full");
 
     // Every rejection reason.
     let (target, sig) = sign(&body, TOKEN);
@@ -175,11 +337,12 @@ fn every_outcome_and_reason_is_reachable_and_counted_once() {
         ("schema", twilio_request(&missing.to_string())),
     ];
     for (reason, raw) in cases {
-        expect_counted(&proxy, reason, "rejected", Some(reason), || send(raw));
+        let r = expect_counted(&proxy, reason, "rejected", Some(reason), || send(raw));
+        made(r, status_of(reason), reason, reason);
     }
     // The two that need a misbehaving client: a body that stalls, and one cut short.
     let stalled = format!("POST {target} HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{{");
-    expect_counted(
+    let r = expect_counted(
         &proxy,
         "body_timeout",
         "rejected",
@@ -188,27 +351,30 @@ fn every_outcome_and_reason_is_reachable_and_counted_once() {
             let mut s = TcpStream::connect(proxy.addr).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
             s.write_all(stalled.as_bytes()).unwrap();
-            let _ = read_response(&mut std::io::BufReader::new(s));
+            read_response(&mut std::io::BufReader::new(s))
         },
     );
-    expect_counted(
+    made(r, 408, "body_timeout", "body_timeout");
+    let r = expect_counted(
         &proxy,
         "body_incomplete",
         "rejected",
         Some("body_incomplete"),
-        || {
-            let _ = send_and_half_close(proxy.addr, stalled.as_bytes());
-        },
+        || send_and_half_close(proxy.addr, stalled.as_bytes()),
     );
+    made(r, 400, "body_incomplete", "body_incomplete");
 
     // upstream_unreachable needs a handler that refuses connections: a second proxy.
     let (_guard, refusing) = refusing_address();
     let mut spec = ProxySpec::new(refusing);
     spec.route_extra = "    retry: { max_attempts: 1 }".into();
     let down = Proxy::start(spec);
-    expect_counted(&down, "refused", "upstream_unreachable", None, || {
-        let _ = send_raw(down.addr, &twilio_request(&body));
+    let r = expect_attempt(&down, "refused", "connect_error", || {
+        expect_counted(&down, "refused", "upstream_unreachable", None, || {
+            send_raw(down.addr, &twilio_request(&body))
+        })
     });
+    made(r, 502, "upstream_unreachable", "refused");
 
     // Nothing above was left out: every outcome and reason label now has a non-zero series.
     let mut seen_outcomes: Vec<String> = samples(&proxy, "notify_proxy_requests_total")
@@ -223,20 +389,25 @@ fn every_outcome_and_reason_is_reachable_and_counted_once() {
         .collect();
     seen_outcomes.sort();
     seen_outcomes.dedup();
-    let mut all: Vec<String> = twilio_notify_proxy::outcome::Outcome::ALL
-        .iter()
-        .map(|o| o.as_str().to_string())
-        .collect();
+    let mut all: Vec<String> = OUTCOMES.iter().map(|o| o.to_string()).collect();
     all.sort();
     assert_eq!(seen_outcomes, all);
+    // The code has no outcome or reason the README does not list.
+    assert_eq!(
+        twilio_notify_proxy::outcome::Outcome::ALL.len(),
+        OUTCOMES.len()
+    );
+    assert_eq!(
+        twilio_notify_proxy::outcome::Reason::ALL.len(),
+        REASONS.len()
+    );
     let reasons = samples(&proxy, "notify_proxy_rejections_total");
-    for r in twilio_notify_proxy::outcome::Reason::ALL {
+    for (r, _) in REASONS {
         assert!(
             reasons
                 .iter()
-                .any(|(k, v)| k.contains(&format!("reason=\"{}\"", r.as_str())) && *v > 0.0),
-            "reason {} never counted",
-            r.as_str()
+                .any(|(k, v)| k.contains(&format!("reason=\"{r}\"")) && *v > 0.0),
+            "reason {r} never counted"
         );
     }
 }

@@ -57,26 +57,18 @@ fn tls_listener_verifies_and_forwards() {
     drop(proxy);
     let config = dir.path().join("tls.yaml");
     std::fs::write(&config, with_tls).unwrap();
-    let mut child = std::process::Command::new(BIN)
-        .args(["run", "--config", config.to_str().unwrap()])
-        .env("TNP_TOKEN", TOKEN)
-        .env("RUST_LOG", "error")
-        .spawn()
-        .unwrap();
+    let mut child = ChildGuard::spawn(
+        std::process::Command::new(BIN)
+            .args(["run", "--config", config.to_str().unwrap()])
+            .env("TNP_TOKEN", TOKEN)
+            .env("RUST_LOG", "error"),
+    );
+    child.wait_listening(([127, 0, 0, 1], tls_port).into());
 
     let mut builder = SslConnector::builder(SslMethod::tls_client()).unwrap();
     builder.set_verify(SslVerifyMode::NONE); // self-signed
     let connector = builder.build();
-    let start = std::time::Instant::now();
-    let tcp = loop {
-        match TcpStream::connect(("127.0.0.1", tls_port)) {
-            Ok(s) => break s,
-            Err(_) if start.elapsed().as_secs() < 10 => {
-                std::thread::sleep(std::time::Duration::from_millis(20))
-            }
-            Err(e) => panic!("TLS listener never came up: {e}"),
-        }
-    };
+    let tcp = TcpStream::connect(("127.0.0.1", tls_port)).unwrap();
     let mut tls = connector.connect("127.0.0.1", tcp).unwrap();
     tls.write_all(&twilio_request(&notification())).unwrap();
     let resp = {
@@ -84,8 +76,7 @@ fn tls_listener_verifies_and_forwards() {
         let mut reader = BufReader::new(tls);
         read_tls_response(&mut reader)
     };
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     assert!(resp.ends_with("ok over tls"), "{resp}");
     assert_eq!(upstream.request_count(), 1);

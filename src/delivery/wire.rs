@@ -30,9 +30,10 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
 }
 
 /// The bytes sent upstream: the request line and header lines exactly as received (order,
-/// case, spacing), minus hop-by-hop headers, plus a `Content-Length` for the body as read, then
-/// the body. HTTP/1.0 request lines are sent as HTTP/1.1 so the upstream connection stays
-/// reusable.
+/// case, spacing), minus hop-by-hop headers, then the body. `Content-Length` stays where the
+/// client put it, with the client's spelling of the name, its value set to the body as read
+/// (a chunked request gets one at the end). HTTP/1.0 request lines are sent as HTTP/1.1 so the
+/// upstream connection stays reusable.
 pub fn upstream_request(raw_head: &[u8], body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw_head.len() + body.len() + 32);
     let mut lines = raw_head.split(|&b| b == b'\n');
@@ -55,10 +56,25 @@ pub fn upstream_request(raw_head: &[u8], body: &[u8]) -> Vec<u8> {
         .flat_map(|(_, value)| value.split(|&b| b == b',').map(<[u8]>::trim_ascii))
         .filter(|t| !t.eq_ignore_ascii_case(b"keep-alive") && !t.eq_ignore_ascii_case(b"close"))
         .collect();
+    let length = body.len().to_string();
+    let mut framed = false;
     for line in lines {
         let Some((name, _)) = header_name_value(line) else {
             continue;
         };
+        // Re-framed in place rather than moved to the end: a handler that checks the signature
+        // or logs the head sees the headers in the order the client sent them. A repeated
+        // Content-Length (same value, or the head would not have parsed) is sent once.
+        if name.eq_ignore_ascii_case(b"content-length") {
+            if !framed {
+                out.extend_from_slice(name);
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(length.as_bytes());
+                out.extend_from_slice(b"\r\n");
+                framed = true;
+            }
+            continue;
+        }
         let named_in_connection = !connection_tokens.is_empty()
             && connection_tokens
                 .iter()
@@ -69,9 +85,12 @@ pub fn upstream_request(raw_head: &[u8], body: &[u8]) -> Vec<u8> {
         out.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b"Content-Length: ");
-    out.extend_from_slice(body.len().to_string().as_bytes());
-    out.extend_from_slice(b"\r\n\r\n");
+    if !framed {
+        out.extend_from_slice(b"Content-Length: ");
+        out.extend_from_slice(length.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
     out
 }

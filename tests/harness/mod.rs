@@ -39,7 +39,9 @@ pub fn notification() -> String {
 
 /// A port nobody listens on now, and that no other test in this process has been given: two
 /// tests probing at once could otherwise both be handed the same port, and one proxy would
-/// answer for the other.
+/// answer for the other. Every port the harness binds (mock handlers, refusing addresses, the
+/// proxy's listeners) comes from here, so a `:0` bind elsewhere in the harness cannot be given
+/// a port already promised to a proxy that has not bound it yet.
 pub fn free_port() -> u16 {
     static HANDED_OUT: Mutex<Option<std::collections::HashSet<u16>>> = Mutex::new(None);
     loop {
@@ -52,6 +54,60 @@ pub fn free_port() -> u16 {
         if handed.get_or_insert_with(Default::default).insert(port) {
             return port;
         }
+    }
+}
+
+/// A listener on a port from [`free_port`] (retried: something outside this process may take
+/// the port between probing and binding).
+fn bind_free() -> TcpListener {
+    for _ in 0..20 {
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", free_port())) {
+            return l;
+        }
+    }
+    panic!("no free port to bind");
+}
+
+/// Polls `f` every 20 ms until it holds; fails the test, naming `what`, after `within`.
+pub fn eventually_within(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A spawned process that is killed (and reaped) when the guard drops, also when the test
+/// panics first: a proxy outliving its test keeps its ports and its store lock.
+pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    pub fn spawn(cmd: &mut Command) -> ChildGuard {
+        ChildGuard(cmd.spawn().expect("spawn"))
+    }
+
+    /// Waits until something accepts connections on `addr` (the public listener, not the admin
+    /// one: the admin listener can be up before the public one is bound). Panics if the process
+    /// exits first or nothing listens within 10 s.
+    pub fn wait_listening(&mut self, addr: SocketAddr) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                panic!("process exited ({status}) before listening on {addr}");
+            }
+            if TcpStream::connect(addr).is_ok() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "nothing listens on {addr}");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -77,6 +133,8 @@ pub enum Behaviour {
     /// Answer like `status`, then close the connection without saying so (no
     /// `Connection: close`), as a handler with a short keep-alive timeout does.
     AnswerThenClose(u16),
+    /// Answer `status` after holding the request for `delay` (to see how many are in flight).
+    Slow { status: u16, delay: Duration },
 }
 
 impl Behaviour {
@@ -94,31 +152,60 @@ pub struct MockUpstream {
     pub addr: SocketAddr,
     requests: Arc<Mutex<Vec<Vec<u8>>>>,
     behaviour: Arc<Mutex<Behaviour>>,
+    in_flight: Arc<InFlight>,
+}
+
+/// Requests read but not yet answered: now, and the most at any one time.
+#[derive(Default)]
+pub struct InFlight {
+    counts: Mutex<(usize, usize)>,
+}
+
+impl InFlight {
+    fn enter(&self) {
+        let mut c = self.counts.lock().unwrap();
+        c.0 += 1;
+        c.1 = c.1.max(c.0);
+    }
+
+    fn leave(&self) {
+        self.counts.lock().unwrap().0 -= 1;
+    }
 }
 
 impl MockUpstream {
     pub fn start(behaviour: Behaviour) -> Self {
-        Self::start_on("127.0.0.1:0".parse().unwrap(), behaviour)
+        Self::serve(bind_free(), behaviour)
     }
 
     pub fn start_on(addr: SocketAddr, behaviour: Behaviour) -> Self {
-        let listener = TcpListener::bind(addr).unwrap();
+        Self::serve(TcpListener::bind(addr).unwrap(), behaviour)
+    }
+
+    fn serve(listener: TcpListener, behaviour: Behaviour) -> Self {
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let behaviour = Arc::new(Mutex::new(behaviour));
-        let (r, b) = (requests.clone(), behaviour.clone());
+        let in_flight = Arc::new(InFlight::default());
+        let (r, b, f) = (requests.clone(), behaviour.clone(), in_flight.clone());
         thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                let (r, b) = (r.clone(), b.clone());
-                thread::spawn(move || serve_connection(conn, r, b));
+                let (r, b, f) = (r.clone(), b.clone(), f.clone());
+                thread::spawn(move || serve_connection(conn, r, b, f));
             }
         });
         MockUpstream {
             addr,
             requests,
             behaviour,
+            in_flight,
         }
+    }
+
+    /// The most requests this handler held unanswered at one time.
+    pub fn max_in_flight(&self) -> usize {
+        self.in_flight.counts.lock().unwrap().1
     }
 
     pub fn set_behaviour(&self, behaviour: Behaviour) {
@@ -138,6 +225,7 @@ fn serve_connection(
     conn: TcpStream,
     requests: Arc<Mutex<Vec<Vec<u8>>>>,
     behaviour: Arc<Mutex<Behaviour>>,
+    in_flight: Arc<InFlight>,
 ) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut conn = conn;
@@ -155,8 +243,14 @@ fn serve_connection(
             let status = list[n.min(list.len() - 1)];
             behaviour = Behaviour::status(status, &format!("status {status}"));
         }
+        if let Behaviour::Slow { status, delay } = behaviour {
+            in_flight.enter();
+            thread::sleep(delay);
+            in_flight.leave();
+            behaviour = Behaviour::status(status, &format!("status {status}"));
+        }
         match behaviour {
-            Behaviour::Statuses(_) => unreachable!("resolved above"),
+            Behaviour::Statuses(_) | Behaviour::Slow { .. } => unreachable!("resolved above"),
             Behaviour::Hang => {
                 thread::sleep(Duration::from_secs(30));
                 return;
@@ -404,6 +498,13 @@ routes:
         ))
     }
 
+    /// Upstream attempts of group `handler` that ended with `result`.
+    pub fn attempts(&self, result: &str) -> f64 {
+        self.metric(&format!(
+            "notify_proxy_upstream_attempts_total{{result=\"{result}\",upstream=\"handler\"}}"
+        ))
+    }
+
     pub fn outcomes(&self, outcome: &str) -> f64 {
         self.metric(&format!(
             "notify_proxy_requests_total{{outcome=\"{outcome}\",route=\"notify\"}}"
@@ -454,12 +555,13 @@ impl Response {
             .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
     }
 
-    /// The `error` field of a proxy-made error answer.
+    /// The `error` field of a proxy-made error answer; for any other answer, its body (so an
+    /// assertion that expected a rejection shows what came instead).
     pub fn reason(&self) -> String {
-        self.json()["error"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        serde_json::from_slice::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("(not an error answer) {}", self.text()))
     }
 }
 
@@ -577,8 +679,12 @@ pub fn repo_path(rel: &str) -> PathBuf {
 /// An address that refuses connections and stays refused for as long as the guard lives: the
 /// port is bound (so no other test can take it) but never listened on.
 pub fn refusing_address() -> (tokio::net::TcpSocket, SocketAddr) {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = socket.local_addr().unwrap();
-    (socket, addr)
+    for _ in 0..20 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        if socket.bind(addr).is_ok() {
+            return (socket, addr);
+        }
+    }
+    panic!("no free port to hold")
 }

@@ -23,7 +23,17 @@ fn forwards_head_verbatim_minus_hop_by_hop() {
     let text = String::from_utf8(out).unwrap();
     assert_eq!(
         text,
-        "POST /n?bodySHA256=ab HTTP/1.1\r\nHost: voice.example.com\r\nX-Twilio-Signature: abc=\r\nX-Keep:  spaced value \r\nContent-Length: 2\r\n\r\n{}"
+        "POST /n?bodySHA256=ab HTTP/1.1\r\nHost: voice.example.com\r\nX-Twilio-Signature: abc=\r\nContent-Length: 2\r\nX-Keep:  spaced value \r\n\r\n{}"
+    );
+}
+
+#[test]
+fn content_length_keeps_its_place_and_spelling() {
+    let head = b"POST /n HTTP/1.1\r\nhost: h\r\ncontent-length:3\r\nX-Twilio-Signature: s\r\ncontent-length: 3\r\n\r\n";
+    let text = String::from_utf8(upstream_request(head, b"abc")).unwrap();
+    assert_eq!(
+        text,
+        "POST /n HTTP/1.1\r\nhost: h\r\ncontent-length: 3\r\nX-Twilio-Signature: s\r\n\r\nabc"
     );
 }
 
@@ -39,8 +49,8 @@ fn chunked_and_http10_requests_are_reframed() {
 
 #[test]
 fn content_length_answer() {
-    let a =
-        read(b"HTTP/1.1 404 Not Found\r\nX-Handler: v1\r\nContent-Length: 5\r\n\r\nnope!").unwrap();
+    let a = read(b"HTTP/1.1 404 Not Found\r\nX-Handler: v1\r\nContent-Length: 5\r\n\r\nnope!")
+        .unwrap();
     assert_eq!(a.status, 404);
     assert_eq!(&a.body[..], b"nope!");
     assert!(a.reusable);
@@ -70,7 +80,8 @@ fn close_delimited_and_connection_close_are_not_reused() {
     let a = read(b"HTTP/1.1 200 OK\r\n\r\nuntil close").unwrap();
     assert_eq!(&a.body[..], b"until close");
     assert!(!a.reusable);
-    let a = read(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok").unwrap();
+    let a =
+        read(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok").unwrap();
     assert!(!a.reusable);
     let a = read(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok").unwrap();
     assert!(!a.reusable);

@@ -1,0 +1,225 @@
+//! The redelivery worker, end to end: it removes a message after the handler's final answer
+//! (counted by result), waits while the circuit is open, keeps to its concurrency limit,
+//! dead-letters a message whose upstream group left the config, and exports the age of the
+//! oldest pending message.
+
+mod harness;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use harness::*;
+use twilio_notify_proxy::signature::{sign_json, Algorithm, SigningKey};
+
+fn eventually(what: &str, f: impl FnMut() -> bool) {
+    eventually_within(what, Duration::from_secs(20), f)
+}
+
+/// A proxy whose route buffers after one failed attempt; the worker looks every 50 ms.
+fn buffering_spec(upstream: SocketAddr, store: &Path, buffer_extra: &str) -> ProxySpec {
+    let mut spec = ProxySpec::new(upstream);
+    spec.top_extra = format!(
+        "buffer:\n  path: {}\n  redelivery_interval: 50ms\n  redelivery_backoff: {{ initial: 50ms, max: 100ms }}\n{buffer_extra}",
+        store.display()
+    );
+    spec.route_extra = "    on_exhausted: buffer\n    retry: { max_attempts: 1 }".into();
+    spec.upstream_extra = "    circuit_breaker: { failure_threshold: 1000 }".into();
+    spec
+}
+
+fn redeliveries(proxy: &Proxy, result: &str) -> f64 {
+    proxy.metric(&format!(
+        "notify_proxy_redeliveries_total{{result=\"{result}\",route=\"notify\"}}"
+    ))
+}
+
+fn pending(proxy: &Proxy) -> f64 {
+    proxy.metric(r#"notify_proxy_buffer_messages{table="pending"}"#)
+}
+
+fn buffer_one(proxy: &Proxy, raw: &[u8]) {
+    let r = proxy.send(raw);
+    assert_eq!(
+        (r.status, &r.json()["buffered"]),
+        (200, &serde_json::json!(true)),
+        "{}",
+        r.text()
+    );
+}
+
+/// A 404 (no binding) or another 4xx is the handler's final word: the message is removed, not
+/// retried until its TTL, and counted as `no_binding` / `final_other`.
+#[test]
+fn final_answers_remove_the_message_and_are_counted_by_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = MockUpstream::start(Behaviour::status(503, "down"));
+    let proxy = Proxy::start(buffering_spec(
+        upstream.addr,
+        &dir.path().join("b.redb"),
+        "",
+    ));
+    for (status, result) in [(404, "no_binding"), (401, "final_other")] {
+        upstream.set_behaviour(Behaviour::status(503, "down"));
+        let raw = twilio_request(&notification());
+        buffer_one(&proxy, &raw);
+        upstream.set_behaviour(Behaviour::status(status, "final"));
+        eventually(result, || redeliveries(&proxy, result) == 1.0);
+        eventually("removed", || pending(&proxy) == 0.0);
+        assert_eq!(upstream.requests().last().unwrap(), &raw);
+        let seen = upstream.request_count();
+        // Removed means never sent again.
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            upstream.request_count(),
+            seen,
+            "{result}: redelivered after a final answer"
+        );
+    }
+    assert_eq!(redeliveries(&proxy, "delivered"), 0.0);
+    assert_eq!(
+        proxy.metric(r#"notify_proxy_buffer_messages{table="dead_letter"}"#),
+        0.0
+    );
+}
+
+/// Regression guard for the worker ignoring the circuit: while `handler`'s circuit is open,
+/// its buffered message is not sent, though the worker is busy (it redelivers the other
+/// group's message in the same passes). The age of the waiting message is exported.
+#[test]
+fn worker_waits_while_the_circuit_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let handler = MockUpstream::start(Behaviour::status(503, "down"));
+    let other = MockUpstream::start(Behaviour::status(503, "down"));
+    let mut spec = buffering_spec(handler.addr, &dir.path().join("b.redb"), "");
+    spec.upstream_extra = format!(
+        "    circuit_breaker: {{ failure_threshold: 1, open_for: 1h }}\n  other:\n    peers: [{}]\n    circuit_breaker: {{ failure_threshold: 1000 }}",
+        other.addr
+    );
+    spec.route_extra.push_str(
+        "\n  - name: second\n    public_url: https://voice.example.com/second\n    upstream: other\n    body: json\n    on_exhausted: buffer\n    retry: { max_attempts: 1 }",
+    );
+    let proxy = Proxy::start(spec);
+    buffer_one(&proxy, &twilio_request(&notification()));
+    assert_eq!(
+        proxy.metric(r#"notify_proxy_circuit_state{upstream="handler"}"#),
+        1.0
+    );
+    let key = SigningKey::new(Algorithm::HmacSha1, TOKEN.as_bytes());
+    let body = notification();
+    let (url, sig) = sign_json(&key, "https://voice.example.com/second", body.as_bytes()).unwrap();
+    let target = url.strip_prefix("https://voice.example.com").unwrap();
+    buffer_one(
+        &proxy,
+        &request_with(target, &[("X-Twilio-Signature", &sig)], &body),
+    );
+
+    handler.set_behaviour(Behaviour::status(200, "ok"));
+    other.set_behaviour(Behaviour::status(200, "ok"));
+    eventually("the other group's message redelivered", || {
+        proxy.metric(r#"notify_proxy_redeliveries_total{result="delivered",route="second"}"#) == 1.0
+    });
+    // Passes keep running every 50 ms; give them time to (wrongly) send the waiting message.
+    let until = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < until {
+        assert_eq!(handler.request_count(), 1, "sent while the circuit is open");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(pending(&proxy), 1.0);
+    assert_eq!(redeliveries(&proxy, "failed"), 0.0, "skipped, not failed");
+    assert_eq!(proxy.attempts("2xx"), 0.0);
+    // The message waiting behind the open circuit is at least as old as the wait above.
+    eventually("oldest age exported", || {
+        let age = proxy.metric("notify_proxy_buffer_oldest_age_seconds");
+        (0.5..60.0).contains(&age)
+    });
+}
+
+/// `redelivery_concurrency: 2`: never more than two redeliveries at the handler at once, and
+/// the two slots are used.
+#[test]
+fn worker_keeps_to_its_concurrency_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = MockUpstream::start(Behaviour::status(503, "down"));
+    let proxy = Proxy::start(buffering_spec(
+        upstream.addr,
+        &dir.path().join("b.redb"),
+        "  redelivery_concurrency: 2",
+    ));
+    for _ in 0..5 {
+        buffer_one(&proxy, &twilio_request(&notification()));
+    }
+    upstream.set_behaviour(Behaviour::Slow {
+        status: 200,
+        delay: Duration::from_millis(200),
+    });
+    eventually("all five redelivered", || {
+        redeliveries(&proxy, "delivered") == 5.0
+    });
+    assert_eq!(upstream.max_in_flight(), 2);
+    assert_eq!(pending(&proxy), 0.0);
+    assert_eq!(proxy.metric("notify_proxy_buffer_oldest_age_seconds"), 0.0);
+}
+
+/// A buffered message whose upstream group is gone from the config (renamed here) cannot be
+/// delivered anywhere: it moves to the dead letters as `orphaned`, counted once.
+#[test]
+fn message_of_a_removed_upstream_group_is_dead_lettered_as_orphaned() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("b.redb");
+    let (_guard, refusing) = refusing_address();
+    let mut first = Proxy::start(buffering_spec(refusing, &store, ""));
+    buffer_one(&first, &twilio_request(&notification()));
+    first.kill();
+    let config = std::fs::read_to_string(&first.config_path).unwrap();
+    drop(first);
+
+    let (port, admin) = (free_port(), free_port());
+    let renamed = config
+        .replace("  handler:\n", "  renamed:\n")
+        .replace("upstream: handler", "upstream: renamed");
+    let renamed = renamed
+        .lines()
+        .map(|l| {
+            if l.starts_with("  - address: 127.0.0.1:") {
+                format!("  - address: 127.0.0.1:{port}")
+            } else if l.starts_with("  address: 127.0.0.1:") {
+                format!("  address: 127.0.0.1:{admin}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let path = dir.path().join("renamed.yaml");
+    std::fs::write(&path, renamed).unwrap();
+    let mut child = ChildGuard::spawn(
+        std::process::Command::new(BIN)
+            .args(["run", "--config", path.to_str().unwrap()])
+            .env("TNP_TOKEN", TOKEN)
+            .env("RUST_LOG", "error"),
+    );
+    child.wait_listening(([127, 0, 0, 1], port).into());
+    let admin: SocketAddr = ([127, 0, 0, 1], admin).into();
+    let metric = |sample: &str| -> f64 {
+        let text = http_get(admin, "/metrics").unwrap().text();
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("{sample} not exported"))
+    };
+    eventually("orphaned dead letter", || {
+        metric(r#"notify_proxy_dead_lettered_total{reason="orphaned",route="notify"}"#) == 1.0
+    });
+    assert_eq!(
+        metric(r#"notify_proxy_dead_lettered_total{reason="expired",route="notify"}"#),
+        0.0
+    );
+    assert_eq!(
+        metric(r#"notify_proxy_buffer_messages{table="dead_letter"}"#),
+        1.0
+    );
+    assert_eq!(
+        metric(r#"notify_proxy_buffer_messages{table="pending"}"#),
+        0.0
+    );
+}

@@ -1,11 +1,15 @@
 //! The YAML file as written: a serde mirror with `deny_unknown_fields` everywhere.
 //!
-//! Owns only the shape of the file and its defaults. No validation beyond types happens here;
-//! [`super::Config::try_from_raw`] turns this into the typed, checked [`super::Config`].
+//! Owns only the shape of the file and its defaults. Closed choices (`body`, `schema_mode`,
+//! `on_exhausted`, `dedupe.key`, `logging.format`) are serde enums, so an unknown value is
+//! rejected by the parser with its key and the accepted values. No other validation happens
+//! here: [`super::validate`] turns this into the typed, checked [`super::Config`].
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+
+use super::model::{BodyKind, DedupeKey, LogFormat, SchemaMode};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,7 +39,7 @@ pub struct RawLogging {
     #[serde(default = "default_log_level")]
     pub level: String,
     #[serde(default = "default_log_format")]
-    pub format: String,
+    pub format: LogFormat,
     #[serde(default = "default_access_log")]
     pub access_log: bool,
 }
@@ -53,8 +57,8 @@ impl Default for RawLogging {
 fn default_log_level() -> String {
     "info".into()
 }
-fn default_log_format() -> String {
-    "text".into()
+fn default_log_format() -> LogFormat {
+    LogFormat::Text
 }
 fn default_access_log() -> bool {
     true
@@ -112,7 +116,7 @@ pub struct RawDedupe {
     #[serde(default = "default_dedupe_enabled")]
     pub enabled: bool,
     #[serde(default = "default_dedupe_key")]
-    pub key: String,
+    pub key: DedupeKey,
     #[serde(default = "default_dedupe_ttl")]
     pub ttl: String,
     #[serde(default = "default_dedupe_capacity")]
@@ -133,8 +137,8 @@ impl Default for RawDedupe {
 fn default_dedupe_enabled() -> bool {
     true
 }
-fn default_dedupe_key() -> String {
-    "auto".into()
+fn default_dedupe_key() -> DedupeKey {
+    DedupeKey::Auto
 }
 fn default_dedupe_ttl() -> String {
     "10m".into()
@@ -365,22 +369,28 @@ pub struct RawRoute {
     pub path: Option<String>,
     pub public_url: Option<String>,
     pub upstream: String,
-    pub body: String,
+    pub body: BodyKind,
     pub schema: Option<String>,
     #[serde(default = "default_schema_mode")]
-    pub schema_mode: String,
+    pub schema_mode: SchemaMode,
     #[serde(default)]
     pub retry: RawRetry,
-    #[serde(default = "default_on_exhausted")]
-    pub on_exhausted: String,
+    #[serde(default)]
+    pub on_exhausted: RawOnExhausted,
     #[serde(default = "default_buffer_ttl")]
     pub buffer_ttl: String,
     #[serde(default = "default_buffered_status")]
     pub buffered_status: u16,
 }
 
-fn default_on_exhausted() -> String {
-    "fail".into()
+/// `on_exhausted:` as written; `buffer_ttl` and `buffered_status` complete `buffer` in the
+/// typed [`super::OnExhausted`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawOnExhausted {
+    #[default]
+    Fail,
+    Buffer,
 }
 fn default_buffer_ttl() -> String {
     "60s".into()
@@ -389,6 +399,6 @@ fn default_buffered_status() -> u16 {
     200
 }
 
-fn default_schema_mode() -> String {
-    "enforce".into()
+fn default_schema_mode() -> SchemaMode {
+    SchemaMode::Enforce
 }

@@ -3,8 +3,11 @@
 //! and keeps them from being lost when that handler fails (retries, durable buffer, redelivery).
 //!
 //! Layout, from the outside in:
-//! - [`cli`], [`buffer_cli`]: command line (`run`, `demo`, `check`, `sign`, `buffer ...`).
-//! - [`config`]: the YAML file, validated into a typed [`config::Config`] before any port opens.
+//! - [`cli`]: command line, one file per command family (`run`/`demo`, `check`, `sign`,
+//!   `buffer ...`).
+//! - [`config`]: the YAML file, validated into a typed [`config::Config`] before any port opens:
+//!   raw serde layer, one validator per section, file/env reads behind a `SecretSource`, the
+//!   `check` summary.
 //! - [`app`]: wiring of Pingora services (public listeners, admin, health checks, redelivery).
 //! - [`proxy`]: the per-request flow on the public listeners (thin Pingora glue).
 //! - [`pipeline`]: the ordered request checks (pure).
@@ -21,7 +24,6 @@
 pub mod admin;
 pub mod app;
 pub mod buffer;
-pub mod buffer_cli;
 pub mod cli;
 pub mod config;
 pub mod dedupe;

@@ -4,7 +4,7 @@
 //!
 //! Layout, from the outside in:
 //! - [`cli`]: command line, one file per command family (`run`/`demo`, `check`, `sign`,
-//!   `buffer ...`).
+//!   `buffer ...`, `healthcheck`).
 //! - [`config`]: the YAML file, validated into a typed [`config::Config`] before any port opens:
 //!   raw serde layer, one validator per section, file/env reads behind a `SecretSource`, the
 //!   `check` summary.

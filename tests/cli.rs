@@ -1,4 +1,5 @@
-//! The command line as a user runs it: `check`, `sign`, and the README's `demo` walkthrough.
+//! The command line as a user runs it: `check`, `sign`, `healthcheck`, and the README's `demo`
+//! walkthrough.
 
 mod harness;
 
@@ -248,4 +249,35 @@ fn run_test_flag_builds_everything_then_exits_0() {
         &[("TWILIO_AUTH_TOKEN", "x"), ("RUST_LOG", "error")],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// `healthcheck` as a container HEALTHCHECK runs it: 0 on the proxy's /healthz, 1 with the
+/// cause for another status and for nothing listening.
+#[test]
+fn healthcheck_exits_0_on_healthz_and_1_naming_the_cause() {
+    let (_refusing_guard, refusing) = refusing_address();
+    let proxy = Proxy::start(ProxySpec::new(refusing));
+
+    let healthz = format!("http://{}/healthz", proxy.admin);
+    let ok = run(&["healthcheck", "--url", &healthz], &[]);
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+
+    let missing = format!("http://{}/no-such-path", proxy.admin);
+    let out = run(&["healthcheck", "--url", &missing], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains(&missing) && err.contains("404"), "{err}");
+
+    let nobody = format!("http://{refusing}/healthz");
+    let out = run(&["healthcheck", "--url", &nobody], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("cannot connect") && err.contains(&refusing.to_string()),
+        "{err}"
+    );
+
+    let out = run(&["healthcheck", "--url", "https://127.0.0.1/healthz"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("only http://"));
 }

@@ -1,13 +1,14 @@
-//! Command line: `run`, `demo`, `check`, `sign`, `buffer ...`.
+//! Command line: `run`, `demo`, `check`, `sign`, `buffer ...`, `healthcheck`.
 //!
 //! This file owns the clap definition of the command set, the dispatch and the exit codes (0
-//! ok, 1 invalid input or config, 2 usage, which clap reports itself). Each command family
-//! lives in its own file with its arguments: `run` (`run`, `demo`), `check`, `sign`, `buffer`;
-//! `output` holds the shared `--format`. Those files never import this one, so there is no
-//! cycle. None of them holds request logic.
+//! ok, 1 invalid input, config or unhealthy, 2 usage, which clap reports itself). Each command
+//! family lives in its own file with its arguments: `run` (`run`, `demo`), `check`, `sign`,
+//! `buffer`, `healthcheck`; `output` holds the shared `--format`. Those files never import this
+//! one, so there is no cycle. None of them holds request logic.
 
 mod buffer;
 mod check;
+mod healthcheck;
 mod output;
 mod run;
 mod sign;
@@ -19,6 +20,7 @@ use clap::{Parser, Subcommand};
 
 pub use buffer::{BufferArgs, BufferCommand};
 pub use check::CheckArgs;
+pub use healthcheck::HealthcheckArgs;
 pub use output::OutputFormat;
 pub use run::{DemoArgs, RunArgs};
 pub use sign::{sign, SignAlgorithm, SignArgs};
@@ -49,6 +51,9 @@ pub enum Command {
     /// Compute what Twilio would send: the URL (with bodySHA256 for JSON) and X-Twilio-Signature.
     /// The secret is read from the environment variable named by --secret-env.
     Sign(SignArgs),
+    /// GET --url (default: the admin listener's /healthz) and exit 0 on a 200, else 1 saying
+    /// why. For container HEALTHCHECKs on images without curl.
+    Healthcheck(HealthcheckArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -69,5 +74,6 @@ fn run_command(command: Command) -> Result<()> {
         Command::Check(args) => check::run(&args),
         Command::Buffer(args) => buffer::run(args),
         Command::Sign(args) => sign::run(args),
+        Command::Healthcheck(args) => healthcheck::run(&args),
     }
 }

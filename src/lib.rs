@@ -3,8 +3,8 @@
 //! and keeps them from being lost when that handler fails (retries, durable buffer, redelivery).
 //!
 //! Layout, from the outside in:
-//! - [`cli`]: command line, one file per command family (`run`/`demo`, `check`, `sign`,
-//!   `buffer ...`, `healthcheck`).
+//! - [`cli`]: command line, one file per command family (`run`/`demo`/`demo-handler`, `check`,
+//!   `sign`, `buffer ...`, `healthcheck`).
 //! - [`config`]: the YAML file, validated into a typed [`config::Config`] before any port opens:
 //!   raw serde layer, one validator per section, file/env reads behind a `SecretSource`, the
 //!   `check` summary.

@@ -1,5 +1,5 @@
-//! The command line as a user runs it: `check`, `sign`, `healthcheck`, and the README's `demo`
-//! walkthrough.
+//! The command line as a user runs it: `check`, `sign`, `healthcheck`, `demo-handler`, and the
+//! README's `demo` walkthrough.
 
 mod harness;
 
@@ -249,6 +249,61 @@ fn run_test_flag_builds_everything_then_exits_0() {
         &[("TWILIO_AUTH_TOKEN", "x"), ("RUST_LOG", "error")],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// `demo-handler` alone, as a compose stack runs it in its own container: it answers on
+/// --listen for the identities given (which replace the defaults), and SIGTERM stops it cleanly.
+#[test]
+fn demo_handler_serves_alone_until_sigterm() {
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["demo-handler", "--listen", &addr.to_string()])
+        .args(["--identity", "carol"])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let post = |identity: &str| {
+        let body = format!(r#"{{"twi_to":"client:{identity}"}}"#);
+        send_raw(addr, &request_with("/notify", &[], &body))
+    };
+    let start = std::time::Instant::now();
+    let known = loop {
+        if let Some(answer) = post("carol") {
+            break answer;
+        }
+        if start.elapsed().as_secs() >= 10 || !matches!(child.try_wait(), Ok(None)) {
+            let _ = child.kill();
+            panic!("demo-handler did not answer on {addr}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let unknown = post("bob");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let stopped = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if start.elapsed().as_secs() >= 20 {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+
+    assert_eq!(known.status, 200, "{}", known.text());
+    assert_eq!(known.json()["dispatched"], "carol");
+    assert_eq!(
+        unknown.map(|r| r.status),
+        Some(404),
+        "bob is not in --identity"
+    );
+    let stopped = stopped.expect("demo-handler did not stop after SIGTERM");
+    assert!(stopped.success(), "SIGTERM is a clean stop: {stopped:?}");
 }
 
 /// `healthcheck` as a container HEALTHCHECK runs it: 0 on the proxy's /healthz, 1 with the

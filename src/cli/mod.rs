@@ -1,10 +1,10 @@
-//! Command line: `run`, `demo`, `check`, `sign`, `buffer ...`, `healthcheck`.
+//! Command line: `run`, `demo`, `demo-handler`, `check`, `sign`, `buffer ...`, `healthcheck`.
 //!
 //! This file owns the clap definition of the command set, the dispatch and the exit codes (0
 //! ok, 1 invalid input, config or unhealthy, 2 usage, which clap reports itself). Each command
-//! family lives in its own file with its arguments: `run` (`run`, `demo`), `check`, `sign`,
-//! `buffer`, `healthcheck`; `output` holds the shared `--format`. Those files never import this
-//! one, so there is no cycle. None of them holds request logic.
+//! family lives in its own file with its arguments: `run` (`run`, `demo`, `demo-handler`),
+//! `check`, `sign`, `buffer`, `healthcheck`; `output` holds the shared `--format`. Those files
+//! never import this one, so there is no cycle. None of them holds request logic.
 
 mod buffer;
 mod check;
@@ -22,7 +22,7 @@ pub use buffer::{BufferArgs, BufferCommand};
 pub use check::CheckArgs;
 pub use healthcheck::HealthcheckArgs;
 pub use output::OutputFormat;
-pub use run::{DemoArgs, RunArgs};
+pub use run::{DemoArgs, DemoHandlerArgs, RunArgs};
 pub use sign::{sign, SignAlgorithm, SignArgs};
 
 #[derive(Debug, Parser)]
@@ -43,6 +43,9 @@ pub enum Command {
     /// Serve, with a sample notification handler on the first peer of the first route's upstream
     /// (200 for known identities, 404 otherwise). For trying the proxy on a fresh machine.
     Demo(DemoArgs),
+    /// Run only the sample notification handler on --listen until SIGTERM/SIGINT (for setups
+    /// where the proxy and the handler run apart, e.g. two containers).
+    DemoHandler(DemoHandlerArgs),
     /// Load and validate the configuration (and the secrets and schema it names), then exit 0/1.
     Check(CheckArgs),
     /// Inspect and manage the durable buffer of a stopped proxy (the store is locked while the
@@ -71,6 +74,7 @@ fn run_command(command: Command) -> Result<()> {
     match command {
         Command::Run(args) => run::run(args),
         Command::Demo(args) => run::demo(args),
+        Command::DemoHandler(args) => run::demo_handler(args),
         Command::Check(args) => check::run(&args),
         Command::Buffer(args) => buffer::run(args),
         Command::Sign(args) => sign::run(args),

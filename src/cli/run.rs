@@ -1,14 +1,15 @@
-//! `run` and `demo`: the commands that serve until the process is stopped.
+//! `run`, `demo` and `demo-handler`: the commands that serve until the process is stopped.
 //!
-//! Owns loading the config for them, logging setup and the hand-over to [`crate::app`]. No
-//! request logic and no Pingora wiring lives here.
+//! Owns loading the config for them, logging setup and the hand-over to [`crate::app`] (or,
+//! for `demo-handler`, to [`crate::demo`]). No request logic and no Pingora wiring lives here.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Result};
 
 use crate::app::{build_server, DemoOptions, ProcessFlags};
-use crate::config::Config;
+use crate::config::{Config, LogFormat, LoggingConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -30,6 +31,16 @@ pub struct RunArgs {
 pub struct DemoArgs {
     #[command(flatten)]
     pub run: RunArgs,
+    /// Identities the sample handler has push bindings for.
+    #[arg(long = "identity", value_name = "NAME", default_values_t = default_identities())]
+    pub identities: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DemoHandlerArgs {
+    /// The address the sample handler listens on (IP:port).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: SocketAddr,
     /// Identities the sample handler has push bindings for.
     #[arg(long = "identity", value_name = "NAME", default_values_t = default_identities())]
     pub identities: Vec<String>,
@@ -59,6 +70,18 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         identities: args.identities,
     };
     serve(config, &args.run, Some(demo))
+}
+
+/// Only the sample handler, for setups where it runs apart from the proxy (its own container).
+pub fn demo_handler(args: DemoHandlerArgs) -> Result<()> {
+    let logging = LoggingConfig {
+        level: "info".into(),
+        format: LogFormat::Text,
+        access_log: false,
+    };
+    crate::logging::init(&logging, false);
+    tracing::info!(listen = %args.listen, identities = ?args.identities, "demo handler starting");
+    crate::demo::standalone_server(args.listen, args.identities).run_forever()
 }
 
 fn serve(config: Config, args: &RunArgs, demo: Option<DemoOptions>) -> Result<()> {

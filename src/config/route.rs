@@ -16,7 +16,7 @@ use super::model::{BodyKind, OnExhausted, PublicUrl, Route, UpstreamConfig};
 use super::raw::{RawOnExhausted, RawRetry, RawRoute};
 use super::source::read_json;
 use super::values::{backoff, nonzero_duration};
-use crate::delivery::policy::{Backoff, RetryPolicy};
+use crate::delivery::policy::RetryPolicy;
 use crate::schema::NotificationSchema;
 
 /// Twilio gives up on a notification URL after this long.
@@ -168,15 +168,9 @@ fn on_exhausted(key: &str, r: &RawRoute, warnings: &mut Vec<String>) -> Result<O
 }
 
 impl RetryPolicy {
-    /// The documented defaults (3 attempts within 8 s, 50 ms..1 s backoff, retry 500/502/503/504),
-    /// the same as a route without `retry:` gets.
+    /// The policy of a route without `retry:` (3 attempts within 8 s, 50 ms..1 s backoff, retry
+    /// 500/502/503/504): the raw defaults, validated, so the two can never disagree.
     pub fn default_for_config() -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: NonZeroU32::new(3).expect("3 > 0"),
-            deadline: Duration::from_secs(8),
-            backoff: Backoff::try_new(Duration::from_millis(50), Duration::from_secs(1), 0.5)
-                .expect("valid defaults"),
-            retry_statuses: vec![500, 502, 503, 504],
-        }
+        retry("retry", &RawRetry::default(), &mut Vec::new()).expect("the raw defaults are valid")
     }
 }

@@ -330,3 +330,16 @@ fn closed_choices_name_their_key_and_the_accepted_values() {
         assert!(e.contains(&format!("`{value}`")), "{e}");
     }
 }
+
+#[test]
+fn default_retry_policy_is_the_documented_one() {
+    let p = crate::delivery::policy::RetryPolicy::default_for_config();
+    assert_eq!(p.max_attempts.get(), 3);
+    assert_eq!(p.deadline, Duration::from_secs(8));
+    assert_eq!(p.retry_statuses, [500, 502, 503, 504]);
+    let c = load(&yaml("", "", TOKEN_VAR)).unwrap();
+    assert_eq!(
+        c.routes[0].retry, p,
+        "a route without retry: gets the same policy"
+    );
+}

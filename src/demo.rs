@@ -2,14 +2,19 @@
 //!
 //! Answers like a real handler would: 200 when the `twi_to` identity has a push binding (here: a
 //! fixed list of identities), 404 when it has none, 400 for a body that is not a notification.
-//! It is a stand-in for the customer's handler and is never part of the request path.
+//! It is a stand-in for the customer's handler and is never part of the request path: `demo`
+//! runs it beside the proxy, `demo-handler` alone ([`standalone_server`]).
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 
 use async_trait::async_trait;
 use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+use pingora::services::listening::Service;
 
 pub struct DemoHandler {
     identities: HashSet<String>,
@@ -57,6 +62,24 @@ impl ServeHttp for DemoHandler {
         tracing::info!(status = status.as_u16(), answer = %answer, "demo handler");
         crate::admin::json(status, answer)
     }
+}
+
+/// A Pingora server running only the sample handler on `address`, until SIGTERM or SIGINT.
+pub fn standalone_server(address: SocketAddr, identities: Vec<String>) -> Server {
+    let conf = ServerConf {
+        threads: 1,
+        // Nothing to drain but tiny answers: stop promptly when the container is stopped.
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
+    let mut handler = Service::new("demo handler".to_string(), DemoHandler::new(identities));
+    handler.threads = Some(1);
+    handler.add_tcp(&address.to_string());
+    server.add_service(handler);
+    server.bootstrap();
+    server
 }
 
 #[cfg(test)]

@@ -3,8 +3,11 @@
 //! and keeps them from being lost when that handler fails (retries, durable buffer, redelivery).
 //!
 //! Layout, from the outside in (each module opens with what it owns and must not touch):
-//! - [`cli`], [`buffer_cli`]: command line (`run`, `demo`, `check`, `sign`, `buffer ...`).
-//! - [`config`]: the YAML file, validated into a typed [`config::Config`] before any port opens.
+//! - [`cli`]: command line, one file per command family (`run`/`demo`/`demo-handler`, `check`,
+//!   `sign`, `buffer ...`, `healthcheck`).
+//! - [`config`]: the YAML file, validated into a typed [`config::Config`] before any port opens:
+//!   raw serde layer, one validator per section, file/env reads behind a `SecretSource`, the
+//!   `check` summary.
 //! - [`app`]: wiring of Pingora services (public listeners, admin, health checks, redelivery).
 //! - [`lifecycle`]: signals and the grace period (keep serving, then drain).
 //! - [`proxy`]: the Pingora glue of the public listeners: read, check, hand over, write.
@@ -27,7 +30,6 @@
 pub mod admin;
 pub mod app;
 pub mod buffer;
-pub mod buffer_cli;
 pub mod cli;
 pub mod config;
 pub mod dedupe;

@@ -1,4 +1,5 @@
-//! The command line as a user runs it: `check`, `sign`, and the README's `demo` walkthrough.
+//! The command line as a user runs it: `check`, `sign`, `healthcheck`, `demo-handler`, and the
+//! README's `demo` walkthrough.
 
 mod harness;
 
@@ -294,4 +295,90 @@ fn demo_identity_flag_sets_the_known_identities() {
         "{}",
         bob.text()
     );
+}
+
+/// `demo-handler` alone, as a compose stack runs it in its own container: it answers on
+/// --listen for the identities given (which replace the defaults), and SIGTERM stops it cleanly.
+#[test]
+fn demo_handler_serves_alone_until_sigterm() {
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["demo-handler", "--listen", &addr.to_string()])
+        .args(["--identity", "carol"])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let post = |identity: &str| {
+        let body = format!(r#"{{"twi_to":"client:{identity}"}}"#);
+        send_raw(addr, &request_with("/notify", &[], &body))
+    };
+    let start = std::time::Instant::now();
+    let known = loop {
+        if let Some(answer) = post("carol") {
+            break answer;
+        }
+        if start.elapsed().as_secs() >= 10 || !matches!(child.try_wait(), Ok(None)) {
+            let _ = child.kill();
+            panic!("demo-handler did not answer on {addr}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let unknown = post("bob");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let stopped = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if start.elapsed().as_secs() >= 20 {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+
+    assert_eq!(known.status, 200, "{}", known.text());
+    assert_eq!(known.json()["dispatched"], "carol");
+    assert_eq!(
+        unknown.map(|r| r.status),
+        Some(404),
+        "bob is not in --identity"
+    );
+    let stopped = stopped.expect("demo-handler did not stop after SIGTERM");
+    assert!(stopped.success(), "SIGTERM is a clean stop: {stopped:?}");
+}
+
+/// `healthcheck` as a container HEALTHCHECK runs it: 0 on the proxy's /healthz, 1 with the
+/// cause for another status and for nothing listening.
+#[test]
+fn healthcheck_exits_0_on_healthz_and_1_naming_the_cause() {
+    let (_refusing_guard, refusing) = refusing_address();
+    let proxy = Proxy::start(ProxySpec::new(refusing));
+
+    let healthz = format!("http://{}/healthz", proxy.admin);
+    let ok = run(&["healthcheck", "--url", &healthz], &[]);
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+
+    let missing = format!("http://{}/no-such-path", proxy.admin);
+    let out = run(&["healthcheck", "--url", &missing], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains(&missing) && err.contains("404"), "{err}");
+
+    let nobody = format!("http://{refusing}/healthz");
+    let out = run(&["healthcheck", "--url", &nobody], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("cannot connect") && err.contains(&refusing.to_string()),
+        "{err}"
+    );
+
+    let out = run(&["healthcheck", "--url", "https://127.0.0.1/healthz"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("only http://"));
 }

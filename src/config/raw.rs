@@ -1,11 +1,16 @@
 //! The YAML file as written: a serde mirror with `deny_unknown_fields` everywhere.
 //!
-//! Owns only the shape of the file and its defaults. No validation beyond types happens here;
-//! [`super::Config::try_from_raw`] turns this into the typed, checked [`super::Config`].
+//! Owns only the shape of the file and its defaults (a section's defaults sit in its `Default`
+//! impl, or beside the field when the section has required keys). Closed choices (`body`,
+//! `schema_mode`, `on_exhausted`, `dedupe.key`, `logging.format`) are serde enums, so an
+//! unknown value is rejected by the parser with its key and the accepted values. No other
+//! validation happens here: [`super::validate`] turns this into the typed [`super::Config`].
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+
+use super::model::{BodyKind, DedupeKey, LogFormat, SchemaMode};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,195 +35,11 @@ pub struct RawConfig {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawLogging {
-    #[serde(default = "default_log_level")]
-    pub level: String,
-    #[serde(default = "default_log_format")]
-    pub format: String,
-    #[serde(default = "default_access_log")]
-    pub access_log: bool,
-}
-
-impl Default for RawLogging {
-    fn default() -> Self {
-        RawLogging {
-            level: default_log_level(),
-            format: default_log_format(),
-            access_log: default_access_log(),
-        }
-    }
-}
-
-fn default_log_level() -> String {
-    "info".into()
-}
-fn default_log_format() -> String {
-    "text".into()
-}
-fn default_access_log() -> bool {
-    true
-}
-
-/// The durable store for notifications the handler could not take (routes with
-/// `on_exhausted: buffer`).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawBuffer {
-    pub path: String,
-    #[serde(default = "default_max_messages")]
-    pub max_messages: u64,
-    #[serde(default = "default_redelivery_interval")]
-    pub redelivery_interval: String,
-    #[serde(default = "default_redelivery_concurrency")]
-    pub redelivery_concurrency: usize,
-    #[serde(default = "default_redelivery_backoff")]
-    pub redelivery_backoff: RawBackoff,
-}
-
-fn default_max_messages() -> u64 {
-    100_000
-}
-fn default_redelivery_interval() -> String {
-    "250ms".into()
-}
-fn default_redelivery_concurrency() -> usize {
-    8
-}
-fn default_redelivery_backoff() -> RawBackoff {
-    RawBackoff {
-        initial: "500ms".into(),
-        max: "5s".into(),
-        jitter: 0.5,
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawBackoff {
-    pub initial: String,
-    pub max: String,
-    #[serde(default = "default_jitter")]
-    pub jitter: f64,
-}
-
-fn default_jitter() -> f64 {
-    0.5
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawDedupe {
-    #[serde(default = "default_dedupe_enabled")]
-    pub enabled: bool,
-    #[serde(default = "default_dedupe_key")]
-    pub key: String,
-    #[serde(default = "default_dedupe_ttl")]
-    pub ttl: String,
-    #[serde(default = "default_dedupe_capacity")]
-    pub capacity: usize,
-}
-
-impl Default for RawDedupe {
-    fn default() -> Self {
-        RawDedupe {
-            enabled: default_dedupe_enabled(),
-            key: default_dedupe_key(),
-            ttl: default_dedupe_ttl(),
-            capacity: default_dedupe_capacity(),
-        }
-    }
-}
-
-fn default_dedupe_enabled() -> bool {
-    true
-}
-fn default_dedupe_key() -> String {
-    "auto".into()
-}
-fn default_dedupe_ttl() -> String {
-    "10m".into()
-}
-fn default_dedupe_capacity() -> usize {
-    100_000
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRetry {
-    #[serde(default = "default_max_attempts")]
-    pub max_attempts: u32,
-    #[serde(default = "default_deadline")]
-    pub deadline: String,
-    #[serde(default = "default_retry_backoff")]
-    pub backoff: RawBackoff,
-    #[serde(default = "default_on_status")]
-    pub on_status: Vec<u16>,
-}
-
-impl Default for RawRetry {
-    fn default() -> Self {
-        RawRetry {
-            max_attempts: default_max_attempts(),
-            deadline: default_deadline(),
-            backoff: default_retry_backoff(),
-            on_status: default_on_status(),
-        }
-    }
-}
-
-fn default_max_attempts() -> u32 {
-    3
-}
-fn default_deadline() -> String {
-    "8s".into()
-}
-fn default_retry_backoff() -> RawBackoff {
-    RawBackoff {
-        initial: "50ms".into(),
-        max: "1s".into(),
-        jitter: 0.5,
-    }
-}
-fn default_on_status() -> Vec<u16> {
-    vec![500, 502, 503, 504]
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawCircuitBreaker {
-    #[serde(default = "default_failure_threshold")]
-    pub failure_threshold: u32,
-    #[serde(default = "default_open_for")]
-    pub open_for: String,
-}
-
-impl Default for RawCircuitBreaker {
-    fn default() -> Self {
-        RawCircuitBreaker {
-            failure_threshold: default_failure_threshold(),
-            open_for: default_open_for(),
-        }
-    }
-}
-
-fn default_failure_threshold() -> u32 {
-    5
-}
-fn default_open_for() -> String {
-    "10s".into()
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct RawServer {
-    #[serde(default = "default_threads")]
     pub threads: usize,
-    #[serde(default)]
     pub work_stealing: bool,
-    #[serde(default = "default_grace_period")]
     pub grace_period: String,
-    #[serde(default = "default_graceful_shutdown_timeout")]
     pub graceful_shutdown_timeout: String,
     pub pid_file: Option<String>,
     pub upgrade_sock: Option<String>,
@@ -228,25 +49,15 @@ pub struct RawServer {
 impl Default for RawServer {
     fn default() -> Self {
         RawServer {
-            threads: default_threads(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             work_stealing: false,
-            grace_period: default_grace_period(),
-            graceful_shutdown_timeout: default_graceful_shutdown_timeout(),
+            grace_period: "5s".into(),
+            graceful_shutdown_timeout: "10s".into(),
             pid_file: None,
             upgrade_sock: None,
             error_log: None,
         }
     }
-}
-
-fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-fn default_grace_period() -> String {
-    "5s".into()
-}
-fn default_graceful_shutdown_timeout() -> String {
-    "10s".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -270,35 +81,21 @@ pub struct RawAdmin {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct RawLimits {
-    #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
-    #[serde(default = "default_body_timeout")]
     pub body_timeout: String,
-    #[serde(default = "default_header_timeout")]
     pub header_timeout: String,
 }
 
 impl Default for RawLimits {
     fn default() -> Self {
         RawLimits {
-            max_body_bytes: default_max_body_bytes(),
-            body_timeout: default_body_timeout(),
-            header_timeout: default_header_timeout(),
+            max_body_bytes: 64 * 1024,
+            body_timeout: "5s".into(),
+            header_timeout: "10s".into(),
         }
     }
-}
-
-fn default_header_timeout() -> String {
-    "10s".into()
-}
-
-fn default_max_body_bytes() -> usize {
-    64 * 1024
-}
-fn default_body_timeout() -> String {
-    "5s".into()
 }
 
 /// Where a secret comes from: exactly one of `env` or `file`.
@@ -359,28 +156,44 @@ pub struct RawHealthCheck {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCircuitBreaker {
+    pub failure_threshold: u32,
+    pub open_for: String,
+}
+
+impl Default for RawCircuitBreaker {
+    fn default() -> Self {
+        RawCircuitBreaker {
+            failure_threshold: 5,
+            open_for: "10s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
     pub name: Option<String>,
     pub path: Option<String>,
     pub public_url: Option<String>,
     pub upstream: String,
-    pub body: String,
+    pub body: BodyKind,
     pub schema: Option<String>,
     #[serde(default = "default_schema_mode")]
-    pub schema_mode: String,
+    pub schema_mode: SchemaMode,
     #[serde(default)]
     pub retry: RawRetry,
-    #[serde(default = "default_on_exhausted")]
-    pub on_exhausted: String,
+    #[serde(default)]
+    pub on_exhausted: RawOnExhausted,
     #[serde(default = "default_buffer_ttl")]
     pub buffer_ttl: String,
     #[serde(default = "default_buffered_status")]
     pub buffered_status: u16,
 }
 
-fn default_on_exhausted() -> String {
-    "fail".into()
+fn default_schema_mode() -> SchemaMode {
+    SchemaMode::Enforce
 }
 fn default_buffer_ttl() -> String {
     "60s".into()
@@ -389,6 +202,124 @@ fn default_buffered_status() -> u16 {
     200
 }
 
-fn default_schema_mode() -> String {
-    "enforce".into()
+/// `on_exhausted:` as written; `buffer_ttl` and `buffered_status` complete `buffer` in the
+/// typed [`super::OnExhausted`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawOnExhausted {
+    #[default]
+    Fail,
+    Buffer,
+}
+
+/// A route's `retry:`. Its defaults are `RetryPolicy::default()`'s (a config test pins this).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRetry {
+    pub max_attempts: u32,
+    pub deadline: String,
+    pub backoff: RawBackoff,
+    pub on_status: Vec<u16>,
+}
+
+impl Default for RawRetry {
+    fn default() -> Self {
+        RawRetry {
+            max_attempts: 3,
+            deadline: "8s".into(),
+            backoff: RawBackoff::new("50ms", "1s"),
+            on_status: vec![500, 502, 503, 504],
+        }
+    }
+}
+
+/// A backoff block: `initial` and `max` are required when the block is written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackoff {
+    pub initial: String,
+    pub max: String,
+    #[serde(default = "default_jitter")]
+    pub jitter: f64,
+}
+
+impl RawBackoff {
+    fn new(initial: &str, max: &str) -> Self {
+        RawBackoff {
+            initial: initial.into(),
+            max: max.into(),
+            jitter: default_jitter(),
+        }
+    }
+}
+
+fn default_jitter() -> f64 {
+    0.5
+}
+
+/// The durable store for notifications the handler could not take (routes with
+/// `on_exhausted: buffer`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBuffer {
+    pub path: String,
+    #[serde(default = "default_max_messages")]
+    pub max_messages: u64,
+    #[serde(default = "default_redelivery_interval")]
+    pub redelivery_interval: String,
+    #[serde(default = "default_redelivery_concurrency")]
+    pub redelivery_concurrency: usize,
+    #[serde(default = "default_redelivery_backoff")]
+    pub redelivery_backoff: RawBackoff,
+}
+
+fn default_max_messages() -> u64 {
+    100_000
+}
+fn default_redelivery_interval() -> String {
+    "250ms".into()
+}
+fn default_redelivery_concurrency() -> usize {
+    8
+}
+fn default_redelivery_backoff() -> RawBackoff {
+    RawBackoff::new("500ms", "5s")
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDedupe {
+    pub enabled: bool,
+    pub key: DedupeKey,
+    pub ttl: String,
+    pub capacity: usize,
+}
+
+impl Default for RawDedupe {
+    fn default() -> Self {
+        RawDedupe {
+            enabled: true,
+            key: DedupeKey::Auto,
+            ttl: "10m".into(),
+            capacity: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLogging {
+    pub level: String,
+    pub format: LogFormat,
+    pub access_log: bool,
+}
+
+impl Default for RawLogging {
+    fn default() -> Self {
+        RawLogging {
+            level: "info".into(),
+            format: LogFormat::Text,
+            access_log: true,
+        }
+    }
 }

@@ -1,4 +1,31 @@
+use std::path::Path;
+use std::time::Duration;
+
 use super::*;
+use crate::signature::{Algorithm, SigningKey};
+
+/// The environment variable the test configs name for their auth token.
+const TOKEN_VAR: &str = "TNP_TEST_TOKEN";
+
+/// Secrets as a test wants them: environment variables from a fixed list (the process
+/// environment is never read or changed), files from disk.
+struct TestSecrets(&'static [(&'static str, &'static str)]);
+
+impl SecretSource for TestSecrets {
+    fn env(&self, name: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    }
+
+    fn file(&self, path: &Path) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+}
+
+const SECRETS: TestSecrets =
+    TestSecrets(&[(TOKEN_VAR, "t"), ("TWILIO_AUTH_TOKEN", "example-token")]);
 
 const SCHEMA: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -29,8 +56,8 @@ routes:
     )
 }
 
-fn load(text: &str) -> Result<Config> {
-    Config::from_yaml(text, Path::new("/etc/tnp/test.yaml"))
+fn load(text: &str) -> anyhow::Result<Config> {
+    Config::from_yaml_with(text, Path::new("/etc/tnp/test.yaml"), &SECRETS)
 }
 
 fn err(text: &str) -> String {
@@ -39,12 +66,12 @@ fn err(text: &str) -> String {
 
 #[test]
 fn example_config_in_conf_loads() {
-    std::env::set_var("TWILIO_AUTH_TOKEN", "example-token");
     let path = Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/conf/twilio-notify-proxy.yaml"
     ));
-    let config = Config::load(path).expect("conf/twilio-notify-proxy.yaml must stay valid");
+    let config =
+        Config::load_with(path, &SECRETS).expect("conf/twilio-notify-proxy.yaml must stay valid");
     assert_eq!(config.routes.len(), 1);
     assert_eq!(config.routes[0].body, BodyKind::Json);
     assert!(config.routes[0].schema.is_some());
@@ -53,8 +80,7 @@ fn example_config_in_conf_loads() {
 
 #[test]
 fn minimal_config_gets_defaults() {
-    std::env::set_var("TNP_TEST_TOKEN_A", "t");
-    let c = load(&yaml("", "", "TNP_TEST_TOKEN_A")).unwrap();
+    let c = load(&yaml("", "", TOKEN_VAR)).unwrap();
     assert_eq!(c.routes[0].name, "/notify");
     assert_eq!(c.routes[0].schema_mode, SchemaMode::Enforce);
     assert_eq!(c.upstreams[0].connect_timeout, Duration::from_secs(2));
@@ -64,8 +90,7 @@ fn minimal_config_gets_defaults() {
 
 #[test]
 fn unknown_key_is_named() {
-    std::env::set_var("TNP_TEST_TOKEN_B", "t");
-    let e = err(&yaml("    retries: 3", "", "TNP_TEST_TOKEN_B"));
+    let e = err(&yaml("    retries: 3", "", TOKEN_VAR));
     assert!(e.contains("unknown field `retries`"), "{e}");
     assert!(e.contains("test.yaml"), "names the file: {e}");
 }
@@ -103,8 +128,7 @@ fn secret_from_file_is_trimmed_and_never_echoed() {
 
 #[test]
 fn bad_values_name_their_key() {
-    std::env::set_var("TNP_TEST_TOKEN_C", "t");
-    let base = yaml("", "", "TNP_TEST_TOKEN_C");
+    let base = yaml("", "", TOKEN_VAR);
     let cases = [
         ("body: json", "body: xml", "routes[0].body"),
         ("upstream: handler", "upstream: nope", "routes[0].upstream"),
@@ -135,32 +159,23 @@ fn bad_values_name_their_key() {
         let e = err(&base.replacen(from, to, 1));
         assert!(e.contains(needle), "{to}: expected {needle:?} in {e}");
     }
-    let e = err(&yaml("    schema_mode: loud", "", "TNP_TEST_TOKEN_C"));
+    let e = err(&yaml("    schema_mode: loud", "", TOKEN_VAR));
     assert!(e.contains("routes[0].schema_mode"), "{e}");
-    let e = err(&yaml(
-        "",
-        "limits: { body_timeout: soon }",
-        "TNP_TEST_TOKEN_C",
-    ));
+    let e = err(&yaml("", "limits: { body_timeout: soon }", TOKEN_VAR));
     assert!(e.contains("limits.body_timeout"), "{e}");
-    let e = err(&yaml("", "allowed_accounts: [AC123]", "TNP_TEST_TOKEN_C"));
+    let e = err(&yaml("", "allowed_accounts: [AC123]", TOKEN_VAR));
     assert!(e.contains("allowed_accounts[0]"), "{e}");
-    let e = err(&yaml(
-        "",
-        "trusted_proxies: [not-an-ip]",
-        "TNP_TEST_TOKEN_C",
-    ));
+    let e = err(&yaml("", "trusted_proxies: [not-an-ip]", TOKEN_VAR));
     assert!(e.contains("trusted_proxies[0]"), "{e}");
 }
 
 #[test]
 fn schema_on_form_route_and_duplicate_paths_are_rejected() {
-    std::env::set_var("TNP_TEST_TOKEN_D", "t");
-    let e = err(&yaml("", "", "TNP_TEST_TOKEN_D").replace("body: json", "body: form"));
+    let e = err(&yaml("", "", TOKEN_VAR).replace("body: json", "body: form"));
     assert!(e.contains("routes[0].schema"), "{e}");
     let dup = format!(
         "{}  - path: /notify\n    upstream: handler\n    body: form\n",
-        yaml("", "", "TNP_TEST_TOKEN_D")
+        yaml("", "", TOKEN_VAR)
     );
     let e = err(&dup);
     assert!(e.contains("routes[1].path"), "{e}");
@@ -168,17 +183,15 @@ fn schema_on_form_route_and_duplicate_paths_are_rejected() {
 
 #[test]
 fn invalid_schema_file_is_reported() {
-    std::env::set_var("TNP_TEST_TOKEN_E", "t");
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, r#"{"type": 12}"#).unwrap();
-    let e = err(&yaml("", "", "TNP_TEST_TOKEN_E").replace(SCHEMA, bad.to_str().unwrap()));
+    let e = err(&yaml("", "", TOKEN_VAR).replace(SCHEMA, bad.to_str().unwrap()));
     assert!(e.contains("not a valid JSON Schema"), "{e}");
 }
 
 #[test]
 fn delivery_settings_are_validated() {
-    std::env::set_var("TNP_TEST_TOKEN_F", "t");
     let cases = [
         (
             "    retry: { deadline: 15s }",
@@ -222,7 +235,7 @@ fn delivery_settings_are_validated() {
         ("", "logging: { level: \"[[\" }", "logging.level"),
     ];
     for (route_extra, top_extra, needle) in cases {
-        let result = load(&yaml(route_extra, top_extra, "TNP_TEST_TOKEN_F"));
+        let result = load(&yaml(route_extra, top_extra, TOKEN_VAR));
         if needle.is_empty() {
             assert!(
                 result.is_ok(),
@@ -237,7 +250,7 @@ fn delivery_settings_are_validated() {
     let c = load(&yaml(
         "    on_exhausted: buffer",
         "buffer: { path: data/b.redb }",
-        "TNP_TEST_TOKEN_F",
+        TOKEN_VAR,
     ))
     .unwrap();
     assert_eq!(
@@ -250,4 +263,83 @@ fn delivery_settings_are_validated() {
     );
     assert_eq!(c.routes[0].retry.deadline, Duration::from_secs(8));
     assert_eq!(c.dedupe.unwrap().key, DedupeKey::Auto);
+}
+
+#[test]
+fn secrets_come_from_the_injected_source_not_the_process() {
+    const VAR: &str = "TNP_TEST_ONLY_IN_THE_INJECTED_SOURCE";
+    assert!(std::env::var(VAR).is_err(), "{VAR} must not be set here");
+    let text = yaml("", "", VAR);
+    let injected = TestSecrets(&[(VAR, "injected-token")]);
+    let c = Config::from_yaml_with(&text, Path::new("/etc/tnp/test.yaml"), &injected).unwrap();
+    let url = crate::signature::SignedUrl::parse("https://h.example/n").unwrap();
+    let sig = SigningKey::new(Algorithm::HmacSha1, b"injected-token").sign(&url, b"");
+    let keys = c.keys.select(None, None).unwrap();
+    assert!(crate::signature::verify_signature(&keys, &url, b"", sig.as_bytes()).is_ok());
+
+    // The real source reads the process environment, where the variable is not set.
+    let e = format!(
+        "{:#}",
+        Config::from_yaml(&text, Path::new("/etc/tnp/test.yaml")).unwrap_err()
+    );
+    assert!(e.contains(VAR) && e.contains("is not set"), "{e}");
+}
+
+#[test]
+fn load_without_secrets_reads_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("proxy.yaml");
+    std::fs::write(&path, yaml("", "", "TNP_TEST_TOKEN_DEFINITELY_UNSET")).unwrap();
+    let c = Config::load_without_secrets(&path).unwrap();
+    assert!(c.keys.auth_tokens.is_empty());
+    assert!(
+        Config::load(&path).is_err(),
+        "the secret is needed to serve"
+    );
+}
+
+#[test]
+fn closed_choices_name_their_key_and_the_accepted_values() {
+    let cases = [
+        (
+            "body: json",
+            "body: xml",
+            "routes[0].body",
+            &["json", "form"][..],
+        ),
+        (
+            "body: json",
+            "body: json\n    on_exhausted: retry",
+            "routes[0].on_exhausted",
+            &["fail", "buffer"],
+        ),
+    ];
+    let base = yaml("", "", TOKEN_VAR);
+    for (from, to, key, accepted) in cases {
+        let e = err(&base.replacen(from, to, 1));
+        assert!(e.contains(key), "{to}: expected {key:?} in {e}");
+        for value in accepted {
+            assert!(
+                e.contains(&format!("`{value}`")),
+                "{to}: expected {value} in {e}"
+            );
+        }
+    }
+    let e = err(&yaml("", "dedupe: { key: call_sid }", TOKEN_VAR));
+    for value in ["auto", "idempotency_token", "message_id"] {
+        assert!(e.contains(&format!("`{value}`")), "{e}");
+    }
+}
+
+#[test]
+fn default_retry_policy_is_the_documented_one() {
+    let p = crate::policy::RetryPolicy::default();
+    assert_eq!(p.max_attempts.get(), 3);
+    assert_eq!(p.deadline, Duration::from_secs(8));
+    assert_eq!(p.retry_statuses, [500, 502, 503, 504]);
+    let c = load(&yaml("", "", TOKEN_VAR)).unwrap();
+    assert_eq!(
+        c.routes[0].retry, p,
+        "a route without retry: gets the same policy"
+    );
 }

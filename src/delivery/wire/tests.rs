@@ -49,8 +49,8 @@ fn chunked_and_http10_requests_are_reframed() {
 
 #[test]
 fn content_length_answer() {
-    let a = read(b"HTTP/1.1 404 Not Found\r\nX-Handler: v1\r\nContent-Length: 5\r\n\r\nnope!")
-        .unwrap();
+    let a =
+        read(b"HTTP/1.1 404 Not Found\r\nX-Handler: v1\r\nContent-Length: 5\r\n\r\nnope!").unwrap();
     assert_eq!(a.status, 404);
     assert_eq!(&a.body[..], b"nope!");
     assert!(a.reusable);
@@ -80,8 +80,7 @@ fn close_delimited_and_connection_close_are_not_reused() {
     let a = read(b"HTTP/1.1 200 OK\r\n\r\nuntil close").unwrap();
     assert_eq!(&a.body[..], b"until close");
     assert!(!a.reusable);
-    let a =
-        read(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok").unwrap();
+    let a = read(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok").unwrap();
     assert!(!a.reusable);
     let a = read(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok").unwrap();
     assert!(!a.reusable);

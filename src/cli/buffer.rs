@@ -1,32 +1,76 @@
-//! `twilio-notify-proxy buffer ...`: list, show, replay and purge the durable buffer.
+//! `twilio-notify-proxy buffer ...`: list, show, replay, remove and purge the durable buffer.
 //!
-//! Owns the operator's view of the store. It opens the store exclusively (redb locks the file),
-//! so it works on a stopped proxy; against a running one it says so and changes nothing.
-//! Replay uses the same [`UpstreamGroup::deliver_once`] as the proxy itself.
+//! Owns these subcommands' arguments and the operator's view of the store. It opens the store
+//! exclusively (redb locks the file), so it works on a stopped proxy; against a running one it
+//! says so and changes nothing. Replay uses the same [`UpstreamGroup::deliver_once`] as the
+//! proxy itself.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use clap::Subcommand;
 
+use super::output::OutputFormat;
 use crate::buffer::{now_ms, BufferedMeta, RedbStore, Table};
-use crate::cli::{BufferCommand, OutputFormat};
 use crate::config::Config;
 use crate::delivery::{new_balancer, UpstreamGroup};
 use crate::metrics::Metrics;
 use crate::policy::{settle, RetryPolicy};
 
-pub fn run(config_path: &Path, command: BufferCommand) -> Result<()> {
-    let config = Config::load_without_secrets(config_path)?;
+#[derive(Debug, clap::Args)]
+pub struct BufferArgs {
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: BufferCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BufferCommand {
+    /// List buffered notifications (pending, or the dead-letter table with --dead).
+    List {
+        #[arg(long)]
+        dead: bool,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+    /// Show one message: its metadata and the exact request that will be (re)delivered.
+    Show { id: u64 },
+    /// Deliver now, once: one message, every pending one (--all) or every dead-letter one
+    /// (--dead). Delivered (or finally answered) messages are removed; failures stay.
+    Replay {
+        #[arg(required_unless_present_any = ["all", "dead"], conflicts_with_all = ["all", "dead"])]
+        id: Option<u64>,
+        #[arg(long, conflicts_with = "dead")]
+        all: bool,
+        #[arg(long)]
+        dead: bool,
+    },
+    /// Delete one message, pending or dead-letter (e.g. one whose record cannot be read).
+    Remove { id: u64 },
+    /// Delete dead-letter messages (all, or those received longer ago than --older-than).
+    Purge {
+        /// Required, so a purge of pending messages can never happen by accident.
+        #[arg(long, required = true)]
+        dead: bool,
+        /// e.g. 1h, 7d.
+        #[arg(long, value_name = "DURATION")]
+        older_than: Option<String>,
+    },
+}
+
+pub fn run(args: BufferArgs) -> Result<()> {
+    let config = Config::load_without_secrets(&args.config)?;
     let buffer = config.buffer.as_ref().ok_or_else(|| {
         anyhow!(
             "{}: no buffer section, so there is no store to manage",
-            config_path.display()
+            args.config.display()
         )
     })?;
     let store = RedbStore::open(&buffer.path, buffer.max_messages)?;
-    match command {
+    match args.command {
         BufferCommand::List { dead, format } => list(&store, dead, format),
         BufferCommand::Show { id } => show(&store, id),
         BufferCommand::Remove { id } => {

@@ -1,0 +1,205 @@
+//! The typed, validated configuration the rest of the proxy runs on.
+//!
+//! Owns the shape of [`Config`] and its sections: durations are `Duration`, choices are enums,
+//! counts that must not be zero are `NonZero*`. Only [`super::validate`] builds these values, so
+//! code holding a `Config` may trust every field. Nothing here reads files, the environment or
+//! the YAML text.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::policy::{Backoff, RetryPolicy};
+use crate::schema::NotificationSchema;
+use crate::signature::KeyRing;
+
+/// The validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The file this was loaded from (for messages).
+    pub source: PathBuf,
+    pub server: ServerSettings,
+    pub listeners: Vec<Listener>,
+    pub admin_address: SocketAddr,
+    pub limits: Limits,
+    pub trusted_proxies: Vec<IpNet>,
+    pub keys: KeyRing,
+    /// Empty: every account is accepted.
+    pub allowed_accounts: HashSet<String>,
+    pub upstreams: Vec<UpstreamConfig>,
+    pub routes: Vec<Route>,
+    /// The durable buffer; present when any route buffers on exhaustion.
+    pub buffer: Option<BufferConfig>,
+    /// Duplicate suppression; `None` when disabled.
+    pub dedupe: Option<DedupeConfig>,
+    pub logging: LoggingConfig,
+    /// Things that are legal but probably not what the operator wants.
+    pub warnings: Vec<String>,
+}
+
+/// Pingora's process settings (`server:`).
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub threads: NonZeroUsize,
+    pub work_stealing: bool,
+    pub grace_period: Duration,
+    pub graceful_shutdown_timeout: Duration,
+    pub pid_file: Option<String>,
+    pub upgrade_sock: Option<String>,
+    pub error_log: Option<String>,
+}
+
+/// One public listener (`listeners[i]`).
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub address: SocketAddr,
+    pub tls: Option<TlsFiles>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// What a request may cost the proxy before it is checked (`limits:`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub body_timeout: Duration,
+    /// A request head (or, on a kept-alive connection, the next one) must arrive within this.
+    pub header_timeout: Duration,
+}
+
+/// One group of handler peers (`upstreams.NAME`).
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub name: String,
+    pub peers: Vec<SocketAddr>,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub pool_size: NonZeroUsize,
+    pub health_check_interval: Option<Duration>,
+    pub breaker_threshold: NonZeroU32,
+    pub breaker_open_for: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `logging:`.
+#[derive(Debug, Clone)]
+pub struct LoggingConfig {
+    /// An `EnvFilter` directive (`info`, `warn,access=info`); `RUST_LOG` overrides it.
+    pub level: String,
+    pub format: LogFormat,
+    /// One line per request (target `access`).
+    pub access_log: bool,
+}
+
+/// The durable store and its redelivery worker (`buffer:`).
+#[derive(Debug, Clone)]
+pub struct BufferConfig {
+    pub path: PathBuf,
+    pub max_messages: u64,
+    pub redelivery_interval: Duration,
+    pub redelivery_concurrency: NonZeroUsize,
+    pub redelivery_backoff: Backoff,
+}
+
+/// Which request property identifies a notification for duplicate suppression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DedupeKey {
+    /// `I-Twilio-Idempotency-Token` when present, else the body's `twi_message_id`.
+    Auto,
+    IdempotencyToken,
+    MessageId,
+}
+
+/// `dedupe:` when enabled.
+#[derive(Debug, Clone)]
+pub struct DedupeConfig {
+    pub key: DedupeKey,
+    pub ttl: Duration,
+    pub capacity: usize,
+}
+
+/// What the live path does when every attempt failed (or the circuit is open).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnExhausted {
+    /// Answer 502/503/504 so Twilio logs the failure (and its fallback, if any, runs).
+    Fail,
+    /// Store the request durably, answer `status`, redeliver until `ttl` after arrival.
+    Buffer {
+        ttl: Duration,
+        status: http::StatusCode,
+    },
+}
+
+/// What a route's body is, which decides how its signature covers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyKind {
+    /// Client call notification: JSON, covered by `bodySHA256` in the signed URL.
+    Json,
+    /// Other Twilio webhooks: form parameters, sorted into the signed string.
+    Form,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaMode {
+    /// Violations are rejected with 400.
+    Enforce,
+    /// Violations are counted and logged; the request is forwarded anyway.
+    Report,
+}
+
+/// The scheme and authority of the public URL Twilio signs, split as the verifier needs it.
+#[derive(Debug, Clone)]
+pub struct PublicUrl {
+    pub scheme: String,
+    pub host: String,
+    pub port: Option<String>,
+    pub path: String,
+}
+
+impl PublicUrl {
+    /// The URL's parts as the signature code takes them (no query: each request brings its own).
+    pub fn as_signed_url(&self) -> crate::signature::SignedUrl<'_> {
+        crate::signature::SignedUrl {
+            scheme: &self.scheme,
+            host: &self.host,
+            port: self.port.as_deref(),
+            path: self.path.as_bytes(),
+            query: b"",
+        }
+    }
+}
+
+/// One path the proxy serves (`routes[i]`).
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub path: String,
+    pub public_url: Option<PublicUrl>,
+    /// Index into [`Config::upstreams`].
+    pub upstream: usize,
+    pub body: BodyKind,
+    pub schema: Option<Arc<NotificationSchema>>,
+    pub schema_mode: SchemaMode,
+    pub retry: RetryPolicy,
+    pub on_exhausted: OnExhausted,
+}

@@ -1,0 +1,168 @@
+//! The `routes:` section: one validator per route and per part of it (public URL, schema,
+//! retry policy, exhaustion policy).
+//!
+//! Owns the rules a route must follow to be signable by Twilio and safe to retry: an https
+//! public URL without query or underscore host, a deadline inside Twilio's 15 s, only 5xx
+//! retried, a 2xx for buffered answers. Uniqueness across routes is [`super::validate`]'s job.
+
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Result};
+
+use super::model::{BodyKind, OnExhausted, PublicUrl, Route, UpstreamConfig};
+use super::raw::{RawOnExhausted, RawRetry, RawRoute};
+use super::source::read_json;
+use super::values::{backoff, nonzero_duration};
+use crate::policy::RetryPolicy;
+use crate::schema::NotificationSchema;
+
+/// Twilio gives up on a notification URL after this long.
+const TWILIO_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub(super) fn route(
+    key: &str,
+    r: RawRoute,
+    upstreams: &[UpstreamConfig],
+    base: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<Route> {
+    let public_url = match &r.public_url {
+        Some(u) => Some(public_url(&format!("{key}.public_url"), u)?),
+        None => None,
+    };
+    let path = match (&r.path, &public_url) {
+        (Some(p), _) => p.clone(),
+        (None, Some(u)) => u.path.clone(),
+        (None, None) => {
+            bail!("{key}: set path (and public_url, the URL Twilio is configured with)")
+        }
+    };
+    if !path.starts_with('/') || path.contains('?') {
+        bail!("{key}.path: {path:?} must start with / and hold no query");
+    }
+    match &public_url {
+        Some(u) if u.scheme != "https" => warnings.push(format!(
+            "{key}.public_url: {}://… is not https; Twilio requires https for client notifications in production",
+            u.scheme
+        )),
+        Some(_) => {}
+        None => warnings.push(format!(
+            "{key}: no public_url; the signed URL is rebuilt from Host (or X-Forwarded-* from trusted_proxies)"
+        )),
+    }
+    let upstream = upstreams
+        .iter()
+        .position(|u| u.name == r.upstream)
+        .ok_or_else(|| {
+            let known: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
+            anyhow!(
+                "{key}.upstream: {:?} is not defined under upstreams (known: {known:?})",
+                r.upstream
+            )
+        })?;
+    let schema = schema(&format!("{key}.schema"), r.schema.as_deref(), r.body, base)?;
+    let retry = retry(&format!("{key}.retry"), &r.retry, warnings)?;
+    let on_exhausted = on_exhausted(key, &r, warnings)?;
+    Ok(Route {
+        name: r.name.unwrap_or_else(|| path.clone()),
+        path,
+        public_url,
+        upstream,
+        body: r.body,
+        schema,
+        schema_mode: r.schema_mode,
+        retry,
+        on_exhausted,
+    })
+}
+
+fn public_url(key: &str, value: &str) -> Result<PublicUrl> {
+    let url = crate::signature::SignedUrl::parse(value).map_err(|e| anyhow!("{key}: {e}"))?;
+    if !url.query.is_empty() || value.contains('#') {
+        bail!("{key}: {value:?} must not contain a query or fragment (each request's own query is what Twilio signs)");
+    }
+    if url.host.contains('_') {
+        // Twilio rejects hostnames with underscores (13807 "invalid hostname").
+        bail!(
+            "{key}: host {:?} contains an underscore, which Twilio cannot call",
+            url.host
+        );
+    }
+    // The path is a slice of `value`, a str, cut at ASCII delimiters: always UTF-8.
+    let path = String::from_utf8_lossy(url.path);
+    Ok(PublicUrl {
+        scheme: url.scheme.to_ascii_lowercase(),
+        host: url.host.to_string(),
+        port: url.port.map(str::to_string),
+        path: if path.is_empty() {
+            "/".into()
+        } else {
+            path.into_owned()
+        },
+    })
+}
+
+fn schema(
+    key: &str,
+    file: Option<&str>,
+    body: BodyKind,
+    base: &Path,
+) -> Result<Option<Arc<NotificationSchema>>> {
+    match (file, body) {
+        (None, _) => Ok(None),
+        (Some(_), BodyKind::Form) => {
+            bail!("{key}: schemas apply to json routes only; remove it or set body: json")
+        }
+        (Some(file), BodyKind::Json) => {
+            let (path, value) = read_json(key, base, file)?;
+            let schema = NotificationSchema::compile(&value).map_err(|e| {
+                anyhow!("{key}: {} is not a valid JSON Schema: {e}", path.display())
+            })?;
+            Ok(Some(Arc::new(schema)))
+        }
+    }
+}
+
+fn retry(key: &str, r: &RawRetry, warnings: &mut Vec<String>) -> Result<RetryPolicy> {
+    let deadline = nonzero_duration(&format!("{key}.deadline"), &r.deadline)?;
+    if deadline >= TWILIO_TIMEOUT {
+        bail!("{key}.deadline: {deadline:?} is not below Twilio's 15 s timeout; keep it at 10 s or less");
+    }
+    if deadline > Duration::from_secs(10) {
+        warnings.push(format!(
+            "{key}.deadline: {deadline:?} leaves little of Twilio's 15 s for its own connect and the buffer write"
+        ));
+    }
+    for (i, status) in r.on_status.iter().enumerate() {
+        if !(500..=599).contains(status) {
+            bail!("{key}.on_status[{i}]: {status} is not a 5xx status (4xx answers are never retried)");
+        }
+    }
+    Ok(RetryPolicy {
+        max_attempts: NonZeroU32::new(r.max_attempts)
+            .ok_or_else(|| anyhow!("{key}.max_attempts: must be at least 1"))?,
+        deadline,
+        backoff: backoff(&format!("{key}.backoff"), &r.backoff)?,
+        retry_statuses: r.on_status.clone(),
+    })
+}
+
+fn on_exhausted(key: &str, r: &RawRoute, warnings: &mut Vec<String>) -> Result<OnExhausted> {
+    match r.on_exhausted {
+        RawOnExhausted::Fail => Ok(OnExhausted::Fail),
+        RawOnExhausted::Buffer => {
+            if r.body == BodyKind::Form {
+                warnings.push(format!("{key}: buffering a form webhook answers Twilio before the handler has; its TwiML answer is lost"));
+            }
+            let ttl = nonzero_duration(&format!("{key}.buffer_ttl"), &r.buffer_ttl)?;
+            let status = match http::StatusCode::from_u16(r.buffered_status) {
+                Ok(s) if s.is_success() => s,
+                _ => bail!("{key}.buffered_status: {} must be a 2xx status (Twilio treats anything else as 13807)", r.buffered_status),
+            };
+            Ok(OnExhausted::Buffer { ttl, status })
+        }
+    }
+}

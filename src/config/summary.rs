@@ -1,0 +1,55 @@
+//! The short description of a loaded config that `check` prints: listeners, admin address,
+//! routes and how many keys of each kind were loaded.
+//!
+//! Owns that wording only. It must never print a secret, a token or a key id's value: counts
+//! only.
+
+use std::collections::BTreeMap;
+
+use super::model::Config;
+
+/// A config's shape as `key: value` lines, without secrets.
+pub fn summary(config: &Config) -> BTreeMap<&'static str, String> {
+    let mut m = BTreeMap::new();
+    m.insert(
+        "listeners",
+        config
+            .listeners
+            .iter()
+            .map(|l| {
+                format!(
+                    "{}{}",
+                    l.address,
+                    if l.tls.is_some() { " (tls)" } else { "" }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    m.insert("admin", config.admin_address.to_string());
+    m.insert(
+        "routes",
+        config
+            .routes
+            .iter()
+            .map(|r| {
+                let upstream = config
+                    .upstreams
+                    .get(r.upstream)
+                    .map_or("?", |u| u.name.as_str());
+                format!("{} -> {upstream}", r.path)
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    m.insert(
+        "keys",
+        format!(
+            "{} auth token(s), {} subaccount(s), {} shared key(s)",
+            config.keys.auth_tokens.len(),
+            config.keys.accounts.len(),
+            config.keys.shared_keys.len()
+        ),
+    );
+    m
+}

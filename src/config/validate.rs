@@ -1,0 +1,261 @@
+//! Turns the raw file into a [`Config`]: one validator per section, then the rules that span
+//! sections (admin vs. listeners, routes vs. upstreams, buffering routes vs. `buffer:`).
+//!
+//! Owns the order of checks and the cross-section rules. Each error starts with the dotted key
+//! it is about and says the fix; [`super`] prefixes the file name. I/O goes through
+//! [`super::source`]; nothing here binds a port or logs.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroUsize;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Result};
+use ipnet::IpNet;
+
+use super::model::{
+    BufferConfig, Config, DedupeConfig, Limits, Listener, LoggingConfig, OnExhausted, Route,
+    ServerSettings, TlsFiles, UpstreamConfig,
+};
+use super::raw::{
+    RawBuffer, RawConfig, RawDedupe, RawLimits, RawListener, RawLogging, RawRoute, RawServer,
+    RawUpstream,
+};
+use super::route::route;
+use super::secrets::keys;
+use super::source::{existing_file, resolve, SecretSource};
+use super::upstream::upstream;
+use super::values::{backoff, check_account_sid, duration, nonzero_duration, socket_addr};
+use crate::signature::KeyRing;
+
+/// Validates `raw`, read from `source` (relative paths resolve against `base`). Without a
+/// secret source no secret is read and the key ring stays empty.
+pub(super) fn config(
+    raw: RawConfig,
+    source: &Path,
+    base: &Path,
+    secrets: Option<&dyn SecretSource>,
+) -> Result<Config> {
+    let mut warnings = Vec::new();
+    let server = server(raw.server)?;
+    let listeners = listeners(raw.listeners, base)?;
+    let admin_address = admin(&raw.admin.address, &listeners, &mut warnings)?;
+    let limits = limits(&raw.limits)?;
+    let trusted_proxies = trusted_proxies(&raw.trusted_proxies)?;
+    let keys = match secrets {
+        Some(source) => keys(&raw.secrets, base, source)?,
+        None => KeyRing::default(),
+    };
+    let allowed_accounts = allowed_accounts(&raw.allowed_accounts)?;
+    let upstreams = upstreams(&raw.upstreams)?;
+    let routes = routes(raw.routes, &upstreams, base, &mut warnings)?;
+    let buffer = match &raw.buffer {
+        Some(b) => Some(buffer(b, base)?),
+        None => None,
+    };
+    if buffer.is_none() {
+        require_no_buffering(&routes)?;
+    }
+    let dedupe = dedupe(raw.dedupe.unwrap_or_default())?;
+    let logging = logging(raw.logging)?;
+    Ok(Config {
+        source: source.to_path_buf(),
+        server,
+        listeners,
+        admin_address,
+        limits,
+        trusted_proxies,
+        keys,
+        allowed_accounts,
+        upstreams,
+        routes,
+        buffer,
+        dedupe,
+        logging,
+        warnings,
+    })
+}
+
+fn server(raw: RawServer) -> Result<ServerSettings> {
+    Ok(ServerSettings {
+        threads: NonZeroUsize::new(raw.threads)
+            .ok_or_else(|| anyhow!("server.threads: must be at least 1"))?,
+        work_stealing: raw.work_stealing,
+        grace_period: duration("server.grace_period", &raw.grace_period)?,
+        graceful_shutdown_timeout: duration(
+            "server.graceful_shutdown_timeout",
+            &raw.graceful_shutdown_timeout,
+        )?,
+        pid_file: raw.pid_file,
+        upgrade_sock: raw.upgrade_sock,
+        error_log: raw.error_log,
+    })
+}
+
+fn listeners(raw: Vec<RawListener>, base: &Path) -> Result<Vec<Listener>> {
+    if raw.is_empty() {
+        bail!("listeners: at least one listener is required (e.g. - address: 0.0.0.0:8080)");
+    }
+    let mut listeners = Vec::new();
+    for (i, l) in raw.into_iter().enumerate() {
+        let key = format!("listeners[{i}]");
+        let address = socket_addr(&format!("{key}.address"), &l.address)?;
+        let tls = match l.tls {
+            Some(t) => Some(TlsFiles {
+                cert_file: existing_file(&format!("{key}.tls.cert_file"), base, &t.cert_file)?,
+                key_file: existing_file(&format!("{key}.tls.key_file"), base, &t.key_file)?,
+            }),
+            None => None,
+        };
+        listeners.push(Listener { address, tls });
+    }
+    Ok(listeners)
+}
+
+fn admin(address: &str, listeners: &[Listener], warnings: &mut Vec<String>) -> Result<SocketAddr> {
+    let admin_address = socket_addr("admin.address", address)?;
+    if listeners.iter().any(|l| l.address == admin_address) {
+        bail!("admin.address: {admin_address} is also a public listener; use a separate port");
+    }
+    if !admin_address.ip().is_loopback() {
+        warnings.push(format!(
+            "admin.address: {admin_address} is not loopback; /metrics will be reachable from the network"
+        ));
+    }
+    Ok(admin_address)
+}
+
+fn limits(raw: &RawLimits) -> Result<Limits> {
+    Ok(Limits {
+        max_body_bytes: match raw.max_body_bytes {
+            0 => bail!("limits.max_body_bytes: must be greater than 0"),
+            n if n > 1024 * 1024 => {
+                bail!(
+                    "limits.max_body_bytes: {n} is above the 1 MiB ceiling (Twilio sends < 2 KiB)"
+                )
+            }
+            n => n,
+        },
+        body_timeout: nonzero_duration("limits.body_timeout", &raw.body_timeout)?,
+        header_timeout: nonzero_duration("limits.header_timeout", &raw.header_timeout)?,
+    })
+}
+
+fn trusted_proxies(raw: &[String]) -> Result<Vec<IpNet>> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, s)| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    anyhow!("trusted_proxies[{i}]: {s:?} is not an IP address or CIDR (e.g. 10.0.0.0/8)")
+                })
+        })
+        .collect()
+}
+
+fn allowed_accounts(raw: &[String]) -> Result<HashSet<String>> {
+    let mut allowed = HashSet::new();
+    for (i, sid) in raw.iter().enumerate() {
+        check_account_sid(&format!("allowed_accounts[{i}]"), sid)?;
+        allowed.insert(sid.clone());
+    }
+    Ok(allowed)
+}
+
+fn upstreams(raw: &std::collections::BTreeMap<String, RawUpstream>) -> Result<Vec<UpstreamConfig>> {
+    if raw.is_empty() {
+        bail!("upstreams: at least one upstream group is required");
+    }
+    raw.iter().map(|(name, u)| upstream(name, u)).collect()
+}
+
+fn routes(
+    raw: Vec<RawRoute>,
+    upstreams: &[UpstreamConfig],
+    base: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Route>> {
+    if raw.is_empty() {
+        bail!("routes: at least one route is required");
+    }
+    let mut routes: Vec<Route> = Vec::new();
+    for (i, r) in raw.into_iter().enumerate() {
+        let route = route(&format!("routes[{i}]"), r, upstreams, base, warnings)?;
+        if let Some(other) = routes.iter().find(|o| o.path == route.path) {
+            bail!(
+                "routes[{i}].path: {:?} is already served by route {:?}; paths must be unique",
+                route.path,
+                other.name
+            );
+        }
+        if routes.iter().any(|o| o.name == route.name) {
+            bail!(
+                "routes[{i}].name: {:?} is used twice; names label metrics and must be unique",
+                route.name
+            );
+        }
+        routes.push(route);
+    }
+    Ok(routes)
+}
+
+fn buffer(raw: &RawBuffer, base: &Path) -> Result<BufferConfig> {
+    Ok(BufferConfig {
+        path: resolve(base, &raw.path),
+        max_messages: match raw.max_messages {
+            0 => bail!("buffer.max_messages: must be at least 1"),
+            n => n,
+        },
+        redelivery_interval: nonzero_duration(
+            "buffer.redelivery_interval",
+            &raw.redelivery_interval,
+        )?,
+        redelivery_concurrency: NonZeroUsize::new(raw.redelivery_concurrency)
+            .ok_or_else(|| anyhow!("buffer.redelivery_concurrency: must be at least 1"))?,
+        redelivery_backoff: backoff("buffer.redelivery_backoff", &raw.redelivery_backoff)?,
+    })
+}
+
+/// A route that buffers needs somewhere to buffer to.
+fn require_no_buffering(routes: &[Route]) -> Result<()> {
+    match routes
+        .iter()
+        .find(|r| matches!(r.on_exhausted, OnExhausted::Buffer { .. }))
+    {
+        Some(r) => bail!(
+            "route {:?} has on_exhausted: buffer, but there is no buffer section (add buffer: {{ path: /var/lib/twilio-notify-proxy/buffer.redb }})",
+            r.name
+        ),
+        None => Ok(()),
+    }
+}
+
+fn dedupe(raw: RawDedupe) -> Result<Option<DedupeConfig>> {
+    if !raw.enabled {
+        return Ok(None);
+    }
+    Ok(Some(DedupeConfig {
+        key: raw.key,
+        ttl: nonzero_duration("dedupe.ttl", &raw.ttl)?,
+        capacity: match raw.capacity {
+            0 => bail!("dedupe.capacity: must be at least 1 (or set dedupe.enabled: false)"),
+            n if n > 10_000_000 => {
+                bail!("dedupe.capacity: {n} is above 10,000,000 entries (~1 GiB)")
+            }
+            n => n,
+        },
+    }))
+}
+
+fn logging(raw: RawLogging) -> Result<LoggingConfig> {
+    let level = raw.level.trim().to_string();
+    tracing_subscriber::EnvFilter::try_new(&level).map_err(|e| {
+        anyhow!("logging.level: {level:?} is not a log filter ({e}); write e.g. info or warn,access=info")
+    })?;
+    Ok(LoggingConfig {
+        level,
+        format: raw.format,
+        access_log: raw.access_log,
+    })
+}

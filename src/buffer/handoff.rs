@@ -430,3 +430,6 @@ impl BackgroundService for HandoffService {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -126,7 +126,10 @@ struct Sent {
 }
 
 /// Sends a fresh notification on a new connection every 10 ms until stopped.
-fn start_sender(addr: SocketAddr, stop: Arc<AtomicBool>) -> (thread::JoinHandle<()>, Arc<Mutex<Vec<Sent>>>) {
+fn start_sender(
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+) -> (thread::JoinHandle<()>, Arc<Mutex<Vec<Sent>>>) {
     let sent = Arc::new(Mutex::new(Vec::new()));
     let log = sent.clone();
     let handle = thread::spawn(move || {
@@ -176,7 +179,10 @@ fn upgrade_under_load(back: HandlerBack) {
         sent.lock()
             .unwrap()
             .iter()
-            .filter(|s| s.buffered_as.is_some_and(|id| (id >= HANDOFF_ID_BASE) == handoff))
+            .filter(|s| {
+                s.buffered_as
+                    .is_some_and(|id| (id >= HANDOFF_ID_BASE) == handoff)
+            })
             .count()
     };
     eventually_within("the old process to buffer", Duration::from_secs(10), || {
@@ -186,9 +192,11 @@ fn upgrade_under_load(back: HandlerBack) {
     // The new process finds the main file locked: it buffers into a hand-off file, then waits
     // on the upgrade socket for the old one's listeners.
     let _new = spawn(&setup, true);
-    eventually_within("a hand-off file and the upgrade socket", Duration::from_secs(10), || {
-        !handoff_files(&setup.store).is_empty() && setup.upgrade_sock.exists()
-    });
+    eventually_within(
+        "a hand-off file and the upgrade socket",
+        Duration::from_secs(10),
+        || !handoff_files(&setup.store).is_empty() && setup.upgrade_sock.exists(),
+    );
     let quit = Command::new("kill")
         .args(["-QUIT", &old.0.id().to_string()])
         .status()
@@ -196,13 +204,18 @@ fn upgrade_under_load(back: HandlerBack) {
     assert!(quit.success());
 
     // The new process is serving (Pingora lets both accept for 5 s, then the old one drains).
-    eventually_within("the new process to buffer into its hand-off file", Duration::from_secs(15), || {
-        buffered(&sent, true) >= 3
-    });
+    eventually_within(
+        "the new process to buffer into its hand-off file",
+        Duration::from_secs(15),
+        || buffered(&sent, true) >= 3,
+    );
     let mut handler = None;
     if back == HandlerBack::BeforeAdoption {
         drop(refusing.take());
-        handler = Some(MockUpstream::start_on(handler_addr, Behaviour::status(200, "ok")));
+        handler = Some(MockUpstream::start_on(
+            handler_addr,
+            Behaviour::status(200, "ok"),
+        ));
         let upstream = handler.as_ref().unwrap();
         let handoff_ids: Vec<String> = sent
             .lock()
@@ -211,10 +224,14 @@ fn upgrade_under_load(back: HandlerBack) {
             .filter(|s| s.buffered_as.is_some_and(|id| id >= HANDOFF_ID_BASE))
             .map(|s| s.message_id.clone())
             .collect();
-        eventually_within("redelivery from the hand-off file", Duration::from_secs(10), || {
-            let got: Vec<String> = upstream.requests().iter().map(|r| body_id(r)).collect();
-            handoff_ids.iter().all(|id| got.contains(id))
-        });
+        eventually_within(
+            "redelivery from the hand-off file",
+            Duration::from_secs(10),
+            || {
+                let got: Vec<String> = upstream.requests().iter().map(|r| body_id(r)).collect();
+                handoff_ids.iter().all(|id| got.contains(id))
+            },
+        );
         assert!(
             matches!(old.0.try_wait(), Ok(None)),
             "the old process exited before the check: the test no longer shows redelivery \
@@ -222,9 +239,11 @@ fn upgrade_under_load(back: HandlerBack) {
         );
     }
     wait_exit(&mut old.0, Duration::from_secs(20));
-    eventually_within("the hand-off file to be adopted", Duration::from_secs(10), || {
-        handoff_files(&setup.store).is_empty()
-    });
+    eventually_within(
+        "the hand-off file to be adopted",
+        Duration::from_secs(10),
+        || handoff_files(&setup.store).is_empty(),
+    );
     // A little more traffic on the new process alone, into the main file.
     let total = sent.lock().unwrap().len();
     eventually_within("more requests", Duration::from_secs(10), || {
@@ -239,10 +258,17 @@ fn upgrade_under_load(back: HandlerBack) {
     let sent = sent.lock().unwrap().clone();
 
     let failed: Vec<&Sent> = sent.iter().filter(|s| s.status != Some(200)).collect();
-    assert!(failed.is_empty(), "{} of {} requests failed: {failed:?}", failed.len(), sent.len());
-    eventually_within("every notification at the handler", Duration::from_secs(30), || {
-        handler.request_count() >= sent.len()
-    });
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {failed:?}",
+        failed.len(),
+        sent.len()
+    );
+    eventually_within(
+        "every notification at the handler",
+        Duration::from_secs(30),
+        || handler.request_count() >= sent.len(),
+    );
     // Nothing left to redeliver, so no later copy can arrive.
     eventually_within("the buffer to drain", Duration::from_secs(10), || {
         http_get(setup.admin, "/metrics").is_some_and(|m| {
@@ -256,14 +282,27 @@ fn upgrade_under_load(back: HandlerBack) {
     }
     let wrong: Vec<(&str, usize)> = sent
         .iter()
-        .map(|s| (s.message_id.as_str(), seen.get(&s.message_id).copied().unwrap_or(0)))
+        .map(|s| {
+            (
+                s.message_id.as_str(),
+                seen.get(&s.message_id).copied().unwrap_or(0),
+            )
+        })
         .filter(|(_, n)| *n != 1)
         .collect();
     assert!(wrong.is_empty(), "not delivered exactly once: {wrong:?}");
-    assert_eq!(seen.len(), sent.len(), "the handler got notifications nobody sent");
+    assert_eq!(
+        seen.len(),
+        sent.len(),
+        "the handler got notifications nobody sent"
+    );
     let (old_buffered, new_buffered) = (
-        sent.iter().filter(|s| s.buffered_as.is_some_and(|id| id < HANDOFF_ID_BASE)).count(),
-        sent.iter().filter(|s| s.buffered_as.is_some_and(|id| id >= HANDOFF_ID_BASE)).count(),
+        sent.iter()
+            .filter(|s| s.buffered_as.is_some_and(|id| id < HANDOFF_ID_BASE))
+            .count(),
+        sent.iter()
+            .filter(|s| s.buffered_as.is_some_and(|id| id >= HANDOFF_ID_BASE))
+            .count(),
     );
     eprintln!(
         "{} requests: {old_buffered} buffered in the main file, {new_buffered} in the hand-off file",

@@ -34,8 +34,8 @@ mod adopt;
 mod error;
 mod records;
 
-use error::Failure;
 pub use adopt::Adopted;
+use error::Failure;
 pub use error::StoreError;
 use records::*;
 
@@ -115,7 +115,9 @@ impl RedbStore {
             Open::Existing => builder.open(path),
             Open::CreateNew => {
                 if path.exists() {
-                    return Err(io(std::io::Error::from(std::io::ErrorKind::AlreadyExists).into()));
+                    return Err(io(
+                        std::io::Error::from(std::io::ErrorKind::AlreadyExists).into()
+                    ));
                 }
                 builder.create(&staging)
             }

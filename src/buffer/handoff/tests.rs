@@ -70,7 +70,11 @@ fn leftover_handoff_file_is_adopted_at_start_with_new_ids_and_identical_bytes() 
 
     let store = RedbStore::open(&main, 100).unwrap();
     let after = by_bytes(&store);
-    assert_eq!(after.len(), 6, "3 messages of each file, none lost or doubled");
+    assert_eq!(
+        after.len(),
+        6,
+        "3 messages of each file, none lost or doubled"
+    );
     let ids: std::collections::HashSet<u64> = after.values().map(|(_, m)| m.id).collect();
     assert_eq!(ids.len(), 6, "ids do not collide");
     for (bytes, (table, meta)) in &before {
@@ -132,7 +136,10 @@ fn a_locked_main_file_is_refused_without_upgrade() {
     let _running = RedbStore::open(&main_path, 100).unwrap();
     let refused = RedbBuffer::open(&main_path, 100, false).unwrap_err();
     assert!(matches!(refused, StoreError::Locked { .. }), "{refused}");
-    assert!(handoff_files(&main_path).is_empty(), "no hand-off file made");
+    assert!(
+        handoff_files(&main_path).is_empty(),
+        "no hand-off file made"
+    );
 }
 
 #[tokio::test]
@@ -161,7 +168,10 @@ async fn upgrade_buffers_into_a_handoff_file_then_switches_to_the_main_file() {
     drop(old_process);
     buffer.step().await;
     assert!(!buffer.is_handoff(), "switched once the main file was free");
-    assert!(handoff_files(&main_path).is_empty(), "hand-off file deleted");
+    assert!(
+        handoff_files(&main_path).is_empty(),
+        "hand-off file deleted"
+    );
     assert_eq!(buffer.stats().await.unwrap().pending, 3);
     // A redelivery that was in flight across the switch finishes on the right message.
     assert!(buffer.reschedule(b, 3, 9, "again".into()).await.unwrap());

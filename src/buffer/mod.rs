@@ -1,22 +1,28 @@
 //! The durable buffer: notifications the handler could not take, kept until it can.
 //!
 //! Owns the message types, the [`NotificationStore`] seam, the embedded store
-//! ([`store::RedbStore`]) and its hand-off across `run --upgrade` ([`handoff::RedbBuffer`]). A message is stored (committed and fsynced) before the proxy answers
+//! ([`store::RedbStore`], one instance; its hand-off across `run --upgrade` is
+//! [`handoff::RedbBuffer`]) and the shared one ([`postgres::PostgresStore`], a fleet). A message
+//! is stored (committed and fsynced) before the proxy answers
 //! Twilio, so an answer of "accepted" never depends on memory alone. Deciding *when* to buffer,
 //! redeliver or give up belongs to the request flow and the redelivery worker; this module only
 //! keeps messages and never opens a connection to the handler.
 
+mod error;
 pub mod handoff;
 mod instrumented;
+pub mod postgres;
 pub mod store;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
+pub use error::StoreError;
 pub use handoff::{HandoffService, RedbBuffer};
 pub use instrumented::Instrumented;
-pub use store::{RedbStore, StoreError};
+pub use postgres::{PgOptions, PgPool, PostgresStore};
+pub use store::RedbStore;
 
 /// What the running proxy needs from a buffer: the live path inserts, the redelivery worker
 /// drains, the admin listener reports. The embedded [`RedbStore`] runs each call on tokio's

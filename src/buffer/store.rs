@@ -28,7 +28,9 @@ use redb::{
     WriteTransaction,
 };
 
-use super::{BufferedMessage, BufferedMeta, NewMessage, NotificationStore, StoreStats, Table};
+use super::{
+    BufferedMessage, BufferedMeta, NewMessage, NotificationStore, StoreError, StoreStats, Table,
+};
 
 mod adopt;
 mod error;
@@ -36,7 +38,6 @@ mod records;
 
 pub use adopt::Adopted;
 use error::Failure;
-pub use error::StoreError;
 use records::*;
 
 /// Page cache for the store. redb's default (1 GiB) would let a large buffer grow the proxy's

@@ -1,15 +1,16 @@
 //! Duplicate suppression: a notification is delivered once, even when Twilio's retry or an
 //! overlapping copy arrives while the first is still in flight.
 //!
-//! Owns the [`Dedupe`] seam and its in-memory implementation, [`DedupeCache`]. A delivery
-//! *claims* its notification's identities before the first attempt; a copy that arrives while
-//! the claim is held waits (bounded) for the first to end, then answers as a duplicate of what
-//! it became, or, if the first failed and released its claim, delivers itself (that copy is
-//! Twilio's retry of a failed call, and must go through). Only a 2xx delivery or a durable
-//! buffer insert settles a claim; every other ending releases it.
+//! Owns the [`Dedupe`] seam, its in-memory implementation [`DedupeCache`] (one instance) and
+//! the shared [`PostgresDedupe`] (a fleet). A delivery *claims* its notification's identities
+//! before the first attempt; a copy that arrives while the claim is held waits (bounded) for
+//! the first to end, then answers as a duplicate of what it became, or, if the first failed and
+//! released its claim, delivers itself (that copy is Twilio's retry of a failed call, and must
+//! go through). Only a 2xx delivery or a durable buffer insert settles a claim; every other
+//! ending releases it.
 //!
-//! It decides nothing about answers or delivery and never opens a connection: the request flow
-//! asks it and acts on the answer.
+//! It decides nothing about answers or delivery and never talks to the handler: the request
+//! flow asks it and acts on the answer.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
@@ -19,6 +20,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::sync::Notify;
+
+mod postgres;
+pub use postgres::PostgresDedupe;
 
 /// What became of a notification that was seen before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,6 +10,8 @@
 //!   `check` summary.
 //! - [`app`]: wiring of Pingora services (public listeners, admin, health checks, redelivery).
 //! - [`lifecycle`]: signals and the grace period (keep serving, then drain).
+//! - [`edge`]: the HTTP/1 edge of the public listeners: connections, heads, bodies, keep-alive,
+//!   answers (over Pingora's raw streams).
 //! - [`proxy`]: the Pingora glue of the public listeners: read, check, hand over, write.
 //! - [`route`]: the routes by path, each with its metrics and upstream.
 //! - [`pipeline`]: the ordered request checks (pure).
@@ -35,6 +37,7 @@ pub mod config;
 pub mod dedupe;
 pub mod delivery;
 pub mod demo;
+pub mod edge;
 pub mod flow;
 pub mod lifecycle;
 pub mod logging;

@@ -12,7 +12,6 @@
 //! - [`lifecycle`]: signals and the grace period (keep serving, then drain).
 //! - [`edge`]: the HTTP/1 edge of the public listeners: connections, heads, bodies, keep-alive,
 //!   answers (over Pingora's raw streams).
-//! - [`proxy`]: the Pingora glue of the public listeners: read, check, hand over, write.
 //! - [`route`]: the routes by path, each with its metrics and upstream.
 //! - [`pipeline`]: the ordered request checks (pure).
 //! - [`signature`]: Twilio's signing rules and the signed public URL (pure).
@@ -45,7 +44,6 @@ pub mod metrics;
 pub mod outcome;
 pub mod pipeline;
 pub mod policy;
-pub mod proxy;
 pub mod redelivery;
 pub mod route;
 pub mod schema;

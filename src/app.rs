@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::ListenerConfig;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
@@ -19,10 +20,10 @@ use crate::config::{BufferConfig, Config};
 use crate::dedupe::DedupeCache;
 use crate::delivery::{new_balancer, Deliver, UpstreamGroup};
 use crate::demo::DemoHandler;
+use crate::edge::{l4_buffers, Edge};
 use crate::flow::{DedupeSetup, Flow};
 use crate::lifecycle::{Draining, GraceWatch};
 use crate::metrics::Metrics;
-use crate::proxy::NotifyProxy;
 use crate::redelivery::{Redeliverer, RouteRedelivery};
 use crate::route::Routes;
 
@@ -182,20 +183,24 @@ pub fn build_server(
     });
     let flow = Flow::new(dedupe, store.clone(), store_writable.clone());
     let draining = Draining::default();
-    let proxy = NotifyProxy::new(&config, routes, flow, draining.clone());
-    let mut public = Service::new("twilio-notify-proxy".to_string(), proxy);
+    let edge = Edge::new(&config, routes, flow, draining.clone(), metrics.edge());
+    let mut public = Service::new("twilio-notify-proxy".to_string(), edge);
     public.threads = Some(config.server.threads.get());
     for l in &config.listeners {
         let addr = l.address.to_string();
         match &l.tls {
-            None => public.add_tcp(&addr),
+            None => public.add_listener(ListenerConfig::tcp(&addr).l4_buffer(l4_buffers(false))),
             Some(tls) => {
                 let cert = tls.cert_file.to_string_lossy();
                 let key = tls.key_file.to_string_lossy();
                 // HTTP/1.1 only: Twilio speaks it, and the pipeline forwards HTTP/1 heads verbatim.
                 let settings = TlsSettings::intermediate(&cert, &key)
                     .map_err(|e| anyhow::anyhow!("listener {addr}: TLS cert/key: {e}"))?;
-                public.add_tls_with_settings(&addr, None, settings);
+                public.add_listener(
+                    ListenerConfig::tcp(&addr)
+                        .tls(settings)
+                        .l4_buffer(l4_buffers(true)),
+                );
             }
         }
     }

@@ -10,7 +10,8 @@
 //!   `check` summary.
 //! - [`app`]: wiring of Pingora services (public listeners, admin, health checks, redelivery).
 //! - [`lifecycle`]: signals and the grace period (keep serving, then drain).
-//! - [`proxy`]: the Pingora glue of the public listeners: read, check, hand over, write.
+//! - [`edge`]: the HTTP/1 edge of the public listeners: connections, heads, bodies, keep-alive,
+//!   answers (over Pingora's raw streams).
 //! - [`route`]: the routes by path, each with its metrics and upstream.
 //! - [`pipeline`]: the ordered request checks (pure).
 //! - [`signature`]: Twilio's signing rules and the signed public URL (pure).
@@ -36,6 +37,7 @@ pub mod config;
 pub mod dedupe;
 pub mod delivery;
 pub mod demo;
+pub mod edge;
 pub mod flow;
 pub mod lifecycle;
 pub mod logging;
@@ -43,7 +45,6 @@ pub mod metrics;
 pub mod outcome;
 pub mod pipeline;
 pub mod policy;
-pub mod proxy;
 pub mod redelivery;
 pub mod route;
 pub mod schema;

@@ -50,6 +50,8 @@ pub struct Metrics {
     buffer_oldest_age: prometheus::Gauge,
     store_duration: HistogramVec,
     store_errors: IntCounterVec,
+    connections_open: IntGauge,
+    connections_refused: IntCounter,
 }
 
 /// Handles for one route, resolved at start.
@@ -87,7 +89,13 @@ impl RouteMetrics {
     }
 }
 
-/// Handles for one upstream group, resolved at start.
+/// The public listeners' connections: how many are open, how many the cap turned away.
+#[derive(Clone)]
+pub struct EdgeMetrics {
+    pub open: IntGauge,
+    pub refused: IntCounter,
+}
+
 /// Latency and errors of the buffer store's calls, by operation (any backend).
 #[derive(Clone)]
 pub struct StoreMetrics {
@@ -116,6 +124,7 @@ impl std::fmt::Debug for StoreMetrics {
     }
 }
 
+/// Handles for one upstream group, resolved at start.
 pub struct UpstreamMetrics {
     attempts: Vec<IntCounter>,
     pub duration: Histogram,
@@ -275,6 +284,22 @@ impl Metrics {
             "Buffer store calls that failed, by operation.",
             &["operation"],
         );
+        let connections_open = IntGauge::new(
+            "notify_proxy_connections_open",
+            "Open client connections on the public listeners.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(connections_open.clone()))
+            .expect("registered once");
+        let connections_refused = IntCounter::new(
+            "notify_proxy_connections_refused_total",
+            "Client connections closed at once because limits.max_connections were open.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(connections_refused.clone()))
+            .expect("registered once");
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -298,6 +323,16 @@ impl Metrics {
             buffer_oldest_age,
             store_duration,
             store_errors,
+            connections_open,
+            connections_refused,
+        }
+    }
+
+    /// The public listeners' connection handles.
+    pub fn edge(&self) -> EdgeMetrics {
+        EdgeMetrics {
+            open: self.connections_open.clone(),
+            refused: self.connections_refused.clone(),
         }
     }
 

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Load benchmark: twilio-notify-proxy vs. plain nginx reverse proxy vs. direct.
+# Load benchmark: twilio-notify-proxy vs. plain nginx and HAProxy reverse proxies vs. direct.
 #
 # Starts, all on 127.0.0.1 with free ephemeral ports and under one temp dir:
 #   * nginx "upstream"  - stand-in notification handler, answers 200 {"ok":true}
-#   * nginx proxy       - plain reverse proxy to the upstream (the baseline)
+#   * nginx proxy       - plain reverse proxy to the upstream (a baseline)
+#   * haproxy           - plain reverse proxy to the upstream (the other baseline; nbthread 1)
 #   * the proxy         - $BIN run --config <generated yaml>
 # then sends the same pre-signed Twilio client notification with wrk to each
 # target, interleaved over ROUNDS rounds, and prints the medians and ratios.
 #
 # Usage: benches/load/run.sh            (after: cargo build --release)
 # Knobs (env): BIN ROUNDS DURATION CONNECTIONS THREADS WARMUP SKIP_PROXY
-#              ALLOW_SOCKET_ERRORS COUNT_2XX KEEP_TMP NGINX WRK  (see README.md)
+#              ALLOW_SOCKET_ERRORS COUNT_2XX KEEP_TMP NGINX HAPROXY WRK  (see README.md)
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -29,6 +30,7 @@ KEEP_TMP=${KEEP_TMP:-0}
 # nginx runs with access_log off; the proxy's access log is off too unless ACCESS_LOG=true.
 ACCESS_LOG=${ACCESS_LOG:-false}
 NGINX=${NGINX:-nginx}
+HAPROXY=${HAPROXY:-haproxy}
 WRK=${WRK:-wrk}
 
 # Fixed bench secret: only ever used against 127.0.0.1.
@@ -39,7 +41,7 @@ BODY='{"twi_account_sid":"AC0123456789abcdef0123456789abcdef","twi_bridge_token"
 
 # Reconstruct the exact command line (with the knobs that were set) for the report.
 CMDLINE=""
-for v in BIN ROUNDS DURATION CONNECTIONS THREADS WARMUP SKIP_PROXY ALLOW_SOCKET_ERRORS COUNT_2XX KEEP_TMP ACCESS_LOG NGINX WRK; do
+for v in BIN ROUNDS DURATION CONNECTIONS THREADS WARMUP SKIP_PROXY ALLOW_SOCKET_ERRORS COUNT_2XX KEEP_TMP ACCESS_LOG NGINX HAPROXY WRK; do
   if printenv "$v" >/dev/null 2>&1; then
     CMDLINE+="$v=$(printf '%q' "${!v}") "
   fi
@@ -60,10 +62,10 @@ is_uint "$THREADS" && ((THREADS >= 1)) || die "THREADS must be a positive intege
 is_uint "$CONNECTIONS" && ((CONNECTIONS >= THREADS)) || die "CONNECTIONS must be an integer >= THREADS (got '$CONNECTIONS')"
 (($# == 0)) || die "run.sh takes no arguments; use the env knobs (see $SCRIPT_DIR/README.md)"
 
-for tool in "$NGINX" "$WRK" curl python3 sed; do
-  command -v "$tool" >/dev/null 2>&1 || die "required tool not found: $tool (Debian: apt-get install nginx wrk curl python3)"
+for tool in "$NGINX" "$HAPROXY" "$WRK" curl python3 sed; do
+  command -v "$tool" >/dev/null 2>&1 || die "required tool not found: $tool (Debian: apt-get install nginx haproxy wrk curl python3)"
 done
-for f in upstream.nginx.conf.tmpl nginx-proxy.conf.tmpl proxy.yaml.tmpl request.lua; do
+for f in upstream.nginx.conf.tmpl nginx-proxy.conf.tmpl haproxy.cfg.tmpl proxy.yaml.tmpl request.lua; do
   [[ -f $SCRIPT_DIR/$f ]] || die "missing bench file: $SCRIPT_DIR/$f"
 done
 
@@ -75,7 +77,7 @@ fi
 
 # ------------------------------------------------------ temp dir + cleanup ----
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/notify-proxy-load.XXXXXX")
-UP_PID="" NGINX_PID="" PROXY_PID="" WRK_PID=""
+UP_PID="" NGINX_PID="" HAPROXY_PID="" PROXY_PID="" WRK_PID=""
 
 stop_pid() { # name pid
   local name=$1 pid=$2 i
@@ -100,10 +102,11 @@ cleanup() {
   stop_pid wrk "$WRK_PID"
   stop_pid proxy "$PROXY_PID"
   stop_pid "nginx proxy" "$NGINX_PID"
+  stop_pid haproxy "$HAPROXY_PID"
   stop_pid "nginx upstream" "$UP_PID"
   if ((rc != 0)); then
     warn "failed (exit $rc); logs kept in $TMP"
-    for f in "$TMP"/proxy.log "$TMP"/upstream/error.log "$TMP"/nginx/error.log; do
+    for f in "$TMP"/proxy.log "$TMP"/upstream/error.log "$TMP"/nginx/error.log "$TMP"/haproxy/haproxy.log; do
       if [[ -s $f ]]; then
         warn "---- last lines of $f ----"
         tail -n 20 "$f" >&2
@@ -124,7 +127,7 @@ trap 'exit 143' TERM
 PORTS=$(python3 - <<'EOF'
 import socket
 socks = []
-for _ in range(4):
+for _ in range(5):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -133,8 +136,8 @@ for s in socks:
     s.close()
 EOF
 ) || die "could not pick free ports with python3"
-read -r UP_PORT NGINX_PORT PROXY_PORT ADMIN_PORT <<<"$PORTS"
-[[ -n ${ADMIN_PORT:-} ]] || die "could not pick free ports (got '$PORTS')"
+read -r UP_PORT NGINX_PORT PROXY_PORT ADMIN_PORT HAPROXY_PORT <<<"$PORTS"
+[[ -n ${HAPROXY_PORT:-} ]] || die "could not pick free ports (got '$PORTS')"
 
 # ------------------------------------------------------------------ nginx ----
 USER_DIRECTIVE=""
@@ -182,7 +185,7 @@ start_nginx() { # name dir template port [extra key=value...]
 }
 
 log "temp dir: $TMP"
-log "ports: upstream=$UP_PORT nginx=$NGINX_PORT proxy=$PROXY_PORT admin=$ADMIN_PORT"
+log "ports: upstream=$UP_PORT nginx=$NGINX_PORT haproxy=$HAPROXY_PORT proxy=$PROXY_PORT admin=$ADMIN_PORT"
 
 start_nginx "nginx upstream" "$TMP/upstream" upstream.nginx.conf.tmpl "$UP_PORT"
 UP_PID=$STARTED_PID
@@ -190,6 +193,17 @@ start_nginx "nginx proxy" "$TMP/nginx" nginx-proxy.conf.tmpl "$NGINX_PORT" "UP_P
 NGINX_PID=$STARTED_PID
 wait_http "nginx upstream" "$UP_PID" "http://127.0.0.1:$UP_PORT/" POST >/dev/null
 wait_http "nginx proxy" "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT/" POST >/dev/null
+
+# ---------------------------------------------------------------- haproxy ----
+mkdir -p "$TMP/haproxy"
+render "$SCRIPT_DIR/haproxy.cfg.tmpl" "$TMP/haproxy/haproxy.cfg" \
+  "PREFIX=$TMP/haproxy" "PORT=$HAPROXY_PORT" "UP_PORT=$UP_PORT"
+"$HAPROXY" -c -q -f "$TMP/haproxy/haproxy.cfg" >"$TMP/haproxy/haproxy.log" 2>&1 ||
+  { cat "$TMP/haproxy/haproxy.log" >&2; die "haproxy config check failed ($TMP/haproxy/haproxy.cfg)"; }
+# -db: foreground, no daemon, so its pid is ours to stop.
+"$HAPROXY" -db -f "$TMP/haproxy/haproxy.cfg" >>"$TMP/haproxy/haproxy.log" 2>&1 &
+HAPROXY_PID=$!
+wait_http haproxy "$HAPROXY_PID" "http://127.0.0.1:$HAPROXY_PORT/" POST >/dev/null
 
 # ------------------------------------------------------ body + signature ----
 BODY_FILE=$TMP/body.json
@@ -267,14 +281,16 @@ if [[ $SKIP_PROXY != 1 ]]; then
 fi
 
 # --------------------------------------------------------------- targets ----
-TARGETS=(direct nginx)
+TARGETS=(direct nginx haproxy)
 [[ $SKIP_PROXY == 1 ]] || TARGETS+=(proxy)
 declare -A URL PID_OF
 URL[direct]="http://127.0.0.1:$UP_PORT$REQ_PATH"
 URL[nginx]="http://127.0.0.1:$NGINX_PORT$REQ_PATH"
+URL[haproxy]="http://127.0.0.1:$HAPROXY_PORT$REQ_PATH"
 URL[proxy]="http://127.0.0.1:$PROXY_PORT$REQ_PATH"
 PID_OF[direct]=$UP_PID
 PID_OF[nginx]=$NGINX_PID
+PID_OF[haproxy]=$HAPROXY_PID
 PID_OF[proxy]=$PROXY_PID
 
 curl_request() { # url [extra curl args...] ; the exact request wrk sends
@@ -415,16 +431,17 @@ echo "request:      POST $REQ_PATH ($(wc -c <"$BODY_FILE") byte JSON body, signe
 echo "rounds:       $ROUNDS x ${DURATION}s per target, interleaved ($(IFS=,; echo "${TARGETS[*]}" | sed 's/,/, /g')), ${WARMUP}s warm-up each; measured wall time $((END_TS - START_TS))s"
 echo "machine:      nproc=$(nproc), cpu=${cpu_model:-?}, kernel=$(uname -r)"
 echo "date:         $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
-echo "versions:     $("$NGINX" -v 2>&1 | head -n1); $("$WRK" -v 2>&1 | head -n1 | cut -d' ' -f1-2); proxy: ${bin_version:--}; repo rev: $git_rev"
+echo "versions:     $("$NGINX" -v 2>&1 | head -n1); $("$HAPROXY" -v 2>&1 | head -n1 | cut -d' ' -f1-3); $("$WRK" -v 2>&1 | head -n1 | cut -d' ' -f1-2); proxy: ${bin_version:--}; repo rev: $git_rev"
 echo "targets:      direct = wrk -> nginx upstream (127.0.0.1:$UP_PORT)"
 echo "              nginx  = wrk -> nginx proxy_pass, keepalive 64 -> upstream"
+echo "              haproxy = wrk -> haproxy (nbthread 1, http-reuse always) -> upstream"
 [[ $SKIP_PROXY == 1 ]] || echo "              proxy  = wrk -> $BIN (threads: 1) -> upstream"
 echo
 python3 - "$RESULTS" "$SKIP_PROXY" <<'EOF'
 import csv, statistics, sys
 path, skip_proxy = sys.argv[1], sys.argv[2] == "1"
 rows = list(csv.DictReader(open(path), delimiter="\t"))
-order = ["direct", "nginx"] + ([] if skip_proxy else ["proxy"])
+order = ["direct", "nginx", "haproxy"] + ([] if skip_proxy else ["proxy"])
 med = {}
 print(f"{'target':<8}{'req/s (median)':>16}{'min..max req/s':>22}{'p50 ms':>10}{'p99 ms':>10}{'rounds':>8}")
 for t in order:
@@ -441,8 +458,15 @@ def ratios(a, b):
 print("ratios of medians (req/s < 1 = fewer requests; latency > 1 = slower):")
 if not skip_proxy:
     ratios("proxy", "nginx")
+    ratios("proxy", "haproxy")
+    # The goal (issue 11): against the better plain proxy, in requests/s and in tail latency.
+    best = max(["nginx", "haproxy"], key=lambda t: med[t][0])
+    low_tail = min(["nginx", "haproxy"], key=lambda t: med[t][2])
+    x = med["proxy"]
+    print(f"{'proxy/best':<14} req/s {x[0] / med[best][0]:7.3f} (vs {best})   p99 {x[2] / med[low_tail][2]:7.3f} (vs {low_tail})")
     ratios("proxy", "direct")
 ratios("nginx", "direct")
+ratios("haproxy", "direct")
 EOF
 if [[ $SKIP_PROXY != 1 ]]; then
   echo

@@ -75,6 +75,10 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// A request head (or, on a kept-alive connection, the next one) must arrive within this.
     pub header_timeout: Duration,
+    /// Each write of an answer (or of `100 Continue`) must be taken by the client within this.
+    pub write_timeout: Duration,
+    /// Open public connections; beyond this, new connections are closed at once (and counted).
+    pub max_connections: NonZeroUsize,
 }
 
 /// One group of handler peers (`upstreams.NAME`).

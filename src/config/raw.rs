@@ -86,6 +86,8 @@ pub struct RawLimits {
     pub max_body_bytes: usize,
     pub body_timeout: String,
     pub header_timeout: String,
+    pub write_timeout: String,
+    pub max_connections: usize,
 }
 
 impl Default for RawLimits {
@@ -94,6 +96,8 @@ impl Default for RawLimits {
             max_body_bytes: 64 * 1024,
             body_timeout: "5s".into(),
             header_timeout: "10s".into(),
+            write_timeout: "10s".into(),
+            max_connections: 10_000,
         }
     }
 }

@@ -138,6 +138,9 @@ fn limits(raw: &RawLimits) -> Result<Limits> {
         },
         body_timeout: nonzero_duration("limits.body_timeout", &raw.body_timeout)?,
         header_timeout: nonzero_duration("limits.header_timeout", &raw.header_timeout)?,
+        write_timeout: nonzero_duration("limits.write_timeout", &raw.write_timeout)?,
+        max_connections: NonZeroUsize::new(raw.max_connections)
+            .ok_or_else(|| anyhow!("limits.max_connections: must be greater than 0"))?,
     })
 }
 

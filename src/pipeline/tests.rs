@@ -203,6 +203,8 @@ fn head_checks() {
         max_body_bytes: 100,
         body_timeout: Duration::from_secs(1),
         header_timeout: Duration::from_secs(1),
+        write_timeout: Duration::from_secs(1),
+        max_connections: std::num::NonZeroUsize::MIN,
     };
     let r = route(BodyKind::Json, SchemaMode::Enforce);
     let head =

@@ -328,6 +328,8 @@ pub struct ProxySpec {
     pub upstream_extra: String,
     pub body_timeout: &'static str,
     pub header_timeout: &'static str,
+    /// Extra keys for the `limits` block (2-space indent), e.g. `  write_timeout: 1s\n`.
+    pub limits_extra: String,
     pub env: Vec<(String, String)>,
     /// Collect the proxy's stderr lines (see [`Proxy::log_lines`]) instead of passing them on.
     pub capture_stderr: bool,
@@ -344,6 +346,7 @@ impl ProxySpec {
             upstream_extra: String::new(),
             body_timeout: "1s",
             header_timeout: "10s",
+            limits_extra: String::new(),
             env: vec![("TNP_TOKEN".into(), TOKEN.into())],
             capture_stderr: false,
         }
@@ -392,6 +395,7 @@ limits:
   max_body_bytes: 65536
   body_timeout: {body_timeout}
   header_timeout: {header_timeout}
+{limits_extra}
 secrets:
 {secrets}
 {top_extra}
@@ -412,6 +416,7 @@ routes:
 "#,
             body_timeout = spec.body_timeout,
             header_timeout = spec.header_timeout,
+            limits_extra = spec.limits_extra,
             secrets = spec.secrets,
             top_extra = spec.top_extra,
             response_timeout = spec.response_timeout,

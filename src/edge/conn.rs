@@ -1,0 +1,419 @@
+//! One client connection, request after request: read a head, frame and read its body, run the
+//! checks and the flow, write the answer, and decide whether the connection goes on.
+//!
+//! Owns the per-connection buffer and the keep-alive decision. Bytes after a request (a
+//! pipelined next request) stay in the buffer and are served next, in order. Any doubt about
+//! where a request ends closes the connection after its answer.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use bytes::{Buf, BytesMut};
+use http::Method;
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant as Deadline;
+
+use super::body::{ChunkError, Dechunker};
+use super::head::{self, Framing, Head, HeadError};
+use super::respond::{answer_bytes, lingering_close, write_within, Persistence, CONTINUE};
+use super::Edge;
+use crate::delivery::upstream_request;
+use crate::flow::{Accepted, Ending};
+use crate::metrics::UNMATCHED_ROUTE;
+use crate::outcome::{Outcome, Reason, Rejection};
+use crate::pipeline::{self, BodyFraming, Inbound, RequestHead};
+use crate::route::LiveRoute;
+use crate::signature::{public_url, RequestOrigin};
+
+/// The buffer a connection starts with: a Twilio notification (head and body) fits in it.
+const INITIAL_BUFFER: usize = 4096;
+/// Room a read gets at least; the buffer doubles when less is left.
+const MIN_READ: usize = 1024;
+
+/// What is known about the connection itself.
+struct Peer {
+    ip: Option<IpAddr>,
+    tls: bool,
+    trusted: bool,
+}
+
+/// Where the body of the current request is.
+enum Body {
+    /// `buf[head.len..head.len + n]`: the usual case, no copy.
+    InBuffer(usize),
+    /// De-chunked; the head was copied out first (the buffer then moved past it).
+    Owned { head: Vec<u8>, body: Vec<u8> },
+}
+
+/// How reading a body failed: the rejection to answer with (the connection then closes).
+type BodyResult = Result<Body, Rejection>;
+
+pub async fn serve(edge: &Edge, mut stream: Stream, shutdown: &ShutdownWatch) {
+    let ip = stream
+        .get_socket_digest()
+        .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+    let peer = Peer {
+        ip,
+        tls: stream.get_ssl().is_some(),
+        trusted: edge.is_trusted(ip),
+    };
+    let mut buf = BytesMut::with_capacity(INITIAL_BUFFER);
+    loop {
+        // A head (or, on a kept-alive connection, the next one) must arrive within this: either
+        // way the connection holds memory and a task. Closed quietly: nothing was asked.
+        let deadline = Deadline::now() + edge.limits.header_timeout;
+        let head = match read_head(&mut stream, &mut buf, deadline).await {
+            Ok(Some(head)) => head,
+            Ok(None) => return,
+            Err(e) => {
+                let rejection = Rejection::new(Reason::Malformed, e.to_string());
+                edge.routes
+                    .unmatched()
+                    .record(Outcome::Rejected, Some(Reason::Malformed), 0.0);
+                log_rejection(None, &rejection, &peer);
+                let ending = Ending::rejected(&rejection);
+                let bytes = answer_bytes(&ending.reply, false, Persistence::Close);
+                if write_within(&mut stream, &bytes, edge.limits.write_timeout).await {
+                    lingering_close(&mut stream).await;
+                }
+                return;
+            }
+        };
+        let started = Instant::now();
+        let (route, ending, body_read) =
+            serve_one(edge, &mut stream, &mut buf, &head, &peer, started).await;
+        let metrics = route.map_or(edge.routes.unmatched(), |r| &r.metrics);
+        let elapsed = started.elapsed();
+        metrics.record(ending.outcome, ending.reason, elapsed.as_secs_f64());
+        if edge.access_log {
+            access_line(route, &ending, elapsed, &peer);
+        }
+
+        let closing = *shutdown.borrow() || edge.draining.is_draining();
+        let framed = !matches!(head.framing, Framing::Unframeable);
+        let persist = head.keep_alive && body_read && framed && !closing;
+        let persistence = match (persist, head.minor_version) {
+            (false, _) => Persistence::Close,
+            (true, 0) => Persistence::KeepAlive10,
+            (true, _) => Persistence::KeepAlive,
+        };
+        let allow_post = ending.reason == Some(Reason::Method);
+        let bytes = answer_bytes(&ending.reply, allow_post, persistence);
+        if !write_within(&mut stream, &bytes, edge.limits.write_timeout).await {
+            return;
+        }
+        if !persist {
+            if body_read && buf.is_empty() && ending.reason.is_none() {
+                let _ = stream.shutdown().await;
+            } else {
+                // The client may still be sending (a body that was not read, more pipelined
+                // requests): let it, so that the close does not destroy the answer.
+                lingering_close(&mut stream).await;
+            }
+            return;
+        }
+        if buf.is_empty() && buf.capacity() > INITIAL_BUFFER {
+            // A large request grew it: an idle connection goes back to the small buffer.
+            buf = BytesMut::with_capacity(INITIAL_BUFFER);
+        }
+    }
+}
+
+/// Reads until `buf` starts with a complete head. `Ok(None)`: the client closed or went quiet
+/// (at the deadline) before sending one.
+async fn read_head(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    deadline: Deadline,
+) -> Result<Option<Head>, HeadError> {
+    loop {
+        if !buf.is_empty() {
+            if let Some(head) = head::parse(buf)? {
+                return Ok(Some(head));
+            }
+        }
+        match read_more(stream, buf, deadline).await {
+            Some(n) if n > 0 => {}
+            _ => return Ok(None),
+        }
+    }
+}
+
+/// One read into the buffer's spare room (grown first if little is left). `None` on timeout or
+/// error, `Some(0)` at the end of the stream.
+async fn read_more(stream: &mut Stream, buf: &mut BytesMut, deadline: Deadline) -> Option<usize> {
+    if buf.capacity() - buf.len() < MIN_READ {
+        buf.reserve(buf.len().max(INITIAL_BUFFER));
+    }
+    match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
+        Ok(Ok(n)) => Some(n),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "client connection failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("nothing more from the client within the time limit");
+            None
+        }
+    }
+}
+
+/// Serves the request whose head starts `buf`: the route it matched (if any), how it ended, and
+/// whether its whole body was read (so the buffer now starts at the next request). On return the
+/// request's bytes are gone from `buf`.
+async fn serve_one<'e>(
+    edge: &'e Edge,
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    head: &Head,
+    peer: &Peer,
+    started: Instant,
+) -> (Option<&'e LiveRoute>, Ending, bool) {
+    let target = &buf[head.target.clone()];
+    let path_end = target
+        .iter()
+        .position(|&b| b == b'?')
+        .unwrap_or(target.len());
+    let no_body = matches!(head.framing, Framing::None | Framing::Length(0));
+    let Some(route) = edge.routes.find(&target[..path_end]) else {
+        let path = String::from_utf8_lossy(&target[..path_end.min(200)]).into_owned();
+        let rejection = Rejection::new(Reason::UnknownRoute, format!("no route for path {path}"));
+        log_rejection(None, &rejection, peer);
+        return (
+            None,
+            Ending::rejected(&rejection),
+            skip_empty_body(buf, head, no_body),
+        );
+    };
+    let checked_head = {
+        let method = Method::from_bytes(&buf[head.method.clone()]).unwrap_or(Method::GET);
+        let request_head = RequestHead {
+            method: &method,
+            content_type: head.value(buf, "content-type"),
+            content_length: head.value(buf, "content-length"),
+            transfer_encoding: head.value(buf, "transfer-encoding"),
+        };
+        pipeline::check_head(&route.route, &edge.limits, &request_head)
+    };
+    let framing = match checked_head {
+        Ok(framing) => framing,
+        Err(rejection) => {
+            log_rejection(Some(route), &rejection, peer);
+            return (
+                Some(route),
+                Ending::rejected(&rejection),
+                skip_empty_body(buf, head, no_body),
+            );
+        }
+    };
+    let body = read_body(edge, stream, buf, head, framing).await;
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            log_rejection(Some(route), &rejection, peer);
+            return (Some(route), Ending::rejected(&rejection), false);
+        }
+    };
+    let prepared = match &body {
+        Body::InBuffer(n) => {
+            let (head_bytes, rest) = buf.split_at(head.len);
+            prepare(edge, route, head, head_bytes, &rest[..*n], peer)
+        }
+        Body::Owned { head: h, body: b } => prepare(edge, route, head, h, b, peer),
+    };
+    if let Body::InBuffer(n) = body {
+        buf.advance(head.len + n);
+    }
+    match prepared {
+        Ok(accepted) => (
+            Some(route),
+            edge.flow.run(route, accepted, started).await,
+            true,
+        ),
+        Err(rejection) => {
+            log_rejection(Some(route), &rejection, peer);
+            (Some(route), Ending::rejected(&rejection), true)
+        }
+    }
+}
+
+/// A request refused before its body was read: when it has no body, the buffer moves past it and
+/// the connection can go on; otherwise the request's end is unknown and the connection closes.
+fn skip_empty_body(buf: &mut BytesMut, head: &Head, no_body: bool) -> bool {
+    if no_body {
+        buf.advance(head.len);
+    }
+    no_body
+}
+
+/// Reads the body as framed, within `limits.body_timeout` (the whole body) and
+/// `limits.max_body_bytes` (already checked against a declared length by `check_head`).
+async fn read_body(
+    edge: &Edge,
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    head: &Head,
+    framing: BodyFraming,
+) -> BodyResult {
+    let limits = &edge.limits;
+    let deadline = Deadline::now() + limits.body_timeout;
+    let timed_out = || {
+        Rejection::new(
+            Reason::BodyTimeout,
+            format!("body did not arrive within {:?}", limits.body_timeout),
+        )
+    };
+    let incomplete = || Rejection::new(Reason::BodyIncomplete, "the body ended early");
+    let complete_in_buffer = match framing {
+        BodyFraming::Length(n) => buf.len() >= head.len + n,
+        BodyFraming::Chunked => false,
+    };
+    if head.expects_continue && !complete_in_buffer && buf.len() == head.len {
+        // Only once the head passed its checks, and only if the client is waiting for it (it
+        // sent no body byte yet).
+        if !write_within(stream, CONTINUE, limits.write_timeout).await {
+            return Err(incomplete());
+        }
+    }
+    match framing {
+        BodyFraming::Length(n) => {
+            let end = head.len + n;
+            if buf.capacity() < end {
+                buf.reserve(end - buf.len());
+            }
+            while buf.len() < end {
+                match read_more(stream, buf, deadline).await {
+                    Some(0) => return Err(incomplete()),
+                    Some(_) => {}
+                    None if Deadline::now() >= deadline => return Err(timed_out()),
+                    None => return Err(incomplete()),
+                }
+            }
+            Ok(Body::InBuffer(n))
+        }
+        BodyFraming::Chunked => {
+            let head_bytes = buf[..head.len].to_vec();
+            buf.advance(head.len);
+            let mut dechunker = Dechunker::new(limits.max_body_bytes);
+            let mut body = Vec::with_capacity(2048);
+            loop {
+                match dechunker.feed(buf, &mut body) {
+                    Ok(used) => buf.advance(used),
+                    Err(ChunkError::TooLarge(_)) => return Err(pipeline::too_large(limits)),
+                    Err(e) => {
+                        return Err(Rejection::new(
+                            Reason::Malformed,
+                            format!("invalid chunked body: {e}"),
+                        ))
+                    }
+                }
+                if dechunker.is_done() {
+                    return Ok(Body::Owned {
+                        head: head_bytes,
+                        body,
+                    });
+                }
+                match read_more(stream, buf, deadline).await {
+                    Some(0) => return Err(incomplete()),
+                    Some(_) => {}
+                    None if Deadline::now() >= deadline => return Err(timed_out()),
+                    None => return Err(incomplete()),
+                }
+            }
+        }
+    }
+}
+
+/// The checks after the body (signature, body hash, JSON, accounts, schema), then the exact bytes
+/// for the handler.
+fn prepare(
+    edge: &Edge,
+    route: &LiveRoute,
+    head: &Head,
+    head_bytes: &[u8],
+    body: &[u8],
+    peer: &Peer,
+) -> Result<Accepted, Rejection> {
+    let text = |name: &'static str| {
+        head.value(head_bytes, name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+    };
+    let origin = RequestOrigin {
+        raw_target: &head_bytes[head.target.clone()],
+        host: text("host"),
+        forwarded_proto: text("x-forwarded-proto"),
+        forwarded_host: text("x-forwarded-host"),
+        tls: peer.tls,
+        trusted: peer.trusted,
+    };
+    let configured = route.route.public_url.as_ref().map(|p| p.as_signed_url());
+    let url = public_url(configured, &origin)?;
+    let mut signatures: [&[u8]; 2] = [&[], &[]];
+    let mut count = 0;
+    for value in head.values(head_bytes, "x-twilio-signature") {
+        // Two are as bad as ten: the check refuses more than one.
+        if count < 2 {
+            signatures[count] = value;
+        }
+        count += 1;
+    }
+    let inbound = Inbound {
+        url,
+        signatures: &signatures[..count.min(2)],
+        signature_settings: head.value(head_bytes, "x-twilio-webhooks-signature-settings"),
+        body,
+    };
+    let verified =
+        pipeline::check_request(&route.route, &edge.keys, &edge.allowed_accounts, &inbound)?;
+    let notification = verified.notification();
+    if let Some(violation) = &verified.reported_violation {
+        route.metrics.schema_reported.inc();
+        tracing::warn!(
+            route = %route.route.name,
+            call_sid = notification.call_sid.unwrap_or("-"),
+            message_id = notification.message_id.unwrap_or("-"),
+            violation = %violation,
+            "schema violation let through (schema_mode: report)"
+        );
+    }
+    Ok(Accepted {
+        request: upstream_request(head_bytes, body),
+        call_sid: notification.call_sid.map(str::to_owned),
+        message_id: notification.message_id.map(str::to_owned),
+        idempotency_token: text("i-twilio-idempotency-token").map(str::to_owned),
+    })
+}
+
+/// Logs a refusal (reason and detail, never the request's secrets).
+fn log_rejection(route: Option<&LiveRoute>, rejection: &Rejection, peer: &Peer) {
+    tracing::info!(
+        route = route.map_or(UNMATCHED_ROUTE, |r| r.route.name.as_str()),
+        reason = rejection.reason.as_str(),
+        status = rejection.reason.status().as_u16(),
+        peer = %peer.ip.map_or("-".to_string(), |ip| ip.to_string()),
+        detail = %rejection.detail,
+        "rejected"
+    );
+}
+
+fn access_line(
+    route: Option<&LiveRoute>,
+    ending: &Ending,
+    elapsed: std::time::Duration,
+    peer: &Peer,
+) {
+    tracing::info!(
+        target: "access",
+        route = route.map_or(UNMATCHED_ROUTE, |r| r.route.name.as_str()),
+        outcome = ending.outcome.as_str(),
+        reason = ending.reason.map_or("-", Reason::as_str),
+        status = ending.status(),
+        attempts = ending.attempts,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        call_sid = ending.call_sid.as_deref().unwrap_or("-"),
+        message_id = ending.message_id.as_deref().unwrap_or("-"),
+        peer = %peer.ip.map_or("-".to_string(), |ip| ip.to_string()),
+    );
+}

@@ -1,0 +1,143 @@
+//! The bytes of an answer on the client connection, and how they are written: whole answers in
+//! one write within the write timeout, and the lingering close after an answer that ends the
+//! connection.
+//!
+//! Owns the downstream wire format of the proxy's own answers and the connection headers of
+//! every answer. It never decides what the answer is (the checks and the flow do) nor whether
+//! the connection persists (the connection loop does).
+
+use std::time::Duration;
+
+use http::StatusCode;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::flow::Reply;
+
+/// The interim answer to `Expect: 100-continue`.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// After an answer that ends the connection, the client's unread bytes are read and dropped for
+/// at most this long, so that closing does not reset the connection before the client read the
+/// answer (a close with unread data sends RST, and the client's stack may drop the answer).
+const LINGER: Duration = Duration::from_secs(2);
+/// ... and at most this many bytes.
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// How the connection goes on after this answer, as the answer must say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persistence {
+    /// HTTP/1.1 default: nothing to say.
+    KeepAlive,
+    /// An HTTP/1.0 client that asked for keep-alive: it must be told it got it.
+    KeepAlive10,
+    Close,
+}
+
+/// The whole answer, head and body, ready for one write.
+pub fn answer_bytes(reply: &Reply, allow_post: bool, persistence: Persistence) -> Vec<u8> {
+    match reply {
+        Reply::Forwarded(answer) => {
+            let mut bytes = answer.downstream_bytes(persistence == Persistence::Close);
+            if persistence == Persistence::KeepAlive10 {
+                let line_end = bytes.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+                bytes.splice(line_end..line_end, *b"Connection: keep-alive\r\n");
+            }
+            bytes
+        }
+        Reply::Made { status, body } => made_bytes(*status, body, allow_post, persistence),
+    }
+}
+
+/// A proxy-made JSON answer.
+pub fn made_bytes(
+    status: StatusCode,
+    body: &[u8],
+    allow_post: bool,
+    persistence: Persistence,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160 + body.len());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    out.extend_from_slice(b"\r\nContent-Type: application/json\r\nContent-Length: ");
+    out.extend_from_slice(body.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if allow_post {
+        out.extend_from_slice(b"Allow: POST\r\n");
+    }
+    match persistence {
+        Persistence::KeepAlive => {}
+        Persistence::KeepAlive10 => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+        Persistence::Close => out.extend_from_slice(b"Connection: close\r\n"),
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+/// Writes `bytes` within `timeout`. `false`: the client is gone or too slow; close.
+pub async fn write_within<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    bytes: &[u8],
+    timeout: Duration,
+) -> bool {
+    let write = async {
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    };
+    match tokio::time::timeout(timeout, write).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "client went away before the answer");
+            false
+        }
+        Err(_) => {
+            tracing::debug!(
+                ?timeout,
+                "client did not take the answer within limits.write_timeout; closing"
+            );
+            false
+        }
+    }
+}
+
+/// Ends the connection after an answer the client may still be sending a request body (or a
+/// huge head) towards: stop writing, then read and drop what comes until the client closes,
+/// [`LINGER`] passes or [`LINGER_BYTES`] were dropped.
+pub async fn lingering_close<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
+    let _ = tokio::time::timeout(LINGER, stream.shutdown()).await;
+    let drain = async {
+        let mut sink = [0u8; 4096];
+        let mut dropped = 0;
+        while dropped < LINGER_BYTES {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => dropped += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn made_answers_carry_length_allow_and_connection() {
+        let bytes = made_bytes(
+            StatusCode::METHOD_NOT_ALLOWED,
+            b"{}",
+            true,
+            Persistence::Close,
+        );
+        assert_eq!(
+            bytes,
+            b"HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json\r\n\
+              Content-Length: 2\r\nAllow: POST\r\nConnection: close\r\n\r\n{}"
+        );
+        let ok = made_bytes(StatusCode::OK, b"{}", false, Persistence::KeepAlive10);
+        assert!(ok.windows(24).any(|w| w == b"Connection: keep-alive\r\n"));
+    }
+}

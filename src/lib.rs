@@ -10,7 +10,9 @@
 //!   `check` summary.
 //! - [`app`]: wiring of Pingora services (public listeners, admin, health checks, redelivery).
 //! - [`lifecycle`]: signals and the grace period (keep serving, then drain).
+//! - [`reload`]: SIGHUP: validate the file again, refuse restart-only changes, swap the snapshot.
 //! - [`proxy`]: the Pingora glue of the public listeners: read, check, hand over, write.
+//! - [`runtime`]: the reloadable snapshot (routes, keys, limits...) the edge loads per request.
 //! - [`route`]: the routes by path, each with its metrics and upstream.
 //! - [`pipeline`]: the ordered request checks (pure).
 //! - [`signature`]: Twilio's signing rules and the signed public URL (pure).
@@ -44,6 +46,8 @@ pub mod pipeline;
 pub mod policy;
 pub mod proxy;
 pub mod redelivery;
+pub mod reload;
 pub mod route;
+pub mod runtime;
 pub mod schema;
 pub mod signature;

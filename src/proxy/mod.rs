@@ -10,7 +10,6 @@
 mod body;
 mod respond;
 
-use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,74 +17,61 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::BytesMut;
 use http::StatusCode;
-use ipnet::IpNet;
 use pingora::apps::{HttpServerApp, ReusedHttpStream};
 use pingora::http::RequestHeader;
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
 
-use crate::config::{Config, Limits};
 use crate::delivery::upstream_request;
 use crate::flow::{Accepted, Ending, Flow};
 use crate::lifecycle::Draining;
 use crate::metrics::UNMATCHED_ROUTE;
 use crate::outcome::{Outcome, Reason, Rejection};
 use crate::pipeline::{self, Inbound, RequestHead};
-use crate::route::{LiveRoute, Routes};
-use crate::signature::{public_url, KeyRing, RequestOrigin};
+use crate::route::LiveRoute;
+use crate::runtime::{Runtime, Snapshot};
+use crate::signature::{public_url, RequestOrigin};
 use body::read_body;
 use respond::{json_header, write_reply};
 
-/// Everything the public listeners need, built once at start and shared by all connections.
+/// Everything the public listeners need, shared by all connections. What a reload may change
+/// lives in the [`Runtime`] snapshot, loaded once per request.
 pub struct NotifyProxy {
-    routes: Routes,
+    runtime: Arc<Runtime>,
     flow: Flow,
-    keys: KeyRing,
-    allowed_accounts: HashSet<String>,
-    trusted_proxies: Vec<IpNet>,
-    limits: Limits,
-    access_log: bool,
     /// In the grace period after SIGTERM: answer, but close each connection after its answer,
     /// so clients and load balancers move to another instance.
     draining: Draining,
 }
 
 impl NotifyProxy {
-    pub fn new(config: &Config, routes: Routes, flow: Flow, draining: Draining) -> Self {
+    pub fn new(runtime: Arc<Runtime>, flow: Flow, draining: Draining) -> Self {
         NotifyProxy {
-            routes,
+            runtime,
             flow,
-            keys: config.keys.clone(),
-            allowed_accounts: config.allowed_accounts.clone(),
-            trusted_proxies: config.trusted_proxies.clone(),
-            limits: config.limits,
-            access_log: config.logging.access_log,
             draining,
         }
     }
 
-    fn is_trusted(&self, peer: Option<IpAddr>) -> bool {
-        peer.is_some_and(|ip| self.trusted_proxies.iter().any(|net| net.contains(&ip)))
-    }
-
     /// Runs one request to its end: the route it matched (if any) and how it ended.
-    async fn handle(
+    async fn handle<'s>(
         &self,
+        snap: &'s Snapshot,
         session: &mut ServerSession,
         arrived: Instant,
-    ) -> (Option<&LiveRoute>, Ending) {
+    ) -> (Option<&'s LiveRoute>, Ending) {
         let raw_target = session.req_header().raw_path();
         let path_end = raw_target
             .iter()
             .position(|&b| b == b'?')
             .unwrap_or(raw_target.len());
-        let Some(route) = self.routes.find(&raw_target[..path_end]) else {
+        let Some(route) = snap.routes.find(&raw_target[..path_end]) else {
             let path = String::from_utf8_lossy(&raw_target[..path_end]).into_owned();
             let rejection =
                 Rejection::new(Reason::UnknownRoute, format!("no route for path {path}"));
             return (None, reject(session, None, &rejection));
         };
-        match self.check_and_run(session, route, arrived).await {
+        match self.check_and_run(snap, session, route, arrived).await {
             Ok(ending) => (Some(route), ending),
             Err(rejection) => (Some(route), reject(session, Some(route), &rejection)),
         }
@@ -94,6 +80,7 @@ impl NotifyProxy {
     /// The checks in order (head, body, signature, JSON, schema), then the flow.
     async fn check_and_run(
         &self,
+        snap: &Snapshot,
         session: &mut ServerSession,
         route: &LiveRoute,
         arrived: Instant,
@@ -106,10 +93,11 @@ impl NotifyProxy {
             content_length: header(http::header::CONTENT_LENGTH),
             transfer_encoding: header(http::header::TRANSFER_ENCODING),
         };
-        let framing = pipeline::check_head(&route.route, &self.limits, &head)?;
-        let body = read_body(session, framing, &self.limits).await?;
+        let framing = pipeline::check_head(&route.route, &snap.limits, &head)?;
+        let body = read_body(session, framing, &snap.limits).await?;
 
-        let trusted = self.is_trusted(client_ip(session));
+        let trusted = client_ip(session)
+            .is_some_and(|ip| snap.trusted_proxies.iter().any(|net| net.contains(&ip)));
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let req = session.req_header();
         let origin = request_origin(req, tls, trusted);
@@ -131,7 +119,7 @@ impl NotifyProxy {
             body: &body,
         };
         let verified =
-            pipeline::check_request(&route.route, &self.keys, &self.allowed_accounts, &inbound)?;
+            pipeline::check_request(&route.route, &snap.keys, &snap.allowed_accounts, &inbound)?;
         let notification = verified.notification();
         if let Some(violation) = &verified.reported_violation {
             route.metrics.schema_reported.inc();
@@ -207,8 +195,12 @@ impl HttpServerApp for NotifyProxy {
     ) -> Option<ReusedHttpStream> {
         // Bounds both a slowly dribbled head and an idle kept-alive connection: either way the
         // connection holds memory and a task, so it is closed (quietly: nothing was asked).
-        let head = tokio::time::timeout(self.limits.header_timeout, session.read_request()).await;
+        let header_timeout = self.runtime.load().limits.header_timeout;
+        let head = tokio::time::timeout(header_timeout, session.read_request()).await;
         let started = Instant::now();
+        // Loaded once the head is here (an idle keep-alive connection may have waited across a
+        // reload), and held to the end: the whole request sees one configuration.
+        let snap = self.runtime.load();
         let Ok(head) = head else {
             tracing::debug!("no complete request head within limits.header_timeout; closing");
             return None;
@@ -223,7 +215,7 @@ impl HttpServerApp for NotifyProxy {
                 let rejection =
                     Rejection::new(Reason::Malformed, format!("invalid request head: {e}"));
                 tracing::info!(reason = "malformed", status = 400, detail = %rejection.detail, "rejected");
-                self.routes.unmatched().record(
+                snap.routes.unmatched().record(
                     Outcome::Rejected,
                     Some(Reason::Malformed),
                     started.elapsed().as_secs_f64(),
@@ -237,11 +229,11 @@ impl HttpServerApp for NotifyProxy {
         }
         let closing = *shutdown.borrow() || self.draining.is_draining();
         session.set_keepalive(if closing { None } else { Some(60) });
-        let (route, ending) = self.handle(&mut session, started).await;
-        let metrics = route.map_or(self.routes.unmatched(), |r| &r.metrics);
+        let (route, ending) = self.handle(&snap, &mut session, started).await;
+        let metrics = route.map_or(snap.routes.unmatched(), |r| &r.metrics);
         let elapsed = started.elapsed();
         metrics.record(ending.outcome, ending.reason, elapsed.as_secs_f64());
-        if self.access_log {
+        if snap.access_log {
             tracing::info!(
                 target: "access",
                 route = route.map_or(UNMATCHED_ROUTE, |r| r.route.name.as_str()),

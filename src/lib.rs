@@ -15,6 +15,7 @@
 //! - [`runtime`]: the reloadable snapshot (routes, keys, limits...) the edge loads per request.
 //! - [`route`]: the routes by path, each with its metrics and upstream.
 //! - [`pipeline`]: the ordered request checks (pure).
+//! - [`probe`]: the marker of `probe`'s synthetic notifications and what the edge does (pure).
 //! - [`signature`]: Twilio's signing rules and the signed public URL (pure).
 //! - [`schema`]: JSON parsing and JSON Schema validation of the body (pure).
 //! - [`flow`]: after the checks: dedupe, delivery, fail-or-buffer, the ending (no sockets).
@@ -44,6 +45,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod pipeline;
 pub mod policy;
+pub mod probe;
 pub mod proxy;
 pub mod redelivery;
 pub mod reload;

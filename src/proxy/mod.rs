@@ -28,6 +28,7 @@ use crate::lifecycle::Draining;
 use crate::metrics::UNMATCHED_ROUTE;
 use crate::outcome::{Outcome, Reason, Rejection};
 use crate::pipeline::{self, Inbound, RequestHead};
+use crate::probe;
 use crate::route::LiveRoute;
 use crate::runtime::{Runtime, Snapshot};
 use crate::signature::{public_url, RequestOrigin};
@@ -118,8 +119,26 @@ impl NotifyProxy {
                 .map(|v| v.as_bytes()),
             body: &body,
         };
+        let is_probe = req.headers.contains_key(probe::HEADER);
         let verified =
-            pipeline::check_request(&route.route, &snap.keys, &snap.allowed_accounts, &inbound)?;
+            pipeline::check_request(&route.route, &snap.keys, &snap.allowed_accounts, &inbound)
+                .map_err(|mut r| {
+                    if is_probe && r.reason == Reason::SignatureMismatch {
+                        r.detail = format!(
+                            "{}; {}",
+                            r.detail,
+                            probe::mismatch_hint(&signed_base(&inbound))
+                        );
+                    }
+                    r
+                })?;
+        match probe::recognise(is_probe, verified.json.as_ref())? {
+            Some(probe::Mode::Answer) => return Ok(Ending::probe(&route.route.name)),
+            Some(probe::Mode::Through) => {
+                probe::check_through(verified.json.as_ref(), snap.probe_identity.as_deref())?
+            }
+            None => {}
+        }
         let notification = verified.notification();
         if let Some(violation) = &verified.reported_violation {
             route.metrics.schema_reported.inc();
@@ -171,6 +190,13 @@ fn reject(session: &mut ServerSession, route: Option<&LiveRoute>, rejection: &Re
         session.set_keepalive(None);
     }
     Ending::rejected(rejection)
+}
+
+/// The signed URL without its query (no secret: the public URL Twilio is configured with).
+fn signed_base(inbound: &Inbound<'_>) -> String {
+    let mut url = inbound.url;
+    url.query = b"";
+    url.to_url_string()
 }
 
 /// Where the request says it was sent, for rebuilding the signed URL.

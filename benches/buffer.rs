@@ -127,6 +127,11 @@ fn main() {
             let config = UpstreamConfig {
                 name: "handler".into(),
                 peers: vec![addr],
+                resolved: vec![twilio_notify_proxy::config::ResolvedPeer {
+                    spec: twilio_notify_proxy::config::PeerSpec::Addr(addr),
+                    addrs: vec![addr],
+                }],
+                resolve_interval: Duration::from_secs(30),
                 connect_timeout: Duration::from_secs(1),
                 response_timeout: Duration::from_secs(2),
                 idle_timeout: Duration::from_secs(30),
@@ -136,9 +141,11 @@ fn main() {
                 breaker_open_for: Duration::from_secs(10),
             };
             let metrics = Metrics::new();
+            let (lb, membership) = new_balancer(&config).unwrap();
             let group = Arc::new(UpstreamGroup::new(
                 config.clone(),
-                Arc::new(new_balancer(&config).unwrap()),
+                Arc::new(lb),
+                membership,
                 metrics.upstream("handler"),
             ));
             let worker = Redeliverer::new(

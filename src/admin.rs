@@ -3,8 +3,9 @@
 //! Owns what operators and orchestrators poll. Reads state (metrics, peer health), never changes
 //! it, and serves nothing from the request path. Bind it to loopback or a private network.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -22,7 +23,9 @@ use crate::policy::CircuitState;
 pub struct AdminApp {
     metrics: Arc<Metrics>,
     upstreams: Vec<Arc<UpstreamGroup>>,
-    peer_gauges: Vec<Vec<IntGauge>>,
+    /// (upstream, peer) health gauges exported so far: a peer that left its group (reload,
+    /// re-resolution) has its series removed rather than frozen at its last value.
+    exported_peers: Mutex<HashSet<(String, String)>>,
     circuit_gauges: Vec<IntGauge>,
     store: Option<Arc<dyn NotificationStore>>,
     /// `buffer.max_messages`: a full store cannot buffer, so it does not count towards ready.
@@ -44,20 +47,10 @@ impl AdminApp {
             .iter()
             .map(|u| metrics.circuit_state(&u.config.name))
             .collect();
-        let peer_gauges = upstreams
-            .iter()
-            .map(|u| {
-                u.config
-                    .peers
-                    .iter()
-                    .map(|p| metrics.peer_health(&u.config.name, &p.to_string()))
-                    .collect()
-            })
-            .collect();
         AdminApp {
             metrics,
             upstreams,
-            peer_gauges,
+            exported_peers: Mutex::new(HashSet::new()),
             circuit_gauges,
             store,
             store_capacity,
@@ -70,33 +63,42 @@ impl AdminApp {
     /// healthy), peers, circuit state. Refreshes the health and circuit gauges on the way.
     fn upstream_status(&self) -> Vec<(String, usize, usize, CircuitState)> {
         let now = Instant::now();
-        self.upstreams
+        let mut exported = HashSet::new();
+        let status = self
+            .upstreams
             .iter()
-            .zip(&self.peer_gauges)
             .zip(&self.circuit_gauges)
-            .map(|((u, gauges), circuit_gauge)| {
+            .map(|(u, circuit_gauge)| {
                 let circuit = u.circuit().state(now);
                 circuit_gauge.set(circuit.as_gauge());
                 let backends = u.balancer().backends();
                 let current = backends.get_backend();
+                let peers = u.peer_addrs();
                 let mut healthy = 0;
-                // Gauges follow config order; the backend set is ordered differently.
-                for (addr, gauge) in u.config.peers.iter().zip(gauges) {
+                for addr in &peers {
                     let ok = current
                         .iter()
                         .find(|b| b.addr.as_inet() == Some(addr))
                         .is_some_and(|b| backends.ready(b));
-                    gauge.set(i64::from(ok));
+                    let label = addr.to_string();
+                    self.metrics
+                        .peer_health(&u.config.name, &label)
+                        .set(i64::from(ok));
+                    exported.insert((u.config.name.clone(), label));
                     healthy += usize::from(ok);
                 }
-                (
-                    u.config.name.clone(),
-                    healthy,
-                    u.config.peers.len(),
-                    circuit,
-                )
+                (u.config.name.clone(), healthy, peers.len(), circuit)
             })
-            .collect()
+            .collect();
+        let mut previous = self
+            .exported_peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for (upstream, peer) in previous.difference(&exported) {
+            self.metrics.forget_peer(upstream, peer);
+        }
+        *previous = exported;
+        status
     }
 }
 

@@ -1,7 +1,8 @@
 //! Wiring: turns a validated [`Config`] into a Pingora [`Server`] with its services.
 //!
-//! Owns which services exist (public listeners, admin listener, health checks, the optional demo
-//! handler) and the Pingora server settings. No request logic lives here.
+//! Owns which services exist (public listeners, admin listener, health checks, peer
+//! re-resolution, live reload, the optional demo handler) and the Pingora server settings. No
+//! request logic lives here.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use crate::admin::AdminApp;
 use crate::buffer::{HandoffService, Instrumented, NotificationStore, RedbBuffer, StoreError};
 use crate::config::{BufferConfig, Config};
 use crate::dedupe::DedupeCache;
+use crate::delivery::resolve::{PeerRefresher, SystemResolver};
 use crate::delivery::{new_balancer, Deliver, UpstreamGroup};
 use crate::demo::DemoHandler;
 use crate::edge::{l4_buffers, Edge};
@@ -25,7 +27,9 @@ use crate::flow::{DedupeSetup, Flow};
 use crate::lifecycle::{Draining, GraceWatch};
 use crate::metrics::Metrics;
 use crate::redelivery::{Redeliverer, RouteRedelivery};
+use crate::reload::Reloader;
 use crate::route::Routes;
+use crate::runtime::{Runtime, Snapshot};
 
 /// Pingora's own process flags, passed through from the command line.
 #[derive(Debug, Default, Clone)]
@@ -81,9 +85,11 @@ fn open_buffer(b: &BufferConfig, upgrade: bool) -> Result<RedbBuffer> {
     })
 }
 
-/// Builds the server; the caller runs it (`run_forever`).
+/// Builds the server; the caller runs it (`run_forever`). `text` is the config file as it was
+/// loaded (what a live reload compares the next file with).
 pub fn build_server(
     config: Config,
+    text: String,
     flags: &ProcessFlags,
     demo: Option<DemoOptions>,
 ) -> Result<ProxyServer> {
@@ -115,7 +121,7 @@ pub fn build_server(
     let metrics = Arc::new(Metrics::new());
     let mut upstreams = Vec::new();
     for u in &config.upstreams {
-        let lb = new_balancer(u).with_context(|| format!("upstreams.{}", u.name))?;
+        let (lb, membership) = new_balancer(u).with_context(|| format!("upstreams.{}", u.name))?;
         let lb = if u.health_check_interval.is_some() {
             let service = background_service(&format!("health check {}", u.name), lb);
             let task = service.task();
@@ -127,6 +133,7 @@ pub fn build_server(
         upstreams.push(Arc::new(UpstreamGroup::new(
             u.clone(),
             lb,
+            membership,
             metrics.upstream(&u.name),
         )));
     }
@@ -177,13 +184,14 @@ pub fn build_server(
         .map(|u| u.clone() as Arc<dyn Deliver>)
         .collect();
     let routes = Routes::new(&config, &delivering, &metrics);
+    let runtime = Arc::new(Runtime::new(Snapshot::new(&config, routes)));
     let dedupe = config.dedupe.as_ref().map(|d| DedupeSetup {
         key: d.key,
         claims: Arc::new(DedupeCache::new(d.capacity, d.ttl)),
     });
     let flow = Flow::new(dedupe, store.clone(), store_writable.clone());
     let draining = Draining::default();
-    let edge = Edge::new(&config, routes, flow, draining.clone(), metrics.edge());
+    let edge = Edge::new(runtime.clone(), flow, draining.clone(), metrics.edge());
     let mut public = Service::new("twilio-notify-proxy".to_string(), edge);
     public.threads = Some(config.server.threads.get());
     for l in &config.listeners {
@@ -209,8 +217,8 @@ pub fn build_server(
     let mut admin = Service::new(
         "admin".to_string(),
         AdminApp::new(
-            metrics,
-            upstreams,
+            metrics.clone(),
+            upstreams.clone(),
             store,
             config.buffer.as_ref().map_or(0, |b| b.max_messages),
             store_writable,
@@ -220,6 +228,23 @@ pub fn build_server(
     admin.threads = Some(1);
     admin.add_tcp(&config.admin_address.to_string());
     server.add_service(admin);
+
+    let refresher = PeerRefresher::new(
+        upstreams
+            .iter()
+            .map(|u| (u.clone(), metrics.resolve(&u.config.name)))
+            .collect(),
+        Arc::new(SystemResolver),
+    );
+    server.add_service(background_service("peer re-resolution", refresher));
+    let reloader = Reloader::new(
+        config.source.clone(),
+        text,
+        runtime,
+        upstreams.clone(),
+        metrics.clone(),
+    );
+    server.add_service(background_service("config reload", reloader));
 
     if let Some(demo) = demo {
         let mut handler = Service::new(

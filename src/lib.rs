@@ -12,8 +12,11 @@
 //! - [`lifecycle`]: signals and the grace period (keep serving, then drain).
 //! - [`edge`]: the HTTP/1 edge of the public listeners: connections, heads, bodies, keep-alive,
 //!   answers (over Pingora's raw streams).
+//! - [`reload`]: SIGHUP: validate the file again, refuse restart-only changes, swap the snapshot.
+//! - [`runtime`]: the reloadable snapshot (routes, keys, limits...) the edge loads per request.
 //! - [`route`]: the routes by path, each with its metrics and upstream.
 //! - [`pipeline`]: the ordered request checks (pure).
+//! - [`probe`]: the marker of `probe`'s synthetic notifications and what the edge does (pure).
 //! - [`signature`]: Twilio's signing rules and the signed public URL (pure).
 //! - [`schema`]: JSON parsing and JSON Schema validation of the body (pure).
 //! - [`flow`]: after the checks: dedupe, delivery, fail-or-buffer, the ending (no sockets).
@@ -45,7 +48,10 @@ pub mod metrics;
 pub mod outcome;
 pub mod pipeline;
 pub mod policy;
+pub mod probe;
 pub mod redelivery;
+pub mod reload;
 pub mod route;
+pub mod runtime;
 pub mod schema;
 pub mod signature;

@@ -52,6 +52,57 @@ pub struct Metrics {
     store_errors: IntCounterVec,
     connections_open: IntGauge,
     connections_refused: IntCounter,
+    peer_changes: IntCounterVec,
+    resolve_failures: IntCounterVec,
+    config_reloads: IntCounterVec,
+    config_info: IntGaugeVec,
+}
+
+/// Re-resolution counters of one upstream group.
+#[derive(Clone)]
+pub struct ResolveMetrics {
+    /// The group's set of peer addresses changed after a lookup.
+    pub changes: IntCounter,
+    /// A peer name failed to resolve (its last good addresses were kept).
+    pub failures: IntCounter,
+}
+
+impl ResolveMetrics {
+    /// Handles that count into unregistered counters (tests, tools).
+    pub fn detached() -> Self {
+        let c = || IntCounter::new("detached", "not exported").expect("valid metric");
+        ResolveMetrics {
+            changes: c(),
+            failures: c(),
+        }
+    }
+}
+
+/// The `result` label of `notify_proxy_config_reloads_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadResult {
+    /// The new config serves from the next request on.
+    Success,
+    /// The file does not load or validate (as `check` would say); the old config serves.
+    Invalid,
+    /// The file changes a key that needs a restart; the old config serves.
+    RestartRequired,
+}
+
+impl ReloadResult {
+    pub const ALL: [ReloadResult; 3] = [
+        ReloadResult::Success,
+        ReloadResult::Invalid,
+        ReloadResult::RestartRequired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadResult::Success => "success",
+            ReloadResult::Invalid => "invalid",
+            ReloadResult::RestartRequired => "restart_required",
+        }
+    }
 }
 
 /// Handles for one route, resolved at start.
@@ -300,6 +351,29 @@ impl Metrics {
         registry
             .register(Box::new(connections_refused.clone()))
             .expect("registered once");
+        let peer_changes = counter(
+            "notify_proxy_upstream_peer_changes_total",
+            "Times an upstream group's peer addresses changed after re-resolving its host names.",
+            &["upstream"],
+        );
+        let resolve_failures = counter(
+            "notify_proxy_upstream_resolve_failures_total",
+            "Peer host name lookups that failed or found no address (the last good addresses were kept), by upstream group.",
+            &["upstream"],
+        );
+        let config_reloads = counter(
+            "notify_proxy_config_reloads_total",
+            "Live reloads (SIGHUP) by result: success, invalid (the old config keeps serving), restart_required (a changed key needs a restart; the old config keeps serving).",
+            &["result"],
+        );
+        for r in ReloadResult::ALL {
+            config_reloads.with_label_values(&[r.as_str()]);
+        }
+        let config_info = gauge(
+            "notify_proxy_config_info",
+            "Always 1; hash is the SHA-256 (first 16 hex digits) of the config file serving now. Secrets are never in the file, so rotating a token alone does not change it.",
+            &["hash"],
+        );
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -325,6 +399,10 @@ impl Metrics {
             store_errors,
             connections_open,
             connections_refused,
+            peer_changes,
+            resolve_failures,
+            config_reloads,
+            config_info,
         }
     }
 
@@ -334,6 +412,34 @@ impl Metrics {
             open: self.connections_open.clone(),
             refused: self.connections_refused.clone(),
         }
+    }
+
+    /// Resolves the re-resolution series of one upstream group.
+    pub fn resolve(&self, upstream: &str) -> ResolveMetrics {
+        ResolveMetrics {
+            changes: self.peer_changes.with_label_values(&[upstream]),
+            failures: self.resolve_failures.with_label_values(&[upstream]),
+        }
+    }
+
+    /// Counts one reload attempt.
+    pub fn reloaded(&self, result: ReloadResult) {
+        self.config_reloads
+            .with_label_values(&[result.as_str()])
+            .inc();
+    }
+
+    /// The config serving now: one `notify_proxy_config_info` series, labelled with its hash.
+    pub fn set_config_hash(&self, hash: &str) {
+        self.config_info.reset();
+        self.config_info.with_label_values(&[hash]).set(1);
+    }
+
+    /// Drops the health gauge of a peer that left its group.
+    pub fn forget_peer(&self, upstream: &str, peer: &str) {
+        let _ = self
+            .upstream_peer_healthy
+            .remove_label_values(&[upstream, peer]);
     }
 
     /// Resolves the store series (created only when a buffer is configured).

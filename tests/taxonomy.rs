@@ -112,7 +112,7 @@ fn expect_attempt<R>(proxy: &Proxy, what: &str, result: &str, send: impl FnOnce(
 
 // The label values the README documents, spelled out here (not taken from the code), so that
 // renaming one in the code fails this test.
-const OUTCOMES: [&str; 12] = [
+const OUTCOMES: [&str; 13] = [
     "forwarded_2xx",
     "forwarded_other",
     "no_binding",
@@ -125,6 +125,7 @@ const OUTCOMES: [&str; 12] = [
     "buffered",
     "duplicate",
     "buffer_failed",
+    "probe",
 ];
 /// Every rejection reason and the status the README gives it.
 const REASONS: [(&str, u16); 17] = [
@@ -363,6 +364,29 @@ fn every_outcome_and_reason_is_reachable_and_counted_once() {
         || send_and_half_close(proxy.addr, stalled.as_bytes()),
     );
     made(r, 400, "body_incomplete", "body_incomplete");
+
+    // A probe from `twilio-notify-proxy probe`: verified, answered by the proxy, not forwarded.
+    let probe_body = twilio_notify_proxy::probe::notification(
+        twilio_notify_proxy::probe::Mode::Answer,
+        "AC0123456789abcdef0123456789abcdef",
+        "notify-proxy-probe",
+        1,
+    );
+    let (target, signature) = sign(&probe_body, TOKEN);
+    let probe_request = request_with(
+        &target,
+        &[
+            ("X-Twilio-Signature", signature.as_str()),
+            ("X-Notify-Proxy-Probe", "1"),
+        ],
+        &probe_body,
+    );
+    let r = expect_counted(&proxy, "probe", "probe", None, || {
+        send_raw(proxy.addr, &probe_request)
+    })
+    .expect("the probe was answered");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["probe"], "ok");
 
     // upstream_unreachable needs a handler that refuses connections: a second proxy.
     let (_guard, refusing) = refusing_address();

@@ -214,10 +214,15 @@ fn replay(config: &Config, store: RedbStore, id: Option<u64>, all: bool, dead: b
     let metrics = Metrics::new();
     let mut groups = std::collections::HashMap::new();
     for u in &config.upstreams {
-        let lb = Arc::new(new_balancer(u)?);
+        let (lb, membership) = new_balancer(u)?;
         groups.insert(
             u.name.clone(),
-            UpstreamGroup::new(u.clone(), lb, metrics.upstream(&u.name)),
+            UpstreamGroup::new(
+                u.clone(),
+                Arc::new(lb),
+                membership,
+                metrics.upstream(&u.name),
+            ),
         );
     }
     let runtime = tokio::runtime::Builder::new_current_thread()

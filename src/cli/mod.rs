@@ -1,15 +1,17 @@
-//! Command line: `run`, `demo`, `demo-handler`, `check`, `sign`, `buffer ...`, `healthcheck`.
+//! Command line: `run`, `demo`, `demo-handler`, `check`, `sign`, `probe`, `buffer ...`,
+//! `healthcheck`.
 //!
 //! This file owns the clap definition of the command set, the dispatch and the exit codes (0
 //! ok, 1 invalid input, config or unhealthy, 2 usage, which clap reports itself). Each command
 //! family lives in its own file with its arguments: `run` (`run`, `demo`, `demo-handler`),
-//! `check`, `sign`, `buffer`, `healthcheck`; `output` holds the shared `--format`. Those files
+//! `check`, `sign`, `probe`, `buffer`, `healthcheck`; `output` holds the shared `--format`. Those files
 //! never import this one, so there is no cycle. None of them holds request logic.
 
 mod buffer;
 mod check;
 mod healthcheck;
 mod output;
+mod probe;
 mod run;
 mod sign;
 
@@ -22,6 +24,7 @@ pub use buffer::{BufferArgs, BufferCommand};
 pub use check::CheckArgs;
 pub use healthcheck::HealthcheckArgs;
 pub use output::OutputFormat;
+pub use probe::ProbeArgs;
 pub use run::{DemoArgs, DemoHandlerArgs, RunArgs};
 pub use sign::{sign, SignAlgorithm, SignArgs};
 
@@ -54,6 +57,10 @@ pub enum Command {
     /// Compute what Twilio would send: the URL (with bodySHA256 for JSON) and X-Twilio-Signature.
     /// The secret is read from the environment variable named by --secret-env.
     Sign(SignArgs),
+    /// Send a correctly signed synthetic notification to --url through the real public path
+    /// (DNS, TLS, load balancer, proxy); report each step and exit 0 or 1. The proxy answers it
+    /// itself (outcome probe); --through forwards it to the handler for probe.identity.
+    Probe(ProbeArgs),
     /// GET --url (default: the admin listener's /healthz) and exit 0 on a 200, else 1 saying
     /// why. For container HEALTHCHECKs on images without curl.
     Healthcheck(HealthcheckArgs),
@@ -78,6 +85,7 @@ fn run_command(command: Command) -> Result<()> {
         Command::Check(args) => check::run(&args),
         Command::Buffer(args) => buffer::run(args),
         Command::Sign(args) => sign::run(args),
+        Command::Probe(args) => probe::run(&args),
         Command::Healthcheck(args) => healthcheck::run(&args),
     }
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, Result};
 
 use crate::app::{build_server, DemoOptions, ProcessFlags};
-use crate::config::{Config, LogFormat, LoggingConfig};
+use crate::config::{Config, LogFormat, LoggingConfig, ProcessEnv};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -51,13 +51,13 @@ fn default_identities() -> Vec<String> {
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    let config = Config::load(&args.config)?;
-    serve(config, &args, None)
+    let (config, text) = Config::load_with_text(&args.config, &ProcessEnv)?;
+    serve(config, text, &args, None)
 }
 
 /// `run`, plus the sample handler on the first peer of the first route's upstream.
 pub fn demo(args: DemoArgs) -> Result<()> {
-    let config = Config::load(&args.run.config)?;
+    let (config, text) = Config::load_with_text(&args.run.config, &ProcessEnv)?;
     let address = config
         .routes
         .first()
@@ -69,7 +69,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         address,
         identities: args.identities,
     };
-    serve(config, &args.run, Some(demo))
+    serve(config, text, &args.run, Some(demo))
 }
 
 /// Only the sample handler, for setups where it runs apart from the proxy (its own container).
@@ -84,7 +84,7 @@ pub fn demo_handler(args: DemoHandlerArgs) -> Result<()> {
     crate::demo::standalone_server(args.listen, args.identities).run_forever()
 }
 
-fn serve(config: Config, args: &RunArgs, demo: Option<DemoOptions>) -> Result<()> {
+fn serve(config: Config, text: String, args: &RunArgs, demo: Option<DemoOptions>) -> Result<()> {
     crate::logging::init(&config.logging, args.daemon);
     for w in &config.warnings {
         tracing::warn!("{w}");
@@ -100,6 +100,6 @@ fn serve(config: Config, args: &RunArgs, demo: Option<DemoOptions>) -> Result<()
         admin = %config.admin_address,
         "starting"
     );
-    let server = build_server(config, &flags, demo)?;
+    let server = build_server(config, text, &flags, demo)?;
     server.run_forever()
 }

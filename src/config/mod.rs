@@ -8,13 +8,15 @@
 //! - `validate` (top-level sections and cross-section rules), `route`, `upstream`, `secrets`:
 //!   one validator per section; `values`: the scalar parsers they share;
 //! - `source`: all file and environment reads, secrets behind [`SecretSource`];
-//! - `summary`: what `check` prints ([`summary()`]).
+//! - `summary`: what `check` prints ([`summary()`]);
+//! - `restart`: which changes a live reload may apply ([`restart_required`]).
 //!
 //! This module never opens sockets and never logs a secret. Code outside it uses the
 //! re-exports below, never the raw layer.
 
 mod model;
 mod raw;
+mod restart;
 mod route;
 mod secrets;
 mod source;
@@ -28,10 +30,11 @@ use std::path::Path;
 use anyhow::{anyhow, Result};
 
 pub use model::{
-    BodyKind, BufferConfig, Config, DedupeConfig, DedupeKey, Limits, Listener, LogFormat,
-    LoggingConfig, OnExhausted, PublicUrl, Route, SchemaMode, ServerSettings, TlsFiles,
-    UpstreamConfig,
+    flatten_peers, BodyKind, BufferConfig, Config, DedupeConfig, DedupeKey, Limits, Listener,
+    LogFormat, LoggingConfig, OnExhausted, PeerSpec, ProbeConfig, PublicUrl, ResolvedPeer, Route,
+    SchemaMode, ServerSettings, TlsFiles, UpstreamConfig,
 };
+pub use restart::restart_required;
 pub use source::{ProcessEnv, SecretSource};
 pub use summary::summary;
 
@@ -45,6 +48,12 @@ impl Config {
     /// Like [`Config::load`], with secrets read from `secrets` (tests pass a map).
     pub fn load_with(path: &Path, secrets: &dyn SecretSource) -> Result<Config> {
         Self::parse(&source::read_config(path)?, path, Some(secrets))
+    }
+
+    /// Like [`Config::load`], also returning the file's text (what a reload compares).
+    pub fn load_with_text(path: &Path, secrets: &dyn SecretSource) -> Result<(Config, String)> {
+        let text = source::read_config(path)?;
+        Ok((Self::parse(&text, path, Some(secrets))?, text))
     }
 
     /// Like [`Config::load`] but without reading any secret: for commands that never verify a

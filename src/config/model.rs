@@ -39,6 +39,7 @@ pub struct Config {
     /// Duplicate suppression; `None` when disabled.
     pub dedupe: Option<DedupeConfig>,
     pub logging: LoggingConfig,
+    pub probe: ProbeConfig,
     /// Things that are legal but probably not what the operator wants.
     pub warnings: Vec<String>,
 }
@@ -81,11 +82,59 @@ pub struct Limits {
     pub max_connections: NonZeroUsize,
 }
 
+/// `probe:`.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeConfig {
+    /// The identity a `probe --through` may notify (`twi_to: client:<identity>`).
+    pub identity: Option<String>,
+}
+
+/// A peer as written in `upstreams.NAME.peers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerSpec {
+    /// An IP address and port: never resolved.
+    Addr(SocketAddr),
+    /// A host name and port: resolved at load, then every `resolve_interval`.
+    Name { host: String, port: u16 },
+}
+
+impl std::fmt::Display for PeerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerSpec::Addr(a) => write!(f, "{a}"),
+            PeerSpec::Name { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+/// A peer spec with the addresses it resolved to last (one, for an address).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedPeer {
+    pub spec: PeerSpec,
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// Every address of `peers`, in order, without repeats.
+pub fn flatten_peers(peers: &[ResolvedPeer]) -> Vec<SocketAddr> {
+    let mut out: Vec<SocketAddr> = Vec::new();
+    for addr in peers.iter().flat_map(|p| &p.addrs) {
+        if !out.contains(addr) {
+            out.push(*addr);
+        }
+    }
+    out
+}
+
 /// One group of handler peers (`upstreams.NAME`).
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
     pub name: String,
+    /// Every address of [`Self::resolved`] at load time, flattened.
     pub peers: Vec<SocketAddr>,
+    /// The peers as written, with what each resolved to at load time.
+    pub resolved: Vec<ResolvedPeer>,
+    /// How often host-name peers are resolved again.
+    pub resolve_interval: Duration,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub idle_timeout: Duration,

@@ -32,6 +32,16 @@ pub struct RawConfig {
     pub dedupe: Option<RawDedupe>,
     #[serde(default)]
     pub logging: RawLogging,
+    #[serde(default)]
+    pub probe: RawProbe,
+}
+
+/// `probe:`: what synthetic notifications from `twilio-notify-proxy probe` may do.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbe {
+    /// The test identity a `probe --through` may be forwarded for; unset refuses them.
+    pub identity: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,6 +146,14 @@ pub struct RawUpstream {
     pub health_check: Option<RawHealthCheck>,
     #[serde(default)]
     pub circuit_breaker: RawCircuitBreaker,
+    /// How often peers given as host names are resolved again.
+    #[serde(default = "default_resolve_interval")]
+    pub resolve_interval: String,
+}
+
+fn default_resolve_interval() -> String {
+    // Kubernetes' DNS caches for 30 s: asking more often only finds the same answer.
+    "30s".into()
 }
 
 fn default_connect_timeout() -> String {

@@ -14,12 +14,12 @@ use anyhow::{anyhow, bail, Result};
 use ipnet::IpNet;
 
 use super::model::{
-    BufferConfig, Config, DedupeConfig, Limits, Listener, LoggingConfig, OnExhausted, Route,
-    ServerSettings, TlsFiles, UpstreamConfig,
+    BufferConfig, Config, DedupeConfig, Limits, Listener, LoggingConfig, OnExhausted, ProbeConfig,
+    Route, ServerSettings, TlsFiles, UpstreamConfig,
 };
 use super::raw::{
-    RawBuffer, RawConfig, RawDedupe, RawLimits, RawListener, RawLogging, RawRoute, RawServer,
-    RawUpstream,
+    RawBuffer, RawConfig, RawDedupe, RawLimits, RawListener, RawLogging, RawProbe, RawRoute,
+    RawServer, RawUpstream,
 };
 use super::route::route;
 use super::secrets::keys;
@@ -58,6 +58,7 @@ pub(super) fn config(
     }
     let dedupe = dedupe(raw.dedupe.unwrap_or_default())?;
     let logging = logging(raw.logging)?;
+    let probe = probe(raw.probe)?;
     Ok(Config {
         source: source.to_path_buf(),
         server,
@@ -72,7 +73,24 @@ pub(super) fn config(
         buffer,
         dedupe,
         logging,
+        probe,
         warnings,
+    })
+}
+
+fn probe(raw: RawProbe) -> Result<ProbeConfig> {
+    if let Some(id) = &raw.identity {
+        // It becomes `client:<identity>` in a notification body: keep it a plain token.
+        if id.is_empty()
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
+        {
+            bail!("probe.identity: {id:?} must be a non-empty identity of letters, digits, - _ . @ (e.g. notify-proxy-probe)");
+        }
+    }
+    Ok(ProbeConfig {
+        identity: raw.identity,
     })
 }
 

@@ -10,25 +10,29 @@
 //! The request head and body leave in one write: the measured difference against header and
 //! body flushed separately is large on loopback (DESIGN §7).
 
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::connectors::{ConnectorOptions, TransportConnector};
+use pingora::lb::discovery::ServiceDiscovery;
 use pingora::lb::selection::RoundRobin;
-use pingora::lb::LoadBalancer;
+use pingora::lb::{Backend, Backends, LoadBalancer};
 use pingora::upstreams::peer::HttpPeer;
 use tokio::io::{AsyncRead, AsyncWriteExt};
 
 mod pool;
+pub mod resolve;
 mod wire;
 
 use pool::{Conn, IdlePool};
-use wire::{read_answer, ReadError};
+pub(crate) use wire::{read_answer, ReadError};
 pub use wire::{upstream_request, Answer};
 
-use crate::config::UpstreamConfig;
+use crate::config::{flatten_peers, ResolvedPeer, UpstreamConfig};
 use crate::metrics::UpstreamMetrics;
 use crate::outcome::AttemptResult;
 use crate::policy::{jitter_random, settle, CircuitBreaker, RetryPolicy, Settlement};
@@ -142,45 +146,76 @@ struct PeerSlot {
     idle: IdlePool,
 }
 
+/// The balancer's membership, which [`UpstreamGroup::set_peers`] replaces while running
+/// (Pingora's own `Static` discovery cannot be changed from outside its crate).
+#[derive(Clone, Default)]
+pub struct PeerList(Arc<ArcSwap<BTreeSet<Backend>>>);
+
+impl PeerList {
+    fn set(&self, addrs: &[SocketAddr]) {
+        let backends = addrs
+            .iter()
+            .map(|a| Backend {
+                addr: pingora::protocols::l4::socket::SocketAddr::Inet(*a),
+                weight: 1,
+                ext: Default::default(),
+            })
+            .collect();
+        self.0.store(Arc::new(backends));
+    }
+}
+
+#[async_trait]
+impl ServiceDiscovery for PeerList {
+    async fn discover(&self) -> pingora::Result<(BTreeSet<Backend>, HashMap<u64, bool>)> {
+        Ok((BTreeSet::clone(&self.0.load()), HashMap::new()))
+    }
+}
+
 /// A named group of peers with its balancer, pools and timeouts.
+///
+/// The group outlives reloads: its pools, circuit breaker and metrics stay while its peers are
+/// replaced ([`Self::set_peers`]), by a reload or by re-resolving host names.
 pub struct UpstreamGroup {
+    /// As loaded at start; the current peers are [`Self::peer_addrs`].
     pub config: UpstreamConfig,
     balancer: Arc<LoadBalancer<RoundRobin>>,
-    peers: Vec<PeerSlot>,
+    membership: PeerList,
+    peers: ArcSwap<Vec<Arc<PeerSlot>>>,
+    /// The peer specs and what they resolved to last (the resolver's starting point).
+    resolved: Mutex<Vec<ResolvedPeer>>,
+    /// `set_peers` runs Pingora's balancer update, which must not overlap with itself.
+    updating: tokio::sync::Mutex<()>,
     connector: TransportConnector,
     metrics: UpstreamMetrics,
     breaker: CircuitBreaker,
 }
 
 impl UpstreamGroup {
-    /// `balancer` comes from [`new_balancer`]; its health checks run as a Pingora background service.
+    /// `balancer` and `membership` come from [`new_balancer`]; its health checks run as a
+    /// Pingora background service.
     pub fn new(
         config: UpstreamConfig,
         balancer: Arc<LoadBalancer<RoundRobin>>,
+        membership: PeerList,
         metrics: UpstreamMetrics,
     ) -> Self {
         let peers = config
             .peers
             .iter()
-            .map(|addr| {
-                let mut http = HttpPeer::new(*addr, false, String::new());
-                http.options.connection_timeout = Some(config.connect_timeout);
-                http.options.total_connection_timeout = Some(config.connect_timeout);
-                PeerSlot {
-                    addr: *addr,
-                    http,
-                    idle: IdlePool::new(config.pool_size.get(), config.idle_timeout),
-                }
-            })
+            .map(|a| Arc::new(slot(&config, *a)))
             .collect();
         // Pingora's connector makes the connections (socket options, connect timeouts); reuse
         // goes through our own pool, which skips a per-release watcher task (DESIGN §7).
         let connector = TransportConnector::new(Some(ConnectorOptions::new(0)));
         let breaker = CircuitBreaker::new(config.breaker_threshold, config.breaker_open_for);
         UpstreamGroup {
+            resolved: Mutex::new(config.resolved.clone()),
             config,
             balancer,
-            peers,
+            membership,
+            peers: ArcSwap::from_pointee(peers),
+            updating: tokio::sync::Mutex::new(()),
             connector,
             metrics,
             breaker,
@@ -191,6 +226,55 @@ impl UpstreamGroup {
         &self.balancer
     }
 
+    /// The addresses requests go to now.
+    pub fn peer_addrs(&self) -> Vec<SocketAddr> {
+        self.peers.load().iter().map(|p| p.addr).collect()
+    }
+
+    /// The peer specs and their last good addresses.
+    pub fn resolved(&self) -> Vec<ResolvedPeer> {
+        self.resolved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the peers. A peer whose address stays keeps its idle connections; the group
+    /// keeps its circuit breaker. Returns whether the set of addresses changed.
+    pub async fn set_peers(&self, resolved: Vec<ResolvedPeer>) -> bool {
+        let _one_at_a_time = self.updating.lock().await;
+        let addrs = flatten_peers(&resolved);
+        *self.resolved.lock().unwrap_or_else(|e| e.into_inner()) = resolved;
+        let old = self.peers.load_full();
+        let mut before: Vec<SocketAddr> = old.iter().map(|p| p.addr).collect();
+        let mut after = addrs.clone();
+        before.sort();
+        after.sort();
+        if before == after {
+            return false;
+        }
+        let keep_or_new = |addr: &SocketAddr| {
+            old.iter()
+                .find(|p| p.addr == *addr)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(slot(&self.config, *addr)))
+        };
+        let next: Vec<Arc<PeerSlot>> = addrs.iter().map(keep_or_new).collect();
+        // While the balancer switches, every address it may pick must have a slot: first the
+        // union, then the balancer, then only the new peers.
+        let mut union = next.clone();
+        union.extend(old.iter().filter(|p| !addrs.contains(&p.addr)).cloned());
+        self.peers.store(Arc::new(union));
+        self.membership.set(&addrs);
+        if let Err(e) = self.balancer.update().await {
+            // PeerList's discovery cannot fail; keep serving with the union if it ever does.
+            tracing::error!(upstream = %self.config.name, error = %e, "balancer update failed");
+            return true;
+        }
+        self.peers.store(Arc::new(next));
+        true
+    }
+
     pub fn circuit(&self) -> &CircuitBreaker {
         &self.breaker
     }
@@ -199,8 +283,9 @@ impl UpstreamGroup {
     /// is a choice. When none passes its health check, round-robin over all of them: a failed
     /// connect costs milliseconds, while refusing outright would turn a stale or flapping
     /// health check into a certain 13807 (Envoy's "panic mode").
-    fn select_peer(&self, avoid: Option<SocketAddr>) -> Option<&PeerSlot> {
-        let tries = self.peers.len() * 2;
+    fn select_peer(&self, avoid: Option<SocketAddr>) -> Option<Arc<PeerSlot>> {
+        let peers = self.peers.load();
+        let tries = peers.len() * 2;
         let is_avoided =
             |b: &pingora::lb::Backend| avoid.is_some() && b.addr.as_inet() == avoid.as_ref();
         let backend = self
@@ -209,7 +294,7 @@ impl UpstreamGroup {
             .or_else(|| self.balancer.select(b"", tries))
             .or_else(|| self.balancer.select_with(b"", tries, |_, _| true))?;
         let addr = backend.addr.as_inet()?;
-        self.peers.iter().find(|p| p.addr == *addr)
+        peers.iter().find(|p| p.addr == *addr).cloned()
     }
 
     /// One exchange: pick a healthy peer, send `request` (head and body, already framed) in one
@@ -296,7 +381,7 @@ impl UpstreamGroup {
         if let Some(deadline) = deadline {
             budget = budget.min(deadline.saturating_duration_since(now));
         }
-        match tokio::time::timeout_at((now + budget).into(), self.attempt(peer, request)).await {
+        match tokio::time::timeout_at((now + budget).into(), self.attempt(&peer, request)).await {
             Ok(result) => result,
             Err(_) => Err(DeliveryError::Timeout {
                 peer: peer.addr,
@@ -382,10 +467,39 @@ fn looks_open(stream: &mut pingora::protocols::Stream) -> bool {
 
 struct Unsent;
 
-/// Builds the balancer for one group. With a health check interval, the returned balancer must
-/// be run as a background service (see `app`), which performs the checks.
-pub fn new_balancer(config: &UpstreamConfig) -> anyhow::Result<LoadBalancer<RoundRobin>> {
-    let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(config.peers.iter().copied())?;
+fn slot(config: &UpstreamConfig, addr: SocketAddr) -> PeerSlot {
+    let mut http = HttpPeer::new(addr, false, String::new());
+    http.options.connection_timeout = Some(config.connect_timeout);
+    http.options.total_connection_timeout = Some(config.connect_timeout);
+    PeerSlot {
+        addr,
+        http,
+        idle: IdlePool::new(config.pool_size.get(), config.idle_timeout),
+    }
+}
+
+/// Builds the balancer for one group and the handle that changes its peers. With a health
+/// check interval, the returned balancer must be run as a background service (see `app`),
+/// which performs the checks.
+pub fn new_balancer(
+    config: &UpstreamConfig,
+) -> anyhow::Result<(LoadBalancer<RoundRobin>, PeerList)> {
+    let membership = PeerList::default();
+    membership.set(&config.peers);
+    let mut lb =
+        LoadBalancer::<RoundRobin>::from_backends(Backends::new(Box::new(membership.clone())));
+    {
+        use std::future::Future;
+        // The discovery answers without awaiting anything, so one poll completes the update.
+        let mut update = std::pin::pin!(lb.update());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match update.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(result) => result?,
+            std::task::Poll::Pending => {
+                anyhow::bail!("upstreams.{}: balancer setup blocked", config.name)
+            }
+        }
+    }
     if let Some(interval) = config.health_check_interval {
         let mut check = pingora::lb::health_check::TcpHealthCheck::new();
         check.peer_template.options.connection_timeout = Some(config.connect_timeout);
@@ -394,7 +508,7 @@ pub fn new_balancer(config: &UpstreamConfig) -> anyhow::Result<LoadBalancer<Roun
         lb.set_health_check(check);
         lb.health_check_frequency = Some(interval);
     }
-    Ok(lb)
+    Ok((lb, membership))
 }
 
 #[cfg(test)]

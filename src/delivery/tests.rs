@@ -6,6 +6,14 @@ fn group(peers: &[&str]) -> UpstreamGroup {
     let config = UpstreamConfig {
         name: "g".into(),
         peers: peers.iter().map(|p| p.parse().unwrap()).collect(),
+        resolved: peers
+            .iter()
+            .map(|p| crate::config::ResolvedPeer {
+                spec: crate::config::PeerSpec::Addr(p.parse().unwrap()),
+                addrs: vec![p.parse().unwrap()],
+            })
+            .collect(),
+        resolve_interval: Duration::from_secs(30),
         connect_timeout: Duration::from_secs(1),
         response_timeout: Duration::from_secs(1),
         idle_timeout: Duration::from_secs(1),
@@ -14,8 +22,13 @@ fn group(peers: &[&str]) -> UpstreamGroup {
         breaker_threshold: std::num::NonZeroU32::new(5).unwrap(),
         breaker_open_for: Duration::from_secs(10),
     };
-    let lb = Arc::new(new_balancer(&config).unwrap());
-    UpstreamGroup::new(config, lb, crate::metrics::Metrics::new().upstream("g"))
+    let (lb, membership) = new_balancer(&config).unwrap();
+    UpstreamGroup::new(
+        config,
+        Arc::new(lb),
+        membership,
+        crate::metrics::Metrics::new().upstream("g"),
+    )
 }
 
 #[test]

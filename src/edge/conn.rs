@@ -24,7 +24,9 @@ use crate::flow::{Accepted, Ending};
 use crate::metrics::UNMATCHED_ROUTE;
 use crate::outcome::{Outcome, Reason, Rejection};
 use crate::pipeline::{self, BodyFraming, Inbound, RequestHead};
+use crate::probe;
 use crate::route::LiveRoute;
+use crate::runtime::Snapshot;
 use crate::signature::{public_url, RequestOrigin};
 
 /// The buffer a connection starts with: a Twilio notification (head and body) fits in it.
@@ -36,7 +38,6 @@ const MIN_READ: usize = 1024;
 struct Peer {
     ip: Option<IpAddr>,
     tls: bool,
-    trusted: bool,
 }
 
 /// Where the body of the current request is.
@@ -57,25 +58,28 @@ pub async fn serve(edge: &Edge, mut stream: Stream, shutdown: &ShutdownWatch) {
     let peer = Peer {
         ip,
         tls: stream.get_ssl().is_some(),
-        trusted: edge.is_trusted(ip),
     };
     let mut buf = BytesMut::with_capacity(INITIAL_BUFFER);
     loop {
         // A head (or, on a kept-alive connection, the next one) must arrive within this: either
         // way the connection holds memory and a task. Closed quietly: nothing was asked.
-        let deadline = Deadline::now() + edge.limits.header_timeout;
-        let head = match read_head(&mut stream, &mut buf, deadline).await {
+        let deadline = Deadline::now() + edge.runtime.load().limits.header_timeout;
+        let head = read_head(&mut stream, &mut buf, deadline).await;
+        // Loaded once the head is here (an idle keep-alive connection may have waited across a
+        // reload) and held to the end: the whole request sees one configuration.
+        let snap = edge.runtime.load();
+        let head = match head {
             Ok(Some(head)) => head,
             Ok(None) => return,
             Err(e) => {
                 let rejection = Rejection::new(Reason::Malformed, e.to_string());
-                edge.routes
+                snap.routes
                     .unmatched()
                     .record(Outcome::Rejected, Some(Reason::Malformed), 0.0);
                 log_rejection(None, &rejection, &peer);
                 let ending = Ending::rejected(&rejection);
                 let bytes = answer_bytes(&ending.reply, false, Persistence::Close);
-                if write_within(&mut stream, &bytes, edge.limits.write_timeout).await {
+                if write_within(&mut stream, &bytes, snap.limits.write_timeout).await {
                     lingering_close(&mut stream).await;
                 }
                 return;
@@ -83,11 +87,11 @@ pub async fn serve(edge: &Edge, mut stream: Stream, shutdown: &ShutdownWatch) {
         };
         let started = Instant::now();
         let (route, ending, body_read) =
-            serve_one(edge, &mut stream, &mut buf, &head, &peer, started).await;
-        let metrics = route.map_or(edge.routes.unmatched(), |r| &r.metrics);
+            serve_one(edge, &snap, &mut stream, &mut buf, &head, &peer, started).await;
+        let metrics = route.map_or(snap.routes.unmatched(), |r| &r.metrics);
         let elapsed = started.elapsed();
         metrics.record(ending.outcome, ending.reason, elapsed.as_secs_f64());
-        if edge.access_log {
+        if snap.access_log {
             access_line(route, &ending, elapsed, &peer);
         }
 
@@ -101,7 +105,7 @@ pub async fn serve(edge: &Edge, mut stream: Stream, shutdown: &ShutdownWatch) {
         };
         let allow_post = ending.reason == Some(Reason::Method);
         let bytes = answer_bytes(&ending.reply, allow_post, persistence);
-        if !write_within(&mut stream, &bytes, edge.limits.write_timeout).await {
+        if !write_within(&mut stream, &bytes, snap.limits.write_timeout).await {
             return;
         }
         if !persist {
@@ -163,21 +167,22 @@ async fn read_more(stream: &mut Stream, buf: &mut BytesMut, deadline: Deadline) 
 /// Serves the request whose head starts `buf`: the route it matched (if any), how it ended, and
 /// whether its whole body was read (so the buffer now starts at the next request). On return the
 /// request's bytes are gone from `buf`.
-async fn serve_one<'e>(
-    edge: &'e Edge,
+async fn serve_one<'s>(
+    edge: &Edge,
+    snap: &'s Snapshot,
     stream: &mut Stream,
     buf: &mut BytesMut,
     head: &Head,
     peer: &Peer,
     started: Instant,
-) -> (Option<&'e LiveRoute>, Ending, bool) {
+) -> (Option<&'s LiveRoute>, Ending, bool) {
     let target = &buf[head.target.clone()];
     let path_end = target
         .iter()
         .position(|&b| b == b'?')
         .unwrap_or(target.len());
     let no_body = matches!(head.framing, Framing::None | Framing::Length(0));
-    let Some(route) = edge.routes.find(&target[..path_end]) else {
+    let Some(route) = snap.routes.find(&target[..path_end]) else {
         let path = String::from_utf8_lossy(&target[..path_end.min(200)]).into_owned();
         let rejection = Rejection::new(Reason::UnknownRoute, format!("no route for path {path}"));
         log_rejection(None, &rejection, peer);
@@ -195,7 +200,7 @@ async fn serve_one<'e>(
             content_length: head.value(buf, "content-length"),
             transfer_encoding: head.value(buf, "transfer-encoding"),
         };
-        pipeline::check_head(&route.route, &edge.limits, &request_head)
+        pipeline::check_head(&route.route, &snap.limits, &request_head)
     };
     let framing = match checked_head {
         Ok(framing) => framing,
@@ -208,7 +213,7 @@ async fn serve_one<'e>(
             );
         }
     };
-    let body = read_body(edge, stream, buf, head, framing).await;
+    let body = read_body(snap, stream, buf, head, framing).await;
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {
@@ -219,15 +224,16 @@ async fn serve_one<'e>(
     let prepared = match &body {
         Body::InBuffer(n) => {
             let (head_bytes, rest) = buf.split_at(head.len);
-            prepare(edge, route, head, head_bytes, &rest[..*n], peer)
+            prepare(snap, route, head, head_bytes, &rest[..*n], peer)
         }
-        Body::Owned { head: h, body: b } => prepare(edge, route, head, h, b, peer),
+        Body::Owned { head: h, body: b } => prepare(snap, route, head, h, b, peer),
     };
     if let Body::InBuffer(n) = body {
         buf.advance(head.len + n);
     }
     match prepared {
-        Ok(accepted) => (
+        Ok(Prepared::Probe) => (Some(route), Ending::probe(&route.route.name), true),
+        Ok(Prepared::Deliver(accepted)) => (
             Some(route),
             edge.flow.run(route, accepted, started).await,
             true,
@@ -251,13 +257,13 @@ fn skip_empty_body(buf: &mut BytesMut, head: &Head, no_body: bool) -> bool {
 /// Reads the body as framed, within `limits.body_timeout` (the whole body) and
 /// `limits.max_body_bytes` (already checked against a declared length by `check_head`).
 async fn read_body(
-    edge: &Edge,
+    snap: &Snapshot,
     stream: &mut Stream,
     buf: &mut BytesMut,
     head: &Head,
     framing: BodyFraming,
 ) -> BodyResult {
-    let limits = &edge.limits;
+    let limits = &snap.limits;
     let deadline = Deadline::now() + limits.body_timeout;
     let timed_out = || {
         Rejection::new(
@@ -326,16 +332,23 @@ async fn read_body(
     }
 }
 
+/// What a request that passed every check becomes.
+enum Prepared {
+    /// A `probe` that asked to be answered by the proxy itself.
+    Probe,
+    Deliver(Accepted),
+}
+
 /// The checks after the body (signature, body hash, JSON, accounts, schema), then the exact bytes
 /// for the handler.
 fn prepare(
-    edge: &Edge,
+    snap: &Snapshot,
     route: &LiveRoute,
     head: &Head,
     head_bytes: &[u8],
     body: &[u8],
     peer: &Peer,
-) -> Result<Accepted, Rejection> {
+) -> Result<Prepared, Rejection> {
     let text = |name: &'static str| {
         head.value(head_bytes, name)
             .and_then(|v| std::str::from_utf8(v).ok())
@@ -346,7 +359,7 @@ fn prepare(
         forwarded_proto: text("x-forwarded-proto"),
         forwarded_host: text("x-forwarded-host"),
         tls: peer.tls,
-        trusted: peer.trusted,
+        trusted: snap.trusts(peer.ip),
     };
     let configured = route.route.public_url.as_ref().map(|p| p.as_signed_url());
     let url = public_url(configured, &origin)?;
@@ -365,8 +378,26 @@ fn prepare(
         signature_settings: head.value(head_bytes, "x-twilio-webhooks-signature-settings"),
         body,
     };
+    let is_probe = head.value(head_bytes, probe::HEADER).is_some();
     let verified =
-        pipeline::check_request(&route.route, &edge.keys, &edge.allowed_accounts, &inbound)?;
+        pipeline::check_request(&route.route, &snap.keys, &snap.allowed_accounts, &inbound)
+            .map_err(|mut r| {
+                if is_probe && r.reason == Reason::SignatureMismatch {
+                    r.detail = format!(
+                        "{}; {}",
+                        r.detail,
+                        probe::mismatch_hint(&signed_base(&inbound))
+                    );
+                }
+                r
+            })?;
+    match probe::recognise(is_probe, verified.json.as_ref())? {
+        Some(probe::Mode::Answer) => return Ok(Prepared::Probe),
+        Some(probe::Mode::Through) => {
+            probe::check_through(verified.json.as_ref(), snap.probe_identity.as_deref())?
+        }
+        None => {}
+    }
     let notification = verified.notification();
     if let Some(violation) = &verified.reported_violation {
         route.metrics.schema_reported.inc();
@@ -378,12 +409,19 @@ fn prepare(
             "schema violation let through (schema_mode: report)"
         );
     }
-    Ok(Accepted {
+    Ok(Prepared::Deliver(Accepted {
         request: upstream_request(head_bytes, body),
         call_sid: notification.call_sid.map(str::to_owned),
         message_id: notification.message_id.map(str::to_owned),
         idempotency_token: text("i-twilio-idempotency-token").map(str::to_owned),
-    })
+    }))
+}
+
+/// The signed URL without its query (no secret: the public URL Twilio is configured with).
+fn signed_base(inbound: &Inbound<'_>) -> String {
+    let mut url = inbound.url;
+    url.query = b"";
+    url.to_url_string()
 }
 
 /// Logs a refusal (reason and detail, never the request's secrets).

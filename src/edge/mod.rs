@@ -17,24 +17,19 @@ mod conn;
 pub mod head;
 mod respond;
 
-use std::collections::HashSet;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ipnet::IpNet;
 use pingora::apps::ServerApp;
 use pingora::listeners::L4BufferSettings;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 
-use crate::config::{Config, Limits};
 use crate::flow::Flow;
 use crate::lifecycle::Draining;
 use crate::metrics::EdgeMetrics;
-use crate::route::Routes;
-use crate::signature::KeyRing;
+use crate::runtime::Runtime;
 
 pub use body::{ChunkError, Dechunker};
 
@@ -45,15 +40,11 @@ pub fn l4_buffers(tls: bool) -> L4BufferSettings {
     L4BufferSettings::new(if tls { 4096 } else { 0 }, 0)
 }
 
-/// Everything the public listeners need, built once at start and shared by all connections.
+/// Everything the public listeners need, shared by all connections. What a reload may change
+/// (routes, keys, limits...) lives in the [`Runtime`] snapshot, loaded once per request.
 pub struct Edge {
-    routes: Routes,
+    runtime: Arc<Runtime>,
     flow: Flow,
-    keys: KeyRing,
-    allowed_accounts: HashSet<String>,
-    trusted_proxies: Vec<IpNet>,
-    limits: Limits,
-    access_log: bool,
     /// In the grace period after SIGTERM: answer, but close each connection after its answer,
     /// so clients and load balancers move to another instance.
     draining: Draining,
@@ -63,28 +54,18 @@ pub struct Edge {
 
 impl Edge {
     pub fn new(
-        config: &Config,
-        routes: Routes,
+        runtime: Arc<Runtime>,
         flow: Flow,
         draining: Draining,
         metrics: EdgeMetrics,
     ) -> Self {
         Edge {
-            routes,
+            runtime,
             flow,
-            keys: config.keys.clone(),
-            allowed_accounts: config.allowed_accounts.clone(),
-            trusted_proxies: config.trusted_proxies.clone(),
-            limits: config.limits,
-            access_log: config.logging.access_log,
             draining,
             open: AtomicUsize::new(0),
             metrics,
         }
-    }
-
-    fn is_trusted(&self, peer: Option<IpAddr>) -> bool {
-        peer.is_some_and(|ip| self.trusted_proxies.iter().any(|net| net.contains(&ip)))
     }
 }
 
@@ -108,7 +89,7 @@ impl ServerApp for Edge {
         let open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
         self.metrics.open.inc();
         let _slot = Slot(self);
-        if open > self.limits.max_connections.get() {
+        if open > self.runtime.load().limits.max_connections.get() {
             // Closed before a byte is read: the connections already open keep being served, and
             // a client (or load balancer) that is refused can go to another instance.
             self.metrics.refused.inc();

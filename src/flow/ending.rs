@@ -34,6 +34,25 @@ pub struct Ending {
 }
 
 impl Ending {
+    /// A probe, verified in full and answered here (see [`crate::probe`]).
+    pub fn probe(route: &str) -> Ending {
+        Ending {
+            outcome: Outcome::Probe,
+            reason: None,
+            reply: made(
+                StatusCode::OK,
+                serde_json::json!({
+                    "probe": "ok",
+                    "route": route,
+                    "checked": ["signature", "body_hash", "json", "allowed_accounts", "schema"],
+                }),
+            ),
+            attempts: 0,
+            call_sid: None,
+            message_id: None,
+        }
+    }
+
     /// A refusal by the proxy's own checks.
     pub fn rejected(rejection: &Rejection) -> Ending {
         Ending {

@@ -173,10 +173,13 @@ pub enum Outcome {
     Duplicate,
     /// The handler failed and the buffer could not store the request: answered 503.
     BufferFailed,
+    /// A synthetic notification from `twilio-notify-proxy probe`, verified in full and answered
+    /// by the proxy itself (never forwarded, so no device is notified).
+    Probe,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 12] = [
+    pub const ALL: [Outcome; 13] = [
         Outcome::Forwarded2xx,
         Outcome::ForwardedOther,
         Outcome::NoBinding,
@@ -189,6 +192,7 @@ impl Outcome {
         Outcome::Buffered,
         Outcome::Duplicate,
         Outcome::BufferFailed,
+        Outcome::Probe,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -205,6 +209,7 @@ impl Outcome {
             Outcome::Buffered => "buffered",
             Outcome::Duplicate => "duplicate",
             Outcome::BufferFailed => "buffer_failed",
+            Outcome::Probe => "probe",
         }
     }
 

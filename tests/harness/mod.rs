@@ -521,6 +521,35 @@ routes:
         self.log.lock().unwrap().clone()
     }
 
+    /// Sends SIGHUP (live reload) once the proxy handles it: `notify_proxy_config_info` is
+    /// exported only from then on (before, SIGHUP's default action would end the process).
+    pub fn sighup(&self) {
+        eventually_within(
+            "the reload handler to be armed",
+            Duration::from_secs(10),
+            || self.metrics().contains("notify_proxy_config_info{"),
+        );
+        let sent = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -HUP failed");
+    }
+
+    /// Rewrites the config file, sends SIGHUP and waits until the reload counted `result`
+    /// once more.
+    pub fn reload_with(&self, yaml: &str, result: &str) {
+        let sample = format!("notify_proxy_config_reloads_total{{result=\"{result}\"}}");
+        let before = self.metric(&sample);
+        std::fs::write(&self.config_path, yaml).unwrap();
+        self.sighup();
+        eventually_within(
+            &format!("a reload counted as {result}"),
+            Duration::from_secs(10),
+            || self.metric(&sample) > before,
+        );
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

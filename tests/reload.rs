@@ -1,0 +1,198 @@
+//! Live reload end to end: the real binary, a real handler, a real SIGHUP.
+//!
+//! The Auth Token is rotated under load through `secondary_auth_token` (secrets come from
+//! files: a running process's environment cannot change). No request may fail across the
+//! reloads; the new token passes once loaded; the old one stops passing once removed. A reload
+//! that changes a restart-only key, or a file that does not validate, is refused and the
+//! running config keeps serving.
+
+mod harness;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use harness::*;
+
+const NEW_TOKEN: &str = "rotated-auth-token-9876543210";
+
+fn request_signed_with(token: &str) -> Vec<u8> {
+    let body = notification();
+    let (target, signature) = sign(&body, token);
+    request_with(
+        &target,
+        &[("X-Twilio-Signature", signature.as_str())],
+        &body,
+    )
+}
+
+fn secrets(dir: &Path, primary: &str, secondary: Option<&str>) -> String {
+    let mut s = format!(
+        "  auth_token: {{ file: {} }}\n",
+        dir.join(primary).display()
+    );
+    if let Some(secondary) = secondary {
+        s.push_str(&format!(
+            "  secondary_auth_token: {{ file: {} }}\n",
+            dir.join(secondary).display()
+        ));
+    }
+    s
+}
+
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+fn config_info(proxy: &Proxy) -> String {
+    let metrics = proxy.metrics();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("notify_proxy_config_info{"))
+        .expect("config info exported");
+    line.to_string()
+}
+
+#[test]
+fn auth_token_rotation_under_load_fails_no_request() {
+    let upstream = MockUpstream::start(Behaviour::status(200, "{}"));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("old"), format!("{TOKEN}\n")).unwrap();
+    std::fs::write(dir.path().join("new"), format!("{NEW_TOKEN}\n")).unwrap();
+    let mut spec = ProxySpec::new(upstream.addr);
+    spec.secrets = secrets(dir.path(), "old", None);
+    spec.env.clear();
+    let proxy = Arc::new(Proxy::start(spec));
+    let original = std::fs::read_to_string(&proxy.config_path).unwrap();
+    let old_secrets = secrets(dir.path(), "old", None);
+    assert!(original.contains(&old_secrets));
+
+    // Load: one sender, signing like Twilio with whichever token Twilio uses at the time.
+    let use_new = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    // A failed assertion below must stop the sender too, or the test would hang instead of fail.
+    let _stop_on_exit = StopOnDrop(stop.clone());
+    let sent = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let sender = {
+        let (proxy, use_new, stop) = (proxy.clone(), use_new.clone(), stop.clone());
+        let (sent, failures) = (sent.clone(), failures.clone());
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let token = if use_new.load(Ordering::Relaxed) {
+                    NEW_TOKEN
+                } else {
+                    TOKEN
+                };
+                match send_raw(proxy.addr, &request_signed_with(token)) {
+                    Some(r) if r.status == 200 => {}
+                    other => failures
+                        .lock()
+                        .unwrap()
+                        .push(other.map(|r| (r.status, r.text()))),
+                }
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let wait_for_traffic = || {
+        let from = sent.load(Ordering::Relaxed);
+        eventually_within(
+            "requests under load",
+            std::time::Duration::from_secs(10),
+            || sent.load(Ordering::Relaxed) >= from + 20,
+        );
+    };
+    wait_for_traffic();
+    let hash_before = config_info(&proxy);
+
+    // 1. Overlap: the new token primary, the old one secondary. Twilio may use either.
+    let overlap = original.replace(&old_secrets, &secrets(dir.path(), "new", Some("old")));
+    proxy.reload_with(&overlap, "success");
+    assert_eq!(proxy.send(&request_signed_with(NEW_TOKEN)).status, 200);
+    assert_eq!(proxy.send(&request_signed_with(TOKEN)).status, 200);
+    assert_ne!(
+        config_info(&proxy),
+        hash_before,
+        "the config hash follows the file"
+    );
+    wait_for_traffic();
+    use_new.store(true, Ordering::Relaxed);
+    wait_for_traffic();
+
+    // 2. The old token removed: it stops passing, the new one keeps passing.
+    let rotated = original.replace(&old_secrets, &secrets(dir.path(), "new", None));
+    proxy.reload_with(&rotated, "success");
+    let refused = proxy.send(&request_signed_with(TOKEN));
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert_eq!(refused.reason(), "signature_mismatch");
+    assert_eq!(proxy.send(&request_signed_with(NEW_TOKEN)).status, 200);
+    wait_for_traffic();
+
+    stop.store(true, Ordering::Relaxed);
+    sender.join().unwrap();
+    let failures = failures.lock().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed across the reloads: {:?}",
+        failures.len(),
+        sent.load(Ordering::Relaxed),
+        &failures[..failures.len().min(5)]
+    );
+}
+
+#[test]
+fn a_reload_that_needs_a_restart_or_does_not_validate_keeps_the_old_config() {
+    let upstream = MockUpstream::start(Behaviour::status(200, "{}"));
+    let proxy = Proxy::start(ProxySpec::new(upstream.addr));
+    let original = std::fs::read_to_string(&proxy.config_path).unwrap();
+    let hash = config_info(&proxy);
+
+    // The listener's port is bound at start: changing it needs a restart. The same file also
+    // changes a reloadable key (the route path): nothing of it may apply.
+    let port = proxy.addr.port().to_string();
+    let restart = original
+        .replace(
+            &format!("127.0.0.1:{port}"),
+            &format!("127.0.0.1:{}", free_port()),
+        )
+        .replace(&format!("path: {PATH}"), "path: /moved");
+    proxy.reload_with(&restart, "restart_required");
+    assert_eq!(proxy.send(&twilio_request(&notification())).status, 200);
+    assert_eq!(config_info(&proxy), hash);
+
+    // A route naming an upstream that does not exist: what `check` refuses, reload refuses.
+    let invalid = original.replace("upstream: handler", "upstream: nowhere");
+    proxy.reload_with(&invalid, "invalid");
+    assert_eq!(proxy.send(&twilio_request(&notification())).status, 200);
+    assert_eq!(config_info(&proxy), hash);
+
+    // Not YAML at all.
+    proxy.reload_with("routes: [", "invalid");
+    assert_eq!(proxy.send(&twilio_request(&notification())).status, 200);
+    assert_eq!(
+        proxy.metric("notify_proxy_config_reloads_total{result=\"success\"}"),
+        0.0
+    );
+}
+
+#[test]
+fn a_reload_moves_the_route_to_a_new_handler_address() {
+    let first = MockUpstream::start(Behaviour::status(200, "{}"));
+    let second = MockUpstream::start(Behaviour::status(200, "{}"));
+    let proxy = Proxy::start(ProxySpec::new(first.addr));
+    let original = std::fs::read_to_string(&proxy.config_path).unwrap();
+    assert_eq!(proxy.send(&twilio_request(&notification())).status, 200);
+    assert_eq!(first.request_count(), 1);
+
+    let moved = original.replace(&first.addr.to_string(), &second.addr.to_string());
+    proxy.reload_with(&moved, "success");
+    assert_eq!(proxy.send(&twilio_request(&notification())).status, 200);
+    assert_eq!(first.request_count(), 1);
+    assert_eq!(second.request_count(), 1);
+}

@@ -50,6 +50,7 @@ pub struct Metrics {
     buffer_oldest_age: prometheus::Gauge,
     store_duration: HistogramVec,
     store_errors: IntCounterVec,
+    log_lines_dropped: IntCounter,
 }
 
 /// Handles for one route, resolved at start.
@@ -250,6 +251,14 @@ impl Metrics {
             "Messages in the durable buffer, by table (pending, dead_letter).",
             &["table"],
         );
+        let log_lines_dropped = IntCounter::new(
+            "notify_proxy_log_lines_dropped_total",
+            "Log lines dropped because the background log queue was full (stderr too slow).",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(log_lines_dropped.clone()))
+            .expect("unique metric");
         let buffer_oldest_age = prometheus::Gauge::with_opts(Opts::new(
             "notify_proxy_buffer_oldest_age_seconds",
             "Age of the oldest pending buffered notification (0 when none).",
@@ -298,6 +307,7 @@ impl Metrics {
             buffer_oldest_age,
             store_duration,
             store_errors,
+            log_lines_dropped,
         }
     }
 
@@ -418,6 +428,11 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn render(&self) -> Vec<u8> {
+        // The log writer counts in a process-wide atomic (it exists before any registry does);
+        // bring the counter up to it. Both only grow, so the difference is never negative.
+        let dropped = crate::logging::dropped_lines();
+        self.log_lines_dropped
+            .inc_by(dropped.saturating_sub(self.log_lines_dropped.get()));
         let mut out = Vec::with_capacity(16 * 1024);
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 
-use super::ending::{made, made_error};
+use super::ending::{made, made_error, BUFFER_FAILED_DETAIL};
 use super::{Accepted, Ending, Flow};
 use crate::buffer::{now_ms, NewMessage, StoreError};
 use crate::delivery::Failure;
@@ -36,19 +36,20 @@ impl Flow {
             call_sid: accepted.call_sid.clone(),
             message_id: accepted.message_id.clone(),
         };
-        let failed = |detail: &str| {
+        let failed = || {
             ending(
                 Outcome::BufferFailed,
                 made_error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     Outcome::BufferFailed,
-                    detail,
+                    BUFFER_FAILED_DETAIL,
                 ),
             )
         };
         let Some(store) = &self.store else {
             // Config validation guarantees a store for buffering routes.
-            return failed("no buffer is configured");
+            tracing::error!(route = %route.route.name, "no buffer is configured; answering 503");
+            return failed();
         };
         let now = now_ms();
         let message = NewMessage {
@@ -91,9 +92,7 @@ impl Flow {
                     error = %e,
                     "could not buffer; answering 503"
                 );
-                failed(&format!(
-                    "the handler failed and the buffer cannot store: {e}"
-                ))
+                failed()
             }
         }
     }

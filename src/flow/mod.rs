@@ -138,7 +138,7 @@ impl Flow {
                 message_id: accepted.message_id,
             },
             Delivery::Exhausted { last, attempts } => {
-                let (outcome, status) = failure_answer(&last);
+                let (outcome, status, public_detail) = failure_answer(&last);
                 tracing::warn!(
                     route = %config.name,
                     call_sid = accepted.call_sid.as_deref().unwrap_or("-"),
@@ -149,17 +149,14 @@ impl Flow {
                     "delivery failed"
                 );
                 match config.on_exhausted {
-                    OnExhausted::Fail => {
-                        let detail = format!("{last} (after {attempts} attempt(s))");
-                        Ending {
-                            outcome,
-                            reason: None,
-                            reply: made_error(status, outcome, &detail),
-                            attempts,
-                            call_sid: accepted.call_sid,
-                            message_id: accepted.message_id,
-                        }
-                    }
+                    OnExhausted::Fail => Ending {
+                        outcome,
+                        reason: None,
+                        reply: made_error(status, outcome, public_detail),
+                        attempts,
+                        call_sid: accepted.call_sid,
+                        message_id: accepted.message_id,
+                    },
                     OnExhausted::Buffer { ttl, status } => {
                         self.buffer(route, accepted, attempts, &last, ttl, status)
                             .await

@@ -28,13 +28,15 @@ use crate::config::{Config, Limits};
 use crate::delivery::upstream_request;
 use crate::flow::{Accepted, Ending, Flow};
 use crate::lifecycle::Draining;
+use crate::logging::{bounded, request_id, Echo, REJECTION_DETAILS};
 use crate::metrics::UNMATCHED_ROUTE;
 use crate::outcome::{Outcome, Reason, Rejection};
 use crate::pipeline::{self, Inbound, RequestHead};
 use crate::route::{LiveRoute, Routes};
 use crate::signature::{public_url, KeyRing, RequestOrigin};
 use body::read_body;
-use respond::{json_header, write_reply};
+use respond::{json_header, set_request_id, stamp, write_reply};
+use tracing::Instrument;
 
 /// Everything the public listeners need, built once at start and shared by all connections.
 pub struct NotifyProxy {
@@ -80,7 +82,7 @@ impl NotifyProxy {
             .position(|&b| b == b'?')
             .unwrap_or(raw_target.len());
         let Some(route) = self.routes.find(&raw_target[..path_end]) else {
-            let path = String::from_utf8_lossy(&raw_target[..path_end]).into_owned();
+            let path = Echo(&raw_target[..path_end]);
             let rejection =
                 Rejection::new(Reason::UnknownRoute, format!("no route for path {path}"));
             return (None, reject(session, None, &rejection));
@@ -100,11 +102,23 @@ impl NotifyProxy {
     ) -> Result<Ending, Rejection> {
         let req = session.req_header();
         let header = |name: http::header::HeaderName| req.headers.get(name).map(|v| v.as_bytes());
+        let connection: Vec<&[u8]> = req
+            .headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
         let head = RequestHead {
             method: &req.method,
             content_type: header(http::header::CONTENT_TYPE),
+            content_type_count: req
+                .headers
+                .get_all(http::header::CONTENT_TYPE)
+                .iter()
+                .count(),
             content_length: header(http::header::CONTENT_LENGTH),
             transfer_encoding: header(http::header::TRANSFER_ENCODING),
+            connection: &connection,
         };
         let framing = pipeline::check_head(&route.route, &self.limits, &head)?;
         let body = read_body(session, framing, &self.limits).await?;
@@ -168,14 +182,20 @@ impl NotifyProxy {
     }
 }
 
-/// Logs a refusal (reason and detail, never the request's secrets) and makes its ending.
+/// Logs a refusal (reason and bounded detail, never the request's secrets; the detail only
+/// within [`REJECTION_DETAILS`]'s rate) and makes its ending.
 fn reject(session: &mut ServerSession, route: Option<&LiveRoute>, rejection: &Rejection) -> Ending {
+    let detail = if REJECTION_DETAILS.allow() {
+        bounded(&rejection.detail)
+    } else {
+        "(rate-limited)".to_owned()
+    };
     tracing::info!(
         route = route.map_or(UNMATCHED_ROUTE, |r| r.route.name.as_str()),
         reason = rejection.reason.as_str(),
         status = rejection.reason.status().as_u16(),
         peer = %client_ip(session).map_or("-".to_string(), |ip| ip.to_string()),
-        detail = %rejection.detail,
+        detail = %detail,
         "rejected"
     );
     // The body may be unread (or half read): this connection cannot carry another request.
@@ -209,6 +229,8 @@ impl HttpServerApp for NotifyProxy {
         // connection holds memory and a task, so it is closed (quietly: nothing was asked).
         let head = tokio::time::timeout(self.limits.header_timeout, session.read_request()).await;
         let started = Instant::now();
+        // Ties the public answer to its log lines (the flow's lines carry it through the span).
+        let request_id = request_id();
         let Ok(head) = head else {
             tracing::debug!("no complete request head within limits.header_timeout; closing");
             return None;
@@ -219,31 +241,43 @@ impl HttpServerApp for NotifyProxy {
             Ok(false) => return None,
             Err(e) => {
                 // Garbage, an oversized head, or a head that stalled: answer and count it like
-                // any other rejection, then close.
-                let rejection =
-                    Rejection::new(Reason::Malformed, format!("invalid request head: {e}"));
-                tracing::info!(reason = "malformed", status = 400, detail = %rejection.detail, "rejected");
+                // any other rejection, then close. Pingora's error text quotes up to 2 KB of the
+                // raw head (signature, signed URL, even body bytes), so only its kind is logged
+                // and the answer is the fixed one.
+                let rejection = Rejection::new(Reason::Malformed, e.etype().as_str());
+                tracing::info!(
+                    request_id = %request_id,
+                    reason = "malformed",
+                    status = 400,
+                    error_kind = e.etype().as_str(),
+                    "rejected"
+                );
                 self.routes.unmatched().record(
                     Outcome::Rejected,
                     Some(Reason::Malformed),
                     started.elapsed().as_secs_f64(),
                 );
                 session.set_keepalive(None);
-                let body = rejection.json_body();
-                let header = json_header(StatusCode::BAD_REQUEST, body.len());
-                let _ = session.write_error_response(header, body.into()).await;
+                let body = stamp(&rejection.json_body(), &request_id);
+                let mut header = json_header(StatusCode::BAD_REQUEST, body.len());
+                set_request_id(&mut header, &request_id);
+                let _ = session.write_error_response(header, body).await;
                 return None;
             }
         }
         let closing = *shutdown.borrow() || self.draining.is_draining();
         session.set_keepalive(if closing { None } else { Some(60) });
-        let (route, ending) = self.handle(&mut session, started).await;
+        // ERROR level so that the span is enabled whatever the filter: it writes no line of its
+        // own, it only puts the id on every line the request's flow writes.
+        let span = tracing::error_span!("request", id = %request_id);
+        let (route, ending) = self.handle(&mut session, started).instrument(span).await;
         let metrics = route.map_or(self.routes.unmatched(), |r| &r.metrics);
         let elapsed = started.elapsed();
         metrics.record(ending.outcome, ending.reason, elapsed.as_secs_f64());
         if self.access_log {
             tracing::info!(
                 target: "access",
+                request_id = %request_id,
                 route = route.map_or(UNMATCHED_ROUTE, |r| r.route.name.as_str()),
                 outcome = ending.outcome.as_str(),
                 reason = ending.reason.map_or("-", Reason::as_str),
@@ -256,7 +290,7 @@ impl HttpServerApp for NotifyProxy {
             );
         }
         let allow_post = ending.reason == Some(Reason::Method);
-        write_reply(session, ending.reply, allow_post, closing).await
+        write_reply(session, ending.reply, &request_id, allow_post, closing).await
     }
 }
 

@@ -19,6 +19,7 @@ use crate::flow::Reply;
 pub async fn write_reply(
     mut session: ServerSession,
     reply: Reply,
+    request_id: &str,
     allow_post: bool,
     closing: bool,
 ) -> Option<ReusedHttpStream> {
@@ -32,7 +33,9 @@ pub async fn write_reply(
             }
         },
         Reply::Made { status, body } => {
+            let body = stamp(&body, request_id);
             let mut header = json_header(status, body.len());
+            set_request_id(&mut header, request_id);
             if allow_post {
                 header
                     .insert_header(http::header::ALLOW, "POST")
@@ -112,6 +115,30 @@ pub fn json_header(status: StatusCode, len: usize) -> ResponseHeader {
     header
 }
 
+/// `X-Request-Id` on a proxy-made answer: the id of the log lines that say what happened.
+pub fn set_request_id(header: &mut ResponseHeader, request_id: &str) {
+    // The id is ASCII hex and `-` (see `logging::request_id`), always a valid header value.
+    let _ = header.insert_header("x-request-id", request_id);
+}
+
+/// The proxy's JSON answer with `"request_id"` as its first field (every proxy-made body is a
+/// JSON object; anything else is returned unchanged).
+pub fn stamp(body: &[u8], request_id: &str) -> Bytes {
+    let Some(rest) = body.strip_prefix(b"{") else {
+        return Bytes::copy_from_slice(body);
+    };
+    let rest = rest.trim_ascii_start();
+    let mut out = Vec::with_capacity(body.len() + request_id.len() + 20);
+    out.extend_from_slice(b"{\"request_id\":");
+    // Serialized, not pasted, so the document stays valid whatever the id holds.
+    out.extend_from_slice(&serde_json::to_vec(request_id).unwrap_or_default());
+    if !rest.starts_with(b"}") {
+        out.push(b',');
+    }
+    out.extend_from_slice(rest);
+    out.into()
+}
+
 async fn write_answer(session: &mut ServerSession, header: ResponseHeader, body: Bytes) {
     if let Err(e) = session.write_response_header(Box::new(header)).await {
         tracing::debug!(error = %e, "client went away before the answer header");
@@ -119,5 +146,25 @@ async fn write_answer(session: &mut ServerSession, header: ResponseHeader, body:
     }
     if let Err(e) = session.write_response_body(body, true).await {
         tracing::debug!(error = %e, "client went away before the answer body");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stamp;
+
+    #[test]
+    fn stamp_puts_the_request_id_first_and_keeps_the_document_valid() {
+        for body in [&b"{}"[..], b"{\"error\":\"x\",\"detail\":\"y\"}", b"{ }"] {
+            let stamped = stamp(body, "ab12-3");
+            let v: serde_json::Value = serde_json::from_slice(&stamped).unwrap();
+            assert_eq!(
+                v["request_id"],
+                "ab12-3",
+                "{}",
+                String::from_utf8_lossy(&stamped)
+            );
+        }
+        assert_eq!(&stamp(b"[]", "x")[..], b"[]");
     }
 }

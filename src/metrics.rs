@@ -50,6 +50,7 @@ pub struct Metrics {
     buffer_oldest_age: prometheus::Gauge,
     store_duration: HistogramVec,
     store_errors: IntCounterVec,
+    store_aborted: IntCounterVec,
     log_lines_dropped: IntCounter,
 }
 
@@ -94,6 +95,7 @@ impl RouteMetrics {
 pub struct StoreMetrics {
     duration: Vec<Histogram>,
     errors: Vec<IntCounter>,
+    aborted: Vec<IntCounter>,
 }
 
 impl StoreMetrics {
@@ -108,6 +110,17 @@ impl StoreMetrics {
     /// A call failed without a timing (its task died).
     pub fn error(&self, operation: StoreOperation) {
         self.errors[operation as usize].inc();
+    }
+
+    /// A call's task died: also an error, but a write may have committed all the same (so a
+    /// `503 buffer_failed` message can still be redelivered later: at-least-once).
+    pub fn aborted(&self, operation: StoreOperation) {
+        self.aborted[operation as usize].inc();
+    }
+
+    /// How many calls of `operation` were aborted (for tests and `check`).
+    pub fn aborted_count(&self, operation: StoreOperation) -> u64 {
+        self.aborted[operation as usize].get()
     }
 }
 
@@ -284,6 +297,11 @@ impl Metrics {
             "Buffer store calls that failed, by operation.",
             &["operation"],
         );
+        let store_aborted = counter(
+            "notify_proxy_buffer_store_aborted_total",
+            "Buffer store calls whose task died; a write among them may have committed anyway.",
+            &["operation"],
+        );
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -307,6 +325,7 @@ impl Metrics {
             buffer_oldest_age,
             store_duration,
             store_errors,
+            store_aborted,
             log_lines_dropped,
         }
     }
@@ -321,6 +340,10 @@ impl Metrics {
             errors: StoreOperation::ALL
                 .iter()
                 .map(|o| self.store_errors.with_label_values(&[o.as_str()]))
+                .collect(),
+            aborted: StoreOperation::ALL
+                .iter()
+                .map(|o| self.store_aborted.with_label_values(&[o.as_str()]))
                 .collect(),
         }
     }

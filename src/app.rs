@@ -14,7 +14,7 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
-use crate::buffer::{Instrumented, NotificationStore, RedbStore};
+use crate::buffer::{Clock, Instrumented, NotificationStore, RedbStore, SteadyClock};
 use crate::config::Config;
 use crate::dedupe::DedupeCache;
 use crate::delivery::{new_balancer, Deliver, UpstreamGroup};
@@ -122,6 +122,8 @@ pub fn build_server(
     }
 
     let store_writable = Arc::new(AtomicBool::new(true));
+    // One clock for arrival, expiry and schedules, immune to system clock steps while running.
+    let clock: Arc<dyn Clock> = Arc::new(SteadyClock::new());
     let store = match &config.buffer {
         Some(b) => {
             let store = RedbStore::open(&b.path, b.max_messages).with_context(|| {
@@ -152,7 +154,9 @@ pub fn build_server(
                 b.redelivery_interval,
                 b.redelivery_concurrency.get(),
                 metrics.store(),
-            );
+            )
+            .with_clock(clock.clone())
+            .with_shutdown_budget(config.server.graceful_shutdown_timeout);
             server.add_service(background_service("redelivery", worker));
             Some(store)
         }
@@ -167,7 +171,7 @@ pub fn build_server(
         key: d.key,
         claims: Arc::new(DedupeCache::new(d.capacity, d.ttl)),
     });
-    let flow = Flow::new(dedupe, store.clone(), store_writable.clone());
+    let flow = Flow::new(dedupe, store.clone(), store_writable.clone()).with_clock(clock);
     let draining = Draining::default();
     let proxy = NotifyProxy::new(&config, routes, flow, draining.clone());
     let mut public = Service::new("twilio-notify-proxy".to_string(), proxy);

@@ -50,9 +50,14 @@ impl<S: NotificationStore> NotificationStore for Instrumented<S> {
             .await
     }
 
-    async fn due(&self, now_ms: u64, limit: usize) -> Result<Vec<BufferedMessage>, StoreError> {
-        self.timed(StoreOperation::Due, self.store.due(now_ms, limit))
-            .await
+    async fn due(
+        &self,
+        now_ms: u64,
+        horizon_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<BufferedMessage>, StoreError> {
+        let call = self.store.due(now_ms, horizon_ms, limit);
+        self.timed(StoreOperation::Due, call).await
     }
 
     async fn reschedule(
@@ -102,7 +107,7 @@ mod tests {
                 operation: "insert",
             })
         }
-        async fn due(&self, _: u64, _: usize) -> Result<Vec<BufferedMessage>, StoreError> {
+        async fn due(&self, _: u64, _: u64, _: usize) -> Result<Vec<BufferedMessage>, StoreError> {
             Ok(Vec::new())
         }
         async fn reschedule(&self, _: u64, _: u32, _: u64, _: String) -> Result<bool, StoreError> {

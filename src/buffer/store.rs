@@ -242,9 +242,16 @@ impl NotificationStore for RedbStore {
             .await
     }
 
-    async fn due(&self, now_ms: u64, limit: usize) -> Result<Vec<BufferedMessage>, StoreError> {
-        self.off_thread("due", move |s| s.blocking_due(now_ms, limit))
-            .await
+    async fn due(
+        &self,
+        now_ms: u64,
+        horizon_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<BufferedMessage>, StoreError> {
+        self.off_thread("due", move |s| {
+            s.blocking_due_within(now_ms, horizon_ms, limit)
+        })
+        .await
     }
 
     async fn reschedule(
@@ -307,6 +314,17 @@ impl RedbStore {
         now_ms: u64,
         limit: usize,
     ) -> Result<Vec<BufferedMessage>, StoreError> {
+        self.blocking_due_within(now_ms, u64::MAX, limit)
+    }
+
+    /// [`RedbStore::blocking_due`], plus the messages scheduled later than `now_ms +
+    /// horizon_ms` (left there by a clock that stepped back; see [`NotificationStore::due`]).
+    pub fn blocking_due_within(
+        &self,
+        now_ms: u64,
+        horizon_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<BufferedMessage>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -316,6 +334,12 @@ impl RedbStore {
             for entry in schedule.range(..=(now_ms, u64::MAX))?.take(limit) {
                 let (_next_attempt_at_ms, id) = entry?.0.value();
                 ids.push(id);
+            }
+            if let Some(beyond) = now_ms.checked_add(horizon_ms).and_then(|h| h.checked_add(1)) {
+                for entry in schedule.range((beyond, 0)..)?.take(limit - ids.len()) {
+                    let (_next_attempt_at_ms, id) = entry?.0.value();
+                    ids.push(id);
+                }
             }
             ids.sort_unstable();
             let mut due = Vec::with_capacity(ids.len());

@@ -8,6 +8,7 @@
 //! sees a request that failed a check.
 
 mod buffering;
+use buffering::Buffering;
 pub mod ending;
 #[cfg(test)]
 mod tests;
@@ -18,7 +19,7 @@ use std::time::Instant;
 
 use http::StatusCode;
 
-use crate::buffer::NotificationStore;
+use crate::buffer::{Clock, NotificationStore, SteadyClock};
 use crate::config::{DedupeKey, OnExhausted};
 use crate::dedupe::{Claim, Dedupe, Identities, Seen};
 use crate::delivery::Delivery;
@@ -50,6 +51,8 @@ pub struct Flow {
     store: Option<Arc<dyn NotificationStore>>,
     /// False after a store write failed for a reason other than being full (for `/readyz`).
     store_writable: Arc<AtomicBool>,
+    /// The buffer's times (arrival, expiry, schedule); shared with the redelivery worker.
+    clock: Arc<dyn Clock>,
 }
 
 impl Flow {
@@ -62,7 +65,14 @@ impl Flow {
             dedupe,
             store,
             store_writable,
+            clock: Arc::new(SteadyClock::new()),
         }
+    }
+
+    /// Reads buffer times from `clock` (share one with the redelivery worker).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The identities duplicates are recognised by. With `auto`, both: the token is not covered
@@ -158,8 +168,14 @@ impl Flow {
                         message_id: accepted.message_id,
                     },
                     OnExhausted::Buffer { ttl, status } => {
-                        self.buffer(route, accepted, attempts, &last, ttl, status)
-                            .await
+                        let buffering = Buffering {
+                            attempts,
+                            last: &last,
+                            ttl,
+                            status,
+                            arrived,
+                        };
+                        self.buffer(route, accepted, buffering).await
                     }
                 }
             }

@@ -85,6 +85,36 @@ fn ids_increase_and_survive_reopen() {
     );
 }
 
+/// Regression (issue 12, item 10): a schedule written before the clock stepped back lies far
+/// ahead of "now"; anything beyond the horizon (the longest backoff) is due, not stalled.
+#[test]
+fn schedules_beyond_the_horizon_are_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 100);
+    let soon = store
+        .blocking_insert(&message(1_000, 1_500), &request(1))
+        .unwrap();
+    let stepped = store
+        .blocking_insert(&message(1_000, 3_600_000), &request(2))
+        .unwrap();
+    assert_eq!(
+        ids(&store.blocking_due_within(1_000, 60_000, 10).unwrap()),
+        vec![stepped]
+    );
+    assert_eq!(
+        ids(&store.blocking_due_within(2_000, 60_000, 10).unwrap()),
+        vec![soon, stepped]
+    );
+    assert_eq!(
+        ids(&store.blocking_due_within(2_000, 60_000, 1).unwrap()),
+        vec![soon]
+    );
+    assert!(store
+        .blocking_due_within(1_000, u64::MAX, 10)
+        .unwrap()
+        .is_empty());
+}
+
 #[test]
 fn due_filters_by_time_takes_the_most_overdue_and_orders_by_id() {
     let dir = tempfile::tempdir().unwrap();

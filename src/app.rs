@@ -126,9 +126,11 @@ pub fn build_server(
     let clock: Arc<dyn Clock> = Arc::new(SteadyClock::new());
     let store = match &config.buffer {
         Some(b) => {
-            let store = RedbStore::open(&b.path, b.max_messages).with_context(|| {
-                format!("buffer.path: cannot open the store {}", b.path.display())
-            })?;
+            let store = RedbStore::open(&b.path, b.max_messages)
+                .with_context(|| {
+                    format!("buffer.path: cannot open the store {}", b.path.display())
+                })?
+                .with_max_dead_letters(b.max_dead_letters);
             let store: Arc<dyn NotificationStore> =
                 Arc::new(Instrumented::new(store, metrics.store()));
             let groups = upstreams

@@ -51,6 +51,7 @@ pub struct Metrics {
     store_duration: HistogramVec,
     store_errors: IntCounterVec,
     store_aborted: IntCounterVec,
+    dead_letters_evicted: IntCounter,
     log_lines_dropped: IntCounter,
 }
 
@@ -96,6 +97,8 @@ pub struct StoreMetrics {
     duration: Vec<Histogram>,
     errors: Vec<IntCounter>,
     aborted: Vec<IntCounter>,
+    /// Dead letters deleted to keep the table within `buffer.max_dead_letters`.
+    pub dead_letters_evicted: IntCounter,
 }
 
 impl StoreMetrics {
@@ -264,6 +267,14 @@ impl Metrics {
             "Messages in the durable buffer, by table (pending, dead_letter).",
             &["table"],
         );
+        let dead_letters_evicted = IntCounter::new(
+            "notify_proxy_dead_letters_evicted_total",
+            "Oldest dead letters deleted to keep the table within buffer.max_dead_letters.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(dead_letters_evicted.clone()))
+            .expect("unique metric");
         let log_lines_dropped = IntCounter::new(
             "notify_proxy_log_lines_dropped_total",
             "Log lines dropped because the background log queue was full (stderr too slow).",
@@ -326,6 +337,7 @@ impl Metrics {
             store_duration,
             store_errors,
             store_aborted,
+            dead_letters_evicted,
             log_lines_dropped,
         }
     }
@@ -345,6 +357,7 @@ impl Metrics {
                 .iter()
                 .map(|o| self.store_aborted.with_label_values(&[o.as_str()]))
                 .collect(),
+            dead_letters_evicted: self.dead_letters_evicted.clone(),
         }
     }
 

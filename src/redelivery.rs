@@ -192,9 +192,19 @@ async fn dead_letter(
     );
     let moved = inner.store.move_to_dead_letter(meta.id, detail).await;
     // Counted once, when the move happened (a failed move is retried next pass).
-    if logged("move to dead letter", moved) == Some(true) {
+    if let Some(Some(moved)) = logged("move to dead letter", moved) {
         if let Some(route) = inner.routes.get(&meta.message.route) {
             route.metrics.dead_lettered(reason);
+        }
+        if moved.evicted > 0 {
+            tracing::warn!(
+                evicted = moved.evicted,
+                "dead letter table full (buffer.max_dead_letters): oldest dead letters deleted"
+            );
+            inner
+                .store_metrics
+                .dead_letters_evicted
+                .inc_by(moved.evicted);
         }
     }
     Ended::DeadLettered(reason)

@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 
-use super::{BufferedMessage, NewMessage, NotificationStore, StoreError, StoreStats, Table};
+use super::{
+    BufferedMessage, DeadLettered, NewMessage, NotificationStore, StoreError, StoreStats, Table,
+};
 use crate::metrics::StoreMetrics;
 use crate::outcome::StoreOperation;
 
@@ -73,7 +75,11 @@ impl<S: NotificationStore> NotificationStore for Instrumented<S> {
         self.timed(StoreOperation::Reschedule, call).await
     }
 
-    async fn move_to_dead_letter(&self, id: u64, reason: String) -> Result<bool, StoreError> {
+    async fn move_to_dead_letter(
+        &self,
+        id: u64,
+        reason: String,
+    ) -> Result<Option<DeadLettered>, StoreError> {
         let call = self.store.move_to_dead_letter(id, reason);
         self.timed(StoreOperation::MoveToDeadLetter, call).await
     }
@@ -113,8 +119,12 @@ mod tests {
         async fn reschedule(&self, _: u64, _: u32, _: u64, _: String) -> Result<bool, StoreError> {
             Ok(false)
         }
-        async fn move_to_dead_letter(&self, _: u64, _: String) -> Result<bool, StoreError> {
-            Ok(false)
+        async fn move_to_dead_letter(
+            &self,
+            _: u64,
+            _: String,
+        ) -> Result<Option<DeadLettered>, StoreError> {
+            Ok(None)
         }
         async fn remove(&self, _: Table, _: u64) -> Result<bool, StoreError> {
             Ok(false)

@@ -46,12 +46,25 @@ pub trait NotificationStore: Send + Sync + std::fmt::Debug {
         next_attempt_at_ms: u64,
         last_error: String,
     ) -> Result<bool, StoreError>;
-    /// Moves a pending message to the dead letter table, noting why; false if it was not pending.
-    async fn move_to_dead_letter(&self, id: u64, reason: String) -> Result<bool, StoreError>;
+    /// Moves a pending message to the dead letter table, noting why; `None` if it was not
+    /// pending. The table is capped: the same transaction evicts its oldest messages beyond
+    /// the cap, and says how many.
+    async fn move_to_dead_letter(
+        &self,
+        id: u64,
+        reason: String,
+    ) -> Result<Option<DeadLettered>, StoreError>;
     /// Removes a message from `table`; whether it was there.
     async fn remove(&self, table: Table, id: u64) -> Result<bool, StoreError>;
     /// Counts and the oldest pending message, cheaply (called on every scrape).
     async fn stats(&self) -> Result<StoreStats, StoreError>;
+}
+
+/// What a move to the dead letter table did besides the move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DeadLettered {
+    /// Oldest dead letters deleted to stay within the cap.
+    pub evicted: u64,
 }
 
 /// Where a message lives.

@@ -27,7 +27,9 @@ use redb::{
     WriteTransaction,
 };
 
-use super::{BufferedMessage, BufferedMeta, NewMessage, NotificationStore, StoreStats, Table};
+use super::{
+    BufferedMessage, BufferedMeta, DeadLettered, NewMessage, NotificationStore, StoreStats, Table,
+};
 
 mod error;
 mod records;
@@ -50,6 +52,7 @@ struct Inner {
     db: Database,
     path: PathBuf,
     max_messages: u64,
+    max_dead_letters: u64,
 }
 
 impl fmt::Debug for RedbStore {
@@ -87,6 +90,7 @@ impl RedbStore {
                 db,
                 path: path.to_path_buf(),
                 max_messages,
+                max_dead_letters: u64::MAX,
             }),
         };
         // Create every table now, so that read transactions never meet a missing one.
@@ -100,6 +104,14 @@ impl RedbStore {
             Ok(((), true))
         })?;
         Ok(store)
+    }
+
+    /// Caps the dead letter table (oldest evicted first); unbounded unless set.
+    pub fn with_max_dead_letters(mut self, max: u64) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.max_dead_letters = max.max(1);
+        }
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -267,9 +279,13 @@ impl NotificationStore for RedbStore {
         .await
     }
 
-    async fn move_to_dead_letter(&self, id: u64, reason: String) -> Result<bool, StoreError> {
+    async fn move_to_dead_letter(
+        &self,
+        id: u64,
+        reason: String,
+    ) -> Result<Option<DeadLettered>, StoreError> {
         self.off_thread("move_to_dead_letter", move |s| {
-            s.blocking_move_to_dead_letter(id, &reason)
+            s.blocking_move_to_dead_letter_capped(id, &reason)
         })
         .await
     }
@@ -389,17 +405,38 @@ impl RedbStore {
     /// Moves a pending message to the dead letter table with `reason`, in one transaction.
     /// Returns false if it is not pending.
     pub fn blocking_move_to_dead_letter(&self, id: u64, reason: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .blocking_move_to_dead_letter_capped(id, reason)?
+            .is_some())
+    }
+
+    /// [`RedbStore::blocking_move_to_dead_letter`], and in the same transaction the oldest
+    /// dead letters (lowest ids: ids follow arrival) beyond `max_dead_letters` are deleted:
+    /// a record can hold up to 1 MiB, and an outage of days must not fill the disk.
+    pub fn blocking_move_to_dead_letter_capped(
+        &self,
+        id: u64,
+        reason: &str,
+    ) -> Result<Option<DeadLettered>, StoreError> {
         self.write(|txn| {
             let Some(mut message) = take_message(txn, Table::Pending, id)? else {
-                return Ok((false, false));
+                return Ok((None, false));
             };
             unschedule(txn, id, Some(&message.meta))?;
             message.meta.dead_reason = Some(reason.to_owned());
-            txn.open_table(DEAD_META)?
-                .insert(id, encode_meta(&message.meta)?.as_str())?;
-            txn.open_table(DEAD_REQUEST)?
-                .insert(id, message.request.as_slice())?;
-            Ok((true, true))
+            let mut metas = txn.open_table(DEAD_META)?;
+            let mut requests = txn.open_table(DEAD_REQUEST)?;
+            metas.insert(id, encode_meta(&message.meta)?.as_str())?;
+            requests.insert(id, message.request.as_slice())?;
+            let mut evicted = 0;
+            while metas.len()? > self.inner.max_dead_letters {
+                let Some((oldest, _)) = metas.pop_first()? else {
+                    break;
+                };
+                requests.remove(oldest.value())?;
+                evicted += 1;
+            }
+            Ok((Some(DeadLettered { evicted }), true))
         })
     }
 

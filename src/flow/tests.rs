@@ -161,8 +161,12 @@ impl NotificationStore for FakeStore {
         Ok(false)
     }
 
-    async fn move_to_dead_letter(&self, _: u64, _: String) -> Result<bool, StoreError> {
-        Ok(false)
+    async fn move_to_dead_letter(
+        &self,
+        _: u64,
+        _: String,
+    ) -> Result<Option<crate::buffer::DeadLettered>, StoreError> {
+        Ok(None)
     }
 
     async fn remove(&self, _: Table, _: u64) -> Result<bool, StoreError> {

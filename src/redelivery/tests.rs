@@ -177,3 +177,22 @@ async fn an_attempt_ends_within_the_shutdown_budget() {
     assert_eq!(summary.failed, 1);
     assert_eq!(store.blocking_stats().unwrap().pending, 1);
 }
+
+/// Regression (issue 12, item 13): evictions from the capped dead letter table are counted.
+#[tokio::test]
+async fn dead_letters_beyond_the_cap_are_evicted_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(&dir.path().join("b.redb"), 100)
+        .unwrap()
+        .with_max_dead_letters(1);
+    for _ in 0..3 {
+        store.blocking_insert(&message(NOW), REQUEST).unwrap();
+    }
+    let (peer, _) = handler(Some(Duration::ZERO)).await;
+    let clock = Arc::new(ManualClock::at(NOW + 60_000));
+    let worker = worker(&store, group(peer, Duration::from_secs(2)), clock);
+    let summary = worker.pass().await.unwrap();
+    assert_eq!(summary.expired, 3);
+    assert_eq!(worker.inner.store_metrics.dead_letters_evicted.get(), 2);
+    assert_eq!(store.blocking_stats().unwrap().dead, 1);
+}

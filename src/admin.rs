@@ -153,51 +153,129 @@ impl ServeHttp for AdminApp {
             "/healthz" => json(StatusCode::OK, serde_json::json!({"status": "ok"})),
             "/readyz" => {
                 let groups = self.upstream_status();
-                let can_deliver = groups
-                    .iter()
-                    .any(|(_, healthy, _, circuit)| *healthy > 0 && *circuit != CircuitState::Open);
-                let pending = self.pending().await;
-                let has_room = pending.is_some_and(|p| p < self.store_capacity);
-                let can_buffer = has_room && self.store_writable.load(Ordering::Relaxed);
-                // A draining instance still serves, but the load balancer should move on.
-                let draining = self.draining.is_draining();
-                let ready = (can_deliver || can_buffer) && !draining;
-                let upstreams: serde_json::Map<String, serde_json::Value> = groups
-                    .into_iter()
-                    .map(|(name, healthy, total, circuit)| {
-                        let circuit = match circuit {
-                            CircuitState::Closed => "closed",
-                            CircuitState::Open => "open",
-                            CircuitState::HalfOpen => "half_open",
-                        };
-                        (
-                            name,
-                            serde_json::json!({"healthy_peers": healthy, "peers": total, "circuit": circuit}),
-                        )
-                    })
-                    .collect();
-                let buffer = self.store.as_ref().map(|s| {
-                    serde_json::json!({
-                        "location": s.location(),
-                        "writable": self.store_writable.load(Ordering::Relaxed),
-                        "pending": pending,
-                        "max_messages": self.store_capacity,
-                    })
-                });
+                let store = match &self.store {
+                    Some(store) => Some(StoreReadiness {
+                        location: store.location(),
+                        writable: self.store_writable.load(Ordering::Relaxed),
+                        pending: self.pending().await,
+                        max_messages: self.store_capacity,
+                    }),
+                    None => None,
+                };
+                let (ready, body) = readiness(&groups, store.as_ref(), self.draining.is_draining());
                 let status = if ready {
                     StatusCode::OK
                 } else {
                     StatusCode::SERVICE_UNAVAILABLE
                 };
-                json(
-                    status,
-                    serde_json::json!({"ready": ready, "draining": draining, "upstreams": upstreams, "buffer": buffer}),
-                )
+                json(status, body)
             }
             _ => json(
                 StatusCode::NOT_FOUND,
                 serde_json::json!({"error": "not_found", "detail": "admin paths: /metrics, /healthz, /readyz"}),
             ),
         }
+    }
+}
+
+/// What `/readyz` knows about the buffer.
+struct StoreReadiness {
+    location: String,
+    /// False after a write failed for a reason other than being full.
+    writable: bool,
+    /// `None` when the store cannot even be read.
+    pending: Option<u64>,
+    max_messages: u64,
+}
+
+/// Ready when a request can end well: a group has a healthy peer behind a circuit that is not
+/// open, or the buffer can take the request (writable, readable, with room). Never while
+/// draining: the instance still serves, but the load balancer should move on.
+fn readiness(
+    groups: &[(String, usize, usize, CircuitState)],
+    store: Option<&StoreReadiness>,
+    draining: bool,
+) -> (bool, serde_json::Value) {
+    let can_deliver = groups
+        .iter()
+        .any(|(_, healthy, _, circuit)| *healthy > 0 && *circuit != CircuitState::Open);
+    let can_buffer = store
+        .is_some_and(|s| s.writable && s.pending.is_some_and(|pending| pending < s.max_messages));
+    let ready = (can_deliver || can_buffer) && !draining;
+    let upstreams: serde_json::Map<String, serde_json::Value> = groups
+        .iter()
+        .map(|(name, healthy, total, circuit)| {
+            let circuit = match circuit {
+                CircuitState::Closed => "closed",
+                CircuitState::Open => "open",
+                CircuitState::HalfOpen => "half_open",
+            };
+            (
+                name.clone(),
+                serde_json::json!({"healthy_peers": healthy, "peers": total, "circuit": circuit}),
+            )
+        })
+        .collect();
+    let buffer = store.map(|s| {
+        serde_json::json!({
+            "location": s.location,
+            "writable": s.writable,
+            "pending": s.pending,
+            "max_messages": s.max_messages,
+        })
+    });
+    let body = serde_json::json!({"ready": ready, "draining": draining, "upstreams": upstreams, "buffer": buffer});
+    (ready, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(healthy: usize, circuit: CircuitState) -> Vec<(String, usize, usize, CircuitState)> {
+        vec![("handler".into(), healthy, 2, circuit)]
+    }
+
+    fn store(writable: bool, pending: Option<u64>) -> StoreReadiness {
+        StoreReadiness {
+            location: "buffer.redb".into(),
+            writable,
+            pending,
+            max_messages: 10,
+        }
+    }
+
+    #[test]
+    fn a_healthy_closed_group_is_ready() {
+        let (ready, body) = readiness(&group(1, CircuitState::Closed), None, false);
+        assert!(ready);
+        assert_eq!(body["upstreams"]["handler"]["healthy_peers"], 1);
+        assert_eq!(body["buffer"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn with_the_handler_down_readiness_rests_on_a_writable_buffer_with_room() {
+        let down = group(0, CircuitState::Open);
+        assert!(!readiness(&down, None, false).0);
+        assert!(readiness(&down, Some(&store(true, Some(3))), false).0);
+        assert!(
+            !readiness(&down, Some(&store(true, Some(10))), false).0,
+            "full"
+        );
+        assert!(
+            !readiness(&down, Some(&store(true, None)), false).0,
+            "unreadable"
+        );
+        // A store I/O error (the flow flips `writable`) is visible and takes readiness away.
+        let (ready, body) = readiness(&down, Some(&store(false, Some(3))), false);
+        assert!(!ready);
+        assert_eq!(body["buffer"]["writable"], false);
+    }
+
+    #[test]
+    fn draining_is_never_ready() {
+        let (ready, body) = readiness(&group(2, CircuitState::Closed), None, true);
+        assert!(!ready);
+        assert_eq!(body["draining"], true);
     }
 }

@@ -14,8 +14,10 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
-use crate::buffer::{Clock, Instrumented, NotificationStore, RedbStore, SteadyClock};
-use crate::config::Config;
+use crate::buffer::{
+    Clock, HandoffService, Instrumented, NotificationStore, RedbBuffer, SteadyClock, StoreError,
+};
+use crate::config::{BufferConfig, Config};
 use crate::dedupe::DedupeCache;
 use crate::delivery::{new_balancer, Deliver, UpstreamGroup};
 use crate::demo::DemoHandler;
@@ -61,6 +63,25 @@ impl ProxyServer {
     }
 }
 
+/// Opens the redb buffer: the main file, or with `--upgrade` a hand-off file while the running
+/// instance holds the main one (see [`crate::buffer::handoff`]).
+fn open_buffer(b: &BufferConfig, upgrade: bool) -> Result<RedbBuffer> {
+    RedbBuffer::open(&b.path, b.max_messages, upgrade).map_err(|e| match e {
+        // Without --upgrade a held file means another proxy is serving from it: two processes
+        // must never share one buffer, so this start is refused.
+        StoreError::Locked { .. } => anyhow::anyhow!(
+            "buffer.path: {} is in use by another process (a running proxy?). To replace a running \
+             proxy without downtime, start the new one with `run --upgrade` and then send the \
+             running one SIGQUIT; otherwise stop it first, or give this instance its own buffer.path",
+            b.path.display()
+        ),
+        other => anyhow::Error::new(other).context(format!(
+            "buffer.path: cannot open the store {}",
+            b.path.display()
+        )),
+    })
+}
+
 /// Builds the server; the caller runs it (`run_forever`).
 pub fn build_server(
     config: Config,
@@ -90,16 +111,6 @@ pub fn build_server(
         test: flags.test,
         ..Opt::default()
     };
-    if flags.upgrade && config.buffer.is_some() {
-        // The running instance holds the buffer's lock until it exits, so the successor could
-        // not open the store after taking over the sockets: that would leave nobody serving.
-        anyhow::bail!(
-            "--upgrade cannot take over a proxy with a buffer section: the running instance holds the \
-             lock on {} until it exits. Stop it (SIGTERM drains in-flight requests; buffered messages \
-             stay on disk) and start the new binary",
-            config.buffer.as_ref().map_or_else(String::new, |b| b.path.display().to_string())
-        );
-    }
     let mut server = Server::new_with_opt_and_conf(opt, conf);
 
     let metrics = Arc::new(Metrics::new());
@@ -126,13 +137,16 @@ pub fn build_server(
     let clock: Arc<dyn Clock> = Arc::new(SteadyClock::new());
     let store = match &config.buffer {
         Some(b) => {
-            let store = RedbStore::open(&b.path, b.max_messages)
-                .with_context(|| {
-                    format!("buffer.path: cannot open the store {}", b.path.display())
-                })?
-                .with_max_dead_letters(b.max_dead_letters);
+            let buffer =
+                Arc::new(open_buffer(b, flags.upgrade)?.with_max_dead_letters(b.max_dead_letters));
+            // Moves the buffer from a hand-off file to the main file once the previous process
+            // released it, and adopts files left by dead processes.
+            server.add_service(background_service(
+                "buffer hand-off",
+                HandoffService(buffer.clone()),
+            ));
             let store: Arc<dyn NotificationStore> =
-                Arc::new(Instrumented::new(store, metrics.store()));
+                Arc::new(Instrumented::new(buffer, metrics.store()));
             let groups = upstreams
                 .iter()
                 .map(|u| (u.config.name.clone(), u.clone()))

@@ -19,7 +19,8 @@
 //! - [`policy`]: retry, circuit breaker and the one settlement rule (pure).
 //! - [`delivery`]: one exchange with a handler peer (wire framing, idle pool, peer choice).
 //! - [`dedupe`]: claims that keep a notification from being delivered twice.
-//! - [`buffer`], [`redelivery`]: the durable store and the worker that drains it.
+//! - [`buffer`], [`redelivery`]: the durable store (with its hand-off file across `run --upgrade`)
+//!   and the worker that drains it.
 //! - [`outcome`]: the names and status codes of every ending and every result label.
 //! - [`metrics`], [`admin`], [`logging`]: Prometheus metrics, the admin listener, log setup.
 //! - [`demo`]: a sample notification handler for trying the proxy.

@@ -223,3 +223,66 @@ fn message_of_a_removed_upstream_group_is_dead_lettered_as_orphaned() {
         0.0
     );
 }
+
+/// One rule settles every answer, whoever delivered it (regression: the live path, the worker
+/// and `buffer replay` used to disagree on a 501 not in `retry.on_status` and on a 3xx). A 501
+/// and a 302 are final everywhere: passed through live, removed by the worker, removed by a
+/// replay. A 503 (listed) is retried everywhere: buffered live, kept by the worker and by a
+/// replay.
+#[test]
+fn an_answer_settles_alike_on_the_live_path_in_the_worker_and_in_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("b.redb");
+    let upstream = MockUpstream::start(Behaviour::status(503, "down"));
+    let mut proxy = Proxy::start(buffering_spec(upstream.addr, &store, ""));
+
+    for (status, live_outcome) in [(501, "upstream_5xx"), (302, "forwarded_other")] {
+        // Live: passed through unchanged, not buffered.
+        upstream.set_behaviour(Behaviour::status(status, "handler says"));
+        let r = proxy.send(&twilio_request(&notification()));
+        assert_eq!(r.status, status, "{}", r.text());
+        assert_eq!(proxy.outcomes(live_outcome), 1.0, "{live_outcome}");
+        // Worker: a buffered message answered so is removed as final_other.
+        upstream.set_behaviour(Behaviour::status(503, "down"));
+        buffer_one(&proxy, &twilio_request(&notification()));
+        upstream.set_behaviour(Behaviour::status(status, "handler says"));
+        eventually("removed by the worker", || pending(&proxy) == 0.0);
+    }
+    assert_eq!(redeliveries(&proxy, "final_other"), 2.0);
+
+    // Worker: a listed 503 keeps the message pending.
+    upstream.set_behaviour(Behaviour::status(503, "down"));
+    buffer_one(&proxy, &twilio_request(&notification()));
+    eventually("a failed redelivery", || {
+        redeliveries(&proxy, "failed") >= 1.0
+    });
+    assert_eq!(pending(&proxy), 1.0);
+    proxy.kill();
+
+    // Replay: 503 keeps it (exit 1), 501 removes it (exit 0), like the worker.
+    let config = proxy.config_path.to_str().unwrap().to_string();
+    let replay = || {
+        std::process::Command::new(BIN)
+            .args(["buffer", "--config", &config, "replay", "--all"])
+            .output()
+            .unwrap()
+    };
+    let kept = replay();
+    assert_eq!(
+        kept.status.code(),
+        Some(1),
+        "a 503 is retried, so the replay failed"
+    );
+    upstream.set_behaviour(Behaviour::status(501, "final"));
+    let settled = replay();
+    assert!(
+        settled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&settled.stderr)
+    );
+    let listed = std::process::Command::new(BIN)
+        .args(["buffer", "--config", &config, "list", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "[]");
+}

@@ -1,11 +1,12 @@
 //! The durable buffer: notifications the handler could not take, kept until it can.
 //!
-//! Owns the message types, the [`NotificationStore`] seam and the embedded store
-//! ([`store::RedbStore`]). A message is stored (committed and fsynced) before the proxy answers
+//! Owns the message types, the [`NotificationStore`] seam, the embedded store
+//! ([`store::RedbStore`]) and its hand-off across `run --upgrade` ([`handoff::RedbBuffer`]). A message is stored (committed and fsynced) before the proxy answers
 //! Twilio, so an answer of "accepted" never depends on memory alone. Deciding *when* to buffer,
 //! redeliver or give up belongs to the request flow and the redelivery worker; this module only
 //! keeps messages and never opens a connection to the handler.
 
+pub mod handoff;
 mod instrumented;
 pub mod store;
 
@@ -14,6 +15,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
+pub use handoff::{HandoffService, RedbBuffer};
 pub use instrumented::Instrumented;
 pub use store::{RedbStore, StoreError};
 
@@ -65,6 +67,49 @@ pub trait NotificationStore: Send + Sync + std::fmt::Debug {
 pub struct DeadLettered {
     /// Oldest dead letters deleted to stay within the cap.
     pub evicted: u64,
+}
+
+/// A shared store is a store (so one handle can be decorated while another drives it).
+#[async_trait]
+impl<S: NotificationStore> NotificationStore for std::sync::Arc<S> {
+    fn location(&self) -> String {
+        (**self).location()
+    }
+    async fn insert(&self, msg: NewMessage, request: Vec<u8>) -> Result<u64, StoreError> {
+        (**self).insert(msg, request).await
+    }
+    async fn due(
+        &self,
+        now_ms: u64,
+        horizon_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<BufferedMessage>, StoreError> {
+        (**self).due(now_ms, horizon_ms, limit).await
+    }
+    async fn reschedule(
+        &self,
+        id: u64,
+        attempts: u32,
+        next_attempt_at_ms: u64,
+        last_error: String,
+    ) -> Result<bool, StoreError> {
+        (**self)
+            .reschedule(id, attempts, next_attempt_at_ms, last_error)
+            .await
+    }
+    async fn move_to_dead_letter(
+        &self,
+        id: u64,
+        reason: String,
+    ) -> Result<Option<DeadLettered>, StoreError> {
+        (**self).move_to_dead_letter(id, reason).await
+    }
+    async fn remove(&self, table: Table, id: u64) -> Result<bool, StoreError> {
+        (**self).remove(table, id).await
+    }
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        (**self).stats().await
+    }
 }
 
 /// Where a message lives.

@@ -15,6 +15,7 @@
 //! - `pending_schedule`: (next_attempt_at_ms, id) -> (), so [`RedbStore::due`] reads only what
 //!   is due instead of parsing every pending message.
 //! - `counters`: `next_id`, so ids are never reused, even after deletes and restarts.
+//! - `adopted_handoffs`: names of hand-off files already merged in (see [`adopt`]).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -31,9 +32,11 @@ use super::{
     BufferedMessage, BufferedMeta, DeadLettered, NewMessage, NotificationStore, StoreStats, Table,
 };
 
+mod adopt;
 mod error;
 mod records;
 
+pub use adopt::Adopted;
 use error::Failure;
 pub use error::StoreError;
 use records::*;
@@ -41,6 +44,14 @@ use records::*;
 /// Page cache for the store. redb's default (1 GiB) would let a large buffer grow the proxy's
 /// memory by that much; the buffer is read sequentially and rarely, so a small cache is enough.
 const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
+/// How [`RedbStore::open_with`] treats a missing file.
+#[derive(Clone, Copy)]
+enum Open {
+    Create,
+    Existing,
+    CreateNew,
+}
 
 /// The durable buffer on disk. Cheap to clone (one shared database handle).
 #[derive(Clone)]
@@ -52,7 +63,8 @@ struct Inner {
     db: Database,
     path: PathBuf,
     max_messages: u64,
-    max_dead_letters: u64,
+    /// Shared by every clone; set after opening (see [`RedbStore::set_max_dead_letters`]).
+    max_dead_letters: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for RedbStore {
@@ -68,29 +80,69 @@ impl RedbStore {
     /// Opens (creating the file and its parent directory if needed) the store at `path`.
     /// `max_messages` bounds the pending table.
     pub fn open(path: &Path, max_messages: u64) -> Result<Self, StoreError> {
+        Self::open_with(path, max_messages, Open::Create)
+    }
+
+    /// Opens the store at `path` only if the file exists and is a store; never creates one.
+    pub fn open_existing(path: &Path, max_messages: u64) -> Result<Self, StoreError> {
+        Self::open_with(path, max_messages, Open::Existing)
+    }
+
+    /// Creates a new store at `path`, which must not exist. The file appears under `path` only
+    /// once it is a complete, locked store: it is built under `<path>.creating` and renamed, so a
+    /// process scanning the directory never opens (and locks) it half made.
+    pub fn create_new(path: &Path, max_messages: u64) -> Result<Self, StoreError> {
+        Self::open_with(path, max_messages, Open::CreateNew)
+    }
+
+    fn open_with(path: &Path, max_messages: u64, how: Open) -> Result<Self, StoreError> {
         let io = |source: redb::Error| StoreError::Io {
             path: path.to_path_buf(),
             source,
         };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+        if let (Some(parent), Open::Create | Open::CreateNew) = (parent, how) {
             std::fs::create_dir_all(parent).map_err(|e| io(e.into()))?;
         }
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen
-                | redb::DatabaseError::LockProtocolMismatch => StoreError::Locked {
-                    path: path.to_path_buf(),
-                },
-                other => io(other.into()),
-            })?;
+        let staging = match how {
+            Open::CreateNew => {
+                let mut name = path.as_os_str().to_owned();
+                name.push(".creating");
+                PathBuf::from(name)
+            }
+            Open::Create | Open::Existing => path.to_path_buf(),
+        };
+        let mut builder = Database::builder();
+        builder.set_cache_size(CACHE_BYTES);
+        let opened = match how {
+            Open::Create => builder.create(path),
+            Open::Existing => builder.open(path),
+            Open::CreateNew => {
+                if path.exists() {
+                    return Err(io(
+                        std::io::Error::from(std::io::ErrorKind::AlreadyExists).into()
+                    ));
+                }
+                builder.create(&staging)
+            }
+        };
+        let db = opened.map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen
+            | redb::DatabaseError::LockProtocolMismatch => StoreError::Locked {
+                path: path.to_path_buf(),
+            },
+            other => io(other.into()),
+        })?;
+        if staging != path {
+            // The lock belongs to the open file, so it survives the rename.
+            std::fs::rename(&staging, path).map_err(|e| io(e.into()))?;
+        }
         let store = RedbStore {
             inner: Arc::new(Inner {
                 db,
                 path: path.to_path_buf(),
                 max_messages,
-                max_dead_letters: u64::MAX,
+                max_dead_letters: std::sync::atomic::AtomicU64::new(u64::MAX),
             }),
         };
         // Create every table now, so that read transactions never meet a missing one.
@@ -101,17 +153,23 @@ impl RedbStore {
             txn.open_table(PENDING_SCHEDULE)?;
             txn.open_table(DEAD_META)?;
             txn.open_table(DEAD_REQUEST)?;
+            txn.open_table(ADOPTED)?;
             Ok(((), true))
         })?;
         Ok(store)
     }
 
     /// Caps the dead letter table (oldest evicted first); unbounded unless set.
-    pub fn with_max_dead_letters(mut self, max: u64) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.max_dead_letters = max.max(1);
-        }
+    pub fn with_max_dead_letters(self, max: u64) -> Self {
+        self.set_max_dead_letters(max);
         self
+    }
+
+    /// [`RedbStore::with_max_dead_letters`] through a shared handle (all clones see it).
+    pub fn set_max_dead_letters(&self, max: u64) {
+        self.inner
+            .max_dead_letters
+            .store(max.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn path(&self) -> &Path {
@@ -429,7 +487,11 @@ impl RedbStore {
             metas.insert(id, encode_meta(&message.meta)?.as_str())?;
             requests.insert(id, message.request.as_slice())?;
             let mut evicted = 0;
-            while metas.len()? > self.inner.max_dead_letters {
+            let cap = self
+                .inner
+                .max_dead_letters
+                .load(std::sync::atomic::Ordering::Relaxed);
+            while metas.len()? > cap {
                 let Some((oldest, _)) = metas.pop_first()? else {
                     break;
                 };

@@ -2,7 +2,7 @@
 //!
 //! Owns these subcommands' arguments and the operator's view of the store. It opens the store
 //! exclusively (redb locks the file), so it works on a stopped proxy; against a running one it
-//! says so and changes nothing. Replay uses the same [`UpstreamGroup::deliver_once`] as the
+//! says so and changes nothing. Hand-off files left by an upgrade are adopted first. Replay uses the same [`UpstreamGroup::deliver_once`] as the
 //! proxy itself.
 
 use std::path::PathBuf;
@@ -13,7 +13,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Subcommand;
 
 use super::output::OutputFormat;
-use crate::buffer::{now_ms, BufferedMeta, RedbStore, Table};
+use crate::buffer::{handoff, now_ms, BufferedMeta, RedbStore, Table};
 use crate::config::Config;
 use crate::delivery::{new_balancer, UpstreamGroup};
 use crate::metrics::Metrics;
@@ -70,6 +70,7 @@ pub fn run(args: BufferArgs) -> Result<()> {
         )
     })?;
     let store = RedbStore::open(&buffer.path, buffer.max_messages)?;
+    adopt_leftovers(&store, buffer.max_messages);
     match args.command {
         BufferCommand::List { dead, format } => list(&store, dead, format),
         BufferCommand::Show { id } => show(&store, id),
@@ -103,6 +104,32 @@ pub fn run(args: BufferArgs) -> Result<()> {
             println!("purged {n} dead-letter message(s)");
             Ok(())
         }
+    }
+}
+
+/// Hand-off files left by a `run --upgrade` (see [`crate::buffer::handoff`]) are merged into the
+/// store first, so every command sees every message; a file still held by a running proxy is
+/// named on stderr, since its messages are not visible here yet.
+fn adopt_leftovers(store: &RedbStore, max_messages: u64) {
+    let report = handoff::adopt_leftovers(store, max_messages);
+    for (path, n) in &report.adopted {
+        eprintln!(
+            "note: adopted {n} message(s) from the hand-off file {}",
+            path.display()
+        );
+    }
+    for path in &report.in_use {
+        eprintln!(
+            "note: {} is held by a running proxy (its --upgrade hand-off): its messages are not \
+             included here; they move into this store when that proxy takes the store over",
+            path.display()
+        );
+    }
+    for (path, e) in &report.failed {
+        eprintln!(
+            "warning: the hand-off file {} could not be adopted ({e}); its messages are not included",
+            path.display()
+        );
     }
 }
 

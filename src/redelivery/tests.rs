@@ -196,3 +196,74 @@ async fn dead_letters_beyond_the_cap_are_evicted_and_counted() {
     assert_eq!(worker.inner.store_metrics.dead_letters_evicted.get(), 2);
     assert_eq!(store.blocking_stats().unwrap().dead, 1);
 }
+
+/// From main: the worker survives a store that panics or fails.
+mod flaky {
+    use super::*;
+
+    use crate::buffer::StoreStats;
+
+    /// A store whose first `due` panics and whose second fails; after that it is empty.
+    #[derive(Debug, Default)]
+    struct FlakyStore {
+        due_calls: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl NotificationStore for FlakyStore {
+        fn location(&self) -> String {
+            "flaky".into()
+        }
+        async fn insert(&self, _: NewMessage, _: Vec<u8>) -> Result<u64, StoreError> {
+            unreachable!("the worker never inserts")
+        }
+        async fn due(&self, _: u64, _: u64, _: usize) -> Result<Vec<BufferedMessage>, StoreError> {
+            match self.due_calls.fetch_add(1, Ordering::SeqCst) {
+                0 => panic!("a bug in a store backend"),
+                1 => Err(StoreError::Aborted { operation: "due" }),
+                _ => Ok(Vec::new()),
+            }
+        }
+        async fn reschedule(&self, _: u64, _: u32, _: u64, _: String) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+        async fn move_to_dead_letter(
+            &self,
+            _: u64,
+            _: String,
+        ) -> Result<Option<crate::buffer::DeadLettered>, StoreError> {
+            Ok(None)
+        }
+        async fn remove(&self, _: Table, _: u64) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+        async fn stats(&self) -> Result<StoreStats, StoreError> {
+            Ok(StoreStats::default())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_worker_survives_a_panicking_and_a_failing_store_read() {
+        let metrics = Metrics::new();
+        let worker = Redeliverer::new(
+            Arc::new(FlakyStore::default()),
+            HashMap::new(),
+            HashMap::new(),
+            Backoff::try_new(Duration::from_millis(10), Duration::from_millis(20), 0.0).unwrap(),
+            Duration::from_millis(10),
+            2,
+            metrics.store(),
+        );
+        assert!(
+            worker.pass().await.is_err(),
+            "the panic is an error of this pass"
+        );
+        assert!(worker.pass().await.is_err(), "so is a failed read");
+        assert_eq!(worker.pass().await.unwrap(), PassSummary::default());
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(
+            text.contains(r#"notify_proxy_buffer_store_errors_total{operation="due"} 1"#),
+            "the panic is counted: {text}"
+        );
+    }
+}

@@ -15,6 +15,10 @@ pub(super) const PENDING_SCHEDULE: TableDefinition<(u64, u64), ()> =
     TableDefinition::new("pending_schedule");
 pub(super) const DEAD_META: TableDefinition<u64, &str> = TableDefinition::new("dead_meta");
 pub(super) const DEAD_REQUEST: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_request");
+/// Hand-off files already adopted: file name -> unix ms of the adoption. Written in the same
+/// transaction as the adopted records, so a file found again (the process died before deleting
+/// it) is recognised and not adopted twice.
+pub(super) const ADOPTED: TableDefinition<&str, u64> = TableDefinition::new("adopted_handoffs");
 
 pub(super) fn decode_meta(id: u64, json: &str) -> Result<BufferedMeta, Failure> {
     let meta: BufferedMeta = serde_json::from_str(json)

@@ -247,7 +247,10 @@ impl RateLimit {
     }
 
     pub fn allow(&self) -> bool {
-        self.allow_at(crate::buffer::now_ms() / 1000)
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.allow_at(secs)
     }
 
     /// Events refused so far.

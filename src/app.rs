@@ -16,7 +16,9 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
-use crate::buffer::{HandoffService, Instrumented, NotificationStore, RedbBuffer, StoreError};
+use crate::buffer::{
+    Clock, HandoffService, Instrumented, NotificationStore, RedbBuffer, SteadyClock, StoreError,
+};
 use crate::config::{BufferConfig, Config};
 use crate::dedupe::DedupeCache;
 use crate::delivery::resolve::{PeerRefresher, SystemResolver};
@@ -139,9 +141,12 @@ pub fn build_server(
     }
 
     let store_writable = Arc::new(AtomicBool::new(true));
+    // One clock for arrival, expiry and schedules, immune to system clock steps while running.
+    let clock: Arc<dyn Clock> = Arc::new(SteadyClock::new());
     let store = match &config.buffer {
         Some(b) => {
-            let buffer = Arc::new(open_buffer(b, flags.upgrade)?);
+            let buffer =
+                Arc::new(open_buffer(b, flags.upgrade)?.with_max_dead_letters(b.max_dead_letters));
             // Moves the buffer from a hand-off file to the main file once the previous process
             // released it, and adopts files left by dead processes.
             server.add_service(background_service(
@@ -173,7 +178,9 @@ pub fn build_server(
                 b.redelivery_interval,
                 b.redelivery_concurrency.get(),
                 metrics.store(),
-            );
+            )
+            .with_clock(clock.clone())
+            .with_shutdown_budget(config.server.graceful_shutdown_timeout);
             server.add_service(background_service("redelivery", worker));
             Some(store)
         }
@@ -189,7 +196,7 @@ pub fn build_server(
         key: d.key,
         claims: Arc::new(DedupeCache::new(d.capacity, d.ttl)),
     });
-    let flow = Flow::new(dedupe, store.clone(), store_writable.clone());
+    let flow = Flow::new(dedupe, store.clone(), store_writable.clone()).with_clock(clock);
     let draining = Draining::default();
     let edge = Edge::new(runtime.clone(), flow, draining.clone(), metrics.edge());
     let mut public = Service::new("twilio-notify-proxy".to_string(), edge);

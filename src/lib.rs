@@ -26,7 +26,8 @@
 //! - [`buffer`], [`redelivery`]: the durable store (with its hand-off file across `run --upgrade`)
 //!   and the worker that drains it.
 //! - [`outcome`]: the names and status codes of every ending and every result label.
-//! - [`metrics`], [`admin`], [`logging`]: Prometheus metrics, the admin listener, log setup.
+//! - [`metrics`], [`admin`], [`logging`]: Prometheus metrics, the admin listener, log setup
+//!   (byte-bounded queue, bounded echo of request values, rate limits, request ids).
 //! - [`demo`]: a sample notification handler for trying the proxy.
 //!
 //! Dependencies point down this list (the pure modules at the bottom depend on nothing of

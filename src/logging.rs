@@ -1,24 +1,50 @@
-//! Log setup: level, format (text or JSON), and where lines go.
+//! Log setup (level, format, where lines go) and the helpers the request path logs through.
 //!
-//! Owns the global subscriber. Lines are written by a background thread so a request never
-//! waits on stderr (a synchronous line per request measured −13 % throughput, DESIGN §7),
-//! except in daemon mode, where a thread started before Pingora forks would be lost. Never
-//! decides what is logged: the request path does, and it never logs secrets or bodies.
+//! Owns the global subscriber and its writer. Lines are written by a background thread so a
+//! request never waits on stderr (a synchronous line per request measured −13 % throughput,
+//! DESIGN §7), except in daemon mode, where a thread started before Pingora forks would be lost.
+//! The queue to that thread is bounded by bytes ([`QUEUE_BYTES`]): when stderr cannot keep up,
+//! new lines are dropped (whole lines, never cut) and counted in [`dropped_lines`], exported as
+//! `notify_proxy_log_lines_dropped_total`, so a lost access line is visible instead of silent.
+//!
+//! Never decides *what* is logged: the request path does, and it never logs secrets or bodies.
+//! What a request chose (path, method, header values) goes through [`Echo`], which bounds and
+//! escapes it; rejection details go through [`RateLimit`], so a flood of bad requests costs a
+//! bounded number of detailed lines. Request ids ([`request_id`]) tie the public answer to
+//! its log line.
+
+use std::fmt;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::OnceLock;
 
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LoggingConfig};
 
+/// Bytes of formatted lines waiting for the writer thread. At ~300 B a line that is some 27k
+/// lines: seconds of a stalled stderr at full load, and a bounded amount of memory whatever
+/// the lines carry.
+pub const QUEUE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Most bytes of a request-chosen value (path, method, header) written into a log line.
+pub const ECHO_BYTES: usize = 128;
+
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Log lines dropped because the queue was full, since the process started.
+pub fn dropped_lines() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
 /// Installs the subscriber. `RUST_LOG`, when set, overrides `config.level`.
 pub fn init(config: &LoggingConfig, daemon: bool) {
     if daemon {
         install(config, std::io::stderr);
     } else {
-        let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
-        // The writer thread lives as long as the process; Pingora ends the process itself.
-        std::mem::forget(guard);
-        install(config, writer);
+        install(config, BoundedQueue::start(QUEUE_BYTES, std::io::stderr()));
     }
 }
 
@@ -28,7 +54,11 @@ where
 {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.level));
+    // Colour codes only for a person at a terminal: in a file or a collector they split
+    // `key=value` pairs apart.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
+        .with_ansi(ansi)
         .with_env_filter(filter)
         .with_writer(writer);
     // An already installed subscriber (tests, embedding) is kept.
@@ -36,4 +66,288 @@ where
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+/// A writer whose lines go to a background thread through a queue bounded by bytes.
+///
+/// `tracing_appender::non_blocking` bounds its queue by lines (128k of any size) and drops
+/// silently; this one bounds the memory and counts what it drops.
+#[derive(Clone)]
+pub struct BoundedQueue {
+    shared: std::sync::Arc<Shared>,
+}
+
+struct Shared {
+    sender: mpsc::Sender<Vec<u8>>,
+    queued: AtomicUsize,
+    limit: usize,
+}
+
+impl BoundedQueue {
+    /// Starts the writer thread. It lives as long as the process (Pingora ends the process
+    /// itself); lines still queued then are lost, as with any asynchronous log.
+    pub fn start<W: Write + Send + 'static>(limit: usize, mut out: W) -> BoundedQueue {
+        let (sender, receiver) = mpsc::channel::<Vec<u8>>();
+        let shared = std::sync::Arc::new(Shared {
+            sender,
+            queued: AtomicUsize::new(0),
+            limit,
+        });
+        let weak = std::sync::Arc::downgrade(&shared);
+        let spawned = std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(move || {
+                while let Ok(line) = receiver.recv() {
+                    let _ = out.write_all(&line);
+                    if let Some(shared) = weak.upgrade() {
+                        shared.queued.fetch_sub(line.len(), Ordering::Relaxed);
+                    }
+                }
+            });
+        if spawned.is_err() {
+            // No thread, no queue: every line counts as dropped rather than piling up.
+            shared.queued.store(usize::MAX / 2, Ordering::Relaxed);
+        }
+        BoundedQueue { shared }
+    }
+
+    fn push(&self, line: Vec<u8>) {
+        let len = line.len();
+        let before = self.shared.queued.fetch_add(len, Ordering::Relaxed);
+        if before.saturating_add(len) > self.shared.limit || self.shared.sender.send(line).is_err()
+        {
+            self.shared.queued.fetch_sub(len, Ordering::Relaxed);
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One event's bytes, queued as a whole line when the formatter is done with it.
+pub struct QueuedLine {
+    queue: BoundedQueue,
+    line: Vec<u8>,
+}
+
+impl Write for QueuedLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.line.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for QueuedLine {
+    fn drop(&mut self) {
+        if !self.line.is_empty() {
+            self.queue.push(std::mem::take(&mut self.line));
+        }
+    }
+}
+
+impl<'a> MakeWriter<'a> for BoundedQueue {
+    type Writer = QueuedLine;
+
+    fn make_writer(&'a self) -> QueuedLine {
+        QueuedLine {
+            queue: self.clone(),
+            line: Vec::with_capacity(256),
+        }
+    }
+}
+
+/// A value the request chose, as it may appear in a log line: at most [`ECHO_BYTES`] bytes,
+/// invalid UTF-8 replaced, control characters escaped (so it cannot forge a line), and the
+/// length of what was cut noted.
+pub struct Echo<'a>(pub &'a [u8]);
+
+impl fmt::Display for Echo<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = &self.0[..self.0.len().min(ECHO_BYTES)];
+        for chunk in shown.utf8_chunks() {
+            for c in chunk.valid().chars() {
+                if c.is_control() {
+                    write!(f, "{}", c.escape_default())?;
+                } else {
+                    f.write_fmt(format_args!("{c}"))?;
+                }
+            }
+            if !chunk.invalid().is_empty() {
+                f.write_str("\u{FFFD}")?;
+            }
+        }
+        if self.0.len() > shown.len() {
+            write!(f, "…(+{} bytes)", self.0.len() - shown.len())?;
+        }
+        Ok(())
+    }
+}
+
+/// Bounds the text of a message made from request-chosen parts (a rejection detail) the same
+/// way [`Echo`] bounds one value, with room for the fixed words around it.
+pub fn bounded(text: &str) -> String {
+    let limit = ECHO_BYTES * 3;
+    if text.len() <= limit && !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    let bytes = text.as_bytes();
+    let shown = &bytes[..bytes.len().min(limit)];
+    let mut out = Echo(shown).to_string();
+    if bytes.len() > shown.len() {
+        out.push_str(&format!("…(+{} bytes)", bytes.len() - shown.len()));
+    }
+    out
+}
+
+/// Allows at most `per_second` events in each wall-clock second (a fixed window: cheap, one
+/// atomic on the hot path, and a burst at a window edge is at most twice the rate).
+pub struct RateLimit {
+    per_second: u64,
+    /// The window's second in the high 32 bits, the count in the low 32.
+    state: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl RateLimit {
+    pub const fn new(per_second: u64) -> RateLimit {
+        RateLimit {
+            per_second,
+            state: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether one more event fits in the current second (`now_secs`).
+    pub fn allow_at(&self, now_secs: u64) -> bool {
+        let window = now_secs & 0xFFFF_FFFF;
+        let mut current = self.state.load(Ordering::Relaxed);
+        loop {
+            let (w, n) = (current >> 32, current & 0xFFFF_FFFF);
+            let next = if w == window {
+                if n >= self.per_second {
+                    self.suppressed.fetch_add(1, Ordering::Relaxed);
+                    return false;
+                }
+                current + 1
+            } else {
+                (window << 32) | 1
+            };
+            match self.state.compare_exchange_weak(
+                current,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
+    pub fn allow(&self) -> bool {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.allow_at(secs)
+    }
+
+    /// Events refused so far.
+    pub fn suppressed(&self) -> u64 {
+        self.suppressed.load(Ordering::Relaxed)
+    }
+}
+
+/// Rejection lines with their detail, per second; past it a rejection is logged without one
+/// (reason, status and request id stay, so counting by log still works).
+pub static REJECTION_DETAILS: RateLimit = RateLimit::new(50);
+
+/// A short id unique within this process and unlikely to repeat across processes: a random
+/// per-process prefix and a counter (`3f9c1a2b-1c`). Cheap: one atomic add and a format.
+pub fn request_id() -> String {
+    static PREFIX: OnceLock<u32> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let prefix = *PREFIX.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.finish() as u32
+    });
+    format!("{prefix:08x}-{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn echo_bounds_and_escapes_request_values() {
+        let long = vec![b'a'; 1 << 20];
+        let shown = Echo(&long).to_string();
+        assert!(shown.len() < ECHO_BYTES + 32, "{}", shown.len());
+        assert!(shown.ends_with(&format!("…(+{} bytes)", (1 << 20) - ECHO_BYTES)));
+        assert_eq!(Echo(b"a\nb\xffc").to_string(), "a\\nb\u{FFFD}c");
+        assert!(bounded(&"x".repeat(10_000)).len() < ECHO_BYTES * 3 + 32);
+        assert_eq!(bounded("plain"), "plain");
+        assert_eq!(bounded("two\nlines"), "two\\nlines");
+    }
+
+    #[test]
+    fn rate_limit_allows_per_second_then_refuses_until_the_next_second() {
+        let limit = RateLimit::new(3);
+        assert_eq!((0..5).filter(|_| limit.allow_at(7)).count(), 3);
+        assert_eq!(limit.suppressed(), 2);
+        assert!(limit.allow_at(8));
+    }
+
+    #[test]
+    fn request_ids_are_unique_and_short() {
+        let a = request_id();
+        let b = request_id();
+        assert_ne!(a, b);
+        assert!(a.len() <= 26 && a.bytes().all(|c| c.is_ascii_hexdigit() || c == b'-'));
+    }
+
+    /// A writer that blocks until released, like a stderr nobody reads.
+    struct Stalled(Arc<Mutex<()>>, Arc<Mutex<Vec<u8>>>);
+    impl Write for Stalled {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let _held = self.0.lock().unwrap();
+            self.1.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_whole_lines_and_counts_them() {
+        let gate = Arc::new(Mutex::new(()));
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let stall = gate.lock().unwrap();
+        let queue = BoundedQueue::start(1000, Stalled(gate.clone(), written.clone()));
+        let before = dropped_lines();
+        for _ in 0..50 {
+            let mut w = queue.make_writer();
+            w.write_all(&[b'x'; 99]).unwrap();
+            w.write_all(b"\n").unwrap();
+        }
+        // The first line may be held by the writer thread, the next ten fill the 1000 bytes.
+        let dropped = dropped_lines() - before;
+        assert!((38..=40).contains(&dropped), "{dropped}");
+        drop(stall);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while written.lock().unwrap().len() < (50 - dropped as usize) * 100 {
+            assert!(std::time::Instant::now() < deadline, "queue never drained");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(written
+            .lock()
+            .unwrap()
+            .split(|&b| b == b'\n')
+            .all(|l| l.is_empty() || l.len() == 99));
+    }
 }

@@ -56,6 +56,9 @@ pub struct Metrics {
     resolve_failures: IntCounterVec,
     config_reloads: IntCounterVec,
     config_info: IntGaugeVec,
+    store_aborted: IntCounterVec,
+    dead_letters_evicted: IntCounter,
+    log_lines_dropped: IntCounter,
 }
 
 /// Re-resolution counters of one upstream group.
@@ -152,6 +155,9 @@ pub struct EdgeMetrics {
 pub struct StoreMetrics {
     duration: Vec<Histogram>,
     errors: Vec<IntCounter>,
+    aborted: Vec<IntCounter>,
+    /// Dead letters deleted to keep the table within `buffer.max_dead_letters`.
+    pub dead_letters_evicted: IntCounter,
 }
 
 impl StoreMetrics {
@@ -166,6 +172,17 @@ impl StoreMetrics {
     /// A call failed without a timing (its task died).
     pub fn error(&self, operation: StoreOperation) {
         self.errors[operation as usize].inc();
+    }
+
+    /// A call's task died: also an error, but a write may have committed all the same (so a
+    /// `503 buffer_failed` message can still be redelivered later: at-least-once).
+    pub fn aborted(&self, operation: StoreOperation) {
+        self.aborted[operation as usize].inc();
+    }
+
+    /// How many calls of `operation` were aborted (for tests and `check`).
+    pub fn aborted_count(&self, operation: StoreOperation) -> u64 {
+        self.aborted[operation as usize].get()
     }
 }
 
@@ -310,6 +327,22 @@ impl Metrics {
             "Messages in the durable buffer, by table (pending, dead_letter).",
             &["table"],
         );
+        let dead_letters_evicted = IntCounter::new(
+            "notify_proxy_dead_letters_evicted_total",
+            "Oldest dead letters deleted to keep the table within buffer.max_dead_letters.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(dead_letters_evicted.clone()))
+            .expect("unique metric");
+        let log_lines_dropped = IntCounter::new(
+            "notify_proxy_log_lines_dropped_total",
+            "Log lines dropped because the background log queue was full (stderr too slow).",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(log_lines_dropped.clone()))
+            .expect("unique metric");
         let buffer_oldest_age = prometheus::Gauge::with_opts(Opts::new(
             "notify_proxy_buffer_oldest_age_seconds",
             "Age of the oldest pending buffered notification (0 when none).",
@@ -374,6 +407,11 @@ impl Metrics {
             "Always 1; hash is the SHA-256 (first 16 hex digits) of the config file serving now. Secrets are never in the file, so rotating a token alone does not change it.",
             &["hash"],
         );
+        let store_aborted = counter(
+            "notify_proxy_buffer_store_aborted_total",
+            "Buffer store calls whose task died; a write among them may have committed anyway.",
+            &["operation"],
+        );
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -403,6 +441,9 @@ impl Metrics {
             resolve_failures,
             config_reloads,
             config_info,
+            store_aborted,
+            dead_letters_evicted,
+            log_lines_dropped,
         }
     }
 
@@ -453,6 +494,11 @@ impl Metrics {
                 .iter()
                 .map(|o| self.store_errors.with_label_values(&[o.as_str()]))
                 .collect(),
+            aborted: StoreOperation::ALL
+                .iter()
+                .map(|o| self.store_aborted.with_label_values(&[o.as_str()]))
+                .collect(),
+            dead_letters_evicted: self.dead_letters_evicted.clone(),
         }
     }
 
@@ -559,6 +605,11 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn render(&self) -> Vec<u8> {
+        // The log writer counts in a process-wide atomic (it exists before any registry does);
+        // bring the counter up to it. Both only grow, so the difference is never negative.
+        let dropped = crate::logging::dropped_lines();
+        self.log_lines_dropped
+            .inc_by(dropped.saturating_sub(self.log_lines_dropped.get()));
         let mut out = Vec::with_capacity(16 * 1024);
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)

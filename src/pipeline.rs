@@ -11,6 +11,7 @@ use http::Method;
 use serde_json::Value;
 
 use crate::config::{BodyKind, Limits, Route, SchemaMode};
+use crate::logging::Echo;
 use crate::outcome::{Reason, Rejection};
 use crate::schema::{self, Notification, SchemaViolation};
 use crate::signature::{self, KeyRing, SignatureError, SignedUrl};
@@ -26,10 +27,20 @@ pub enum BodyFraming {
 #[derive(Debug, Clone, Copy)]
 pub struct RequestHead<'a> {
     pub method: &'a Method,
+    /// The first `Content-Type`, and how many the head carries (all of them are forwarded,
+    /// so more than one is refused: only one would have been checked).
     pub content_type: Option<&'a [u8]>,
+    pub content_type_count: usize,
     pub content_length: Option<&'a [u8]>,
     pub transfer_encoding: Option<&'a [u8]>,
+    /// Every `Connection` header value.
+    pub connection: &'a [&'a [u8]],
 }
+
+/// The `Connection` tokens a request may carry: the hop-by-hop ones. Any other token names a
+/// header the hop would strip, and those are end-to-end headers the checks may just have
+/// validated (`Connection: content-type, x-twilio-signature`).
+const HOP_BY_HOP_TOKENS: [&str; 4] = ["close", "keep-alive", "te", "upgrade"];
 
 /// Method, content type, framing and declared size: everything decidable before reading a byte
 /// of body.
@@ -43,7 +54,7 @@ pub fn check_head(
             Reason::Method,
             format!(
                 "{} is not allowed; Twilio notifications are POSTed",
-                head.method
+                Echo(head.method.as_str().as_bytes())
             ),
         ));
     }
@@ -57,11 +68,40 @@ pub fn check_head(
     if !media_type.is_some_and(|mt| mt.eq_ignore_ascii_case(expected.as_bytes())) {
         let got = head
             .content_type
-            .map_or("none".into(), |c| String::from_utf8_lossy(c).into_owned());
+            .map_or("none".into(), |c| Echo(c).to_string());
         return Err(Rejection::new(
             Reason::ContentType,
             format!("Content-Type must be {expected}, got {got}"),
         ));
+    }
+    if head.content_type_count > 1 {
+        return Err(Rejection::new(
+            Reason::ContentType,
+            format!(
+                "{} Content-Type headers; only one is checked, all would be forwarded",
+                head.content_type_count
+            ),
+        ));
+    }
+    for token in head
+        .connection
+        .iter()
+        .flat_map(|v| v.split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+    {
+        if !HOP_BY_HOP_TOKENS
+            .iter()
+            .any(|h| token.eq_ignore_ascii_case(h.as_bytes()))
+        {
+            return Err(Rejection::new(
+                Reason::Forbidden,
+                format!(
+                    "Connection names {} (only close, keep-alive, te, upgrade are hop-by-hop)",
+                    Echo(token)
+                ),
+            ));
+        }
     }
     if let Some(te) = head.transfer_encoding {
         // Only plain chunked is meaningful for a request body; anything else we cannot frame.
@@ -69,8 +109,8 @@ pub fn check_head(
             return Err(Rejection::new(
                 Reason::LengthRequired,
                 format!(
-                    "Transfer-Encoding {:?} is not supported; send Content-Length or chunked",
-                    String::from_utf8_lossy(te)
+                    "Transfer-Encoding {} is not supported; send Content-Length or chunked",
+                    Echo(te)
                 ),
             ));
         }
@@ -160,10 +200,11 @@ pub fn check_request(
         BodyKind::Form => {
             let mut accounts = form_urlencoded::parse(req.body).filter(|(k, _)| k == "AccountSid");
             let account = accounts.next().map(|(_, v)| v.into_owned());
-            if accounts.next().is_some() {
-                // Which one would the handler use? Refuse rather than guess (after the signature).
-                ambiguous_form = true;
-            }
+            // The signature covers the sorted keys and values run together, so a form whose
+            // keys repeat or are empty can be respelled (`a=1&=2` as `a=12`) under the same
+            // signature; and which copy would the handler use? Refuse rather than guess
+            // (after the signature, like every judgement of the body).
+            ambiguous_form = form_is_ambiguous(req.body);
             (None, signature::form_signing_suffix(req.body), account)
         }
     };
@@ -177,7 +218,7 @@ pub fn check_request(
     if ambiguous_form {
         return Err(Rejection::new(
             Reason::Schema,
-            "AccountSid appears more than once in the form body",
+            "the form body has an empty or repeated key",
         ));
     }
     // A body that is not JSON names no account: say what is wrong with it first.
@@ -211,7 +252,10 @@ pub fn check_request(
             if let Err(violation) = schema.check(&json) {
                 match route.schema_mode {
                     SchemaMode::Enforce => {
-                        return Err(Rejection::new(Reason::Schema, violation.to_string()))
+                        return Err(Rejection::schema_field(
+                            &violation.field,
+                            violation.to_string(),
+                        ))
                     }
                     SchemaMode::Report => verified.reported_violation = Some(violation),
                 }
@@ -220,6 +264,16 @@ pub fn check_request(
         verified.json = Some(json);
     }
     Ok(verified)
+}
+
+/// Whether a form body has an empty key or a key that appears more than once.
+fn form_is_ambiguous(body: &[u8]) -> bool {
+    let mut keys: Vec<_> = form_urlencoded::parse(body).map(|(k, _)| k).collect();
+    if keys.iter().any(|k| k.is_empty()) {
+        return true;
+    }
+    keys.sort_unstable();
+    keys.windows(2).any(|w| w[0] == w[1])
 }
 
 #[cfg(test)]

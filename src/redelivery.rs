@@ -6,6 +6,11 @@
 //! passed. Every message ends counted: redelivered (by result) or dead-lettered (by reason).
 //! Answers are judged by [`settle`], as on the live path and in `buffer replay`. It shares
 //! [`UpstreamGroup::deliver_once`] with the live path and never answers Twilio.
+//!
+//! Time comes from an injected [`Clock`] (a [`SteadyClock`] in the proxy), so a step of the
+//! system clock moves neither schedules nor expiry. Shutdown is checked before each message of
+//! a pass, and each attempt is bounded by the shutdown budget, so a pass under way ends within
+//! `server.graceful_shutdown_timeout` and an accepted redelivery is still removed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +20,7 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use crate::buffer::{now_ms, BufferedMessage, NotificationStore, StoreError, Table};
+use crate::buffer::{BufferedMessage, Clock, NotificationStore, SteadyClock, StoreError, Table};
 use crate::delivery::UpstreamGroup;
 use crate::metrics::{RouteMetrics, StoreMetrics};
 use crate::outcome::{DeadLetterReason, RedeliveryResult, StoreOperation};
@@ -44,6 +49,9 @@ struct Inner {
     routes: HashMap<String, RouteRedelivery>,
     backoff: Backoff,
     store_metrics: StoreMetrics,
+    clock: Arc<dyn Clock>,
+    /// Each attempt ends within this (see [`Redeliverer::with_shutdown_budget`]).
+    attempt_bound: Option<Duration>,
 }
 
 pub struct Redeliverer {
@@ -75,10 +83,31 @@ impl Redeliverer {
                 routes,
                 backoff,
                 store_metrics,
+                clock: Arc::new(SteadyClock::new()),
+                attempt_bound: None,
             }),
             interval,
             concurrency: concurrency.max(1),
         }
+    }
+
+    fn inner_mut(&mut self) -> &mut Inner {
+        Arc::get_mut(&mut self.inner).expect("configured before the first pass")
+    }
+
+    /// Reads time from `clock` instead of a [`SteadyClock`] of its own (share the flow's).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.inner_mut().clock = clock;
+        self
+    }
+
+    /// Bounds every attempt by `budget` (`server.graceful_shutdown_timeout`): once shutdown
+    /// begins no new attempt starts, and those under way end within it, answered or not. An
+    /// attempt cut short is rescheduled (delivered again after the restart: at-least-once),
+    /// never lost.
+    pub fn with_shutdown_budget(mut self, budget: Duration) -> Self {
+        self.inner_mut().attempt_bound = Some(budget);
+        self
     }
 
     /// One sweep over the messages that are due: at most `concurrency` in flight at a time.
@@ -86,9 +115,23 @@ impl Redeliverer {
     /// The store read runs in its own task: a store that panics fails this pass (logged and
     /// counted by the caller), not the worker, so the next pass tries again.
     pub async fn pass(&self) -> Result<PassSummary, StoreError> {
+        self.pass_until(&|| false).await
+    }
+
+    /// [`Redeliverer::pass`], starting no further message once `stop` says so (shutdown);
+    /// the ones under way finish (within the attempt bound) so their results are recorded.
+    pub async fn pass_until(
+        &self,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Result<PassSummary, StoreError> {
         let store = self.inner.store.clone();
         let limit = self.concurrency * 8;
-        let due = match tokio::spawn(async move { store.due(now_ms(), limit).await }).await {
+        let now = self.inner.clock.now_ms();
+        // No schedule is further ahead than the longest backoff, unless the clock stepped back.
+        let horizon = u64::try_from(self.inner.backoff.delay(u32::MAX, 0.0).as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_mul(2);
+        let due = match tokio::spawn(async move { store.due(now, horizon, limit).await }).await {
             Ok(due) => due?,
             Err(_) => {
                 // A returned error is counted where it happened; a panic only here.
@@ -102,7 +145,7 @@ impl Redeliverer {
         let mut queue = due.into_iter();
         let mut running = tokio::task::JoinSet::new();
         loop {
-            while running.len() < self.concurrency {
+            while running.len() < self.concurrency && !stop() {
                 let Some(message) = queue.next() else { break };
                 running.spawn(redeliver_one(self.inner.clone(), message));
             }
@@ -149,9 +192,19 @@ async fn dead_letter(
     );
     let moved = inner.store.move_to_dead_letter(meta.id, detail).await;
     // Counted once, when the move happened (a failed move is retried next pass).
-    if logged("move to dead letter", moved) == Some(true) {
+    if let Some(Some(moved)) = logged("move to dead letter", moved) {
         if let Some(route) = inner.routes.get(&meta.message.route) {
             route.metrics.dead_lettered(reason);
+        }
+        if moved.evicted > 0 {
+            tracing::warn!(
+                evicted = moved.evicted,
+                "dead letter table full (buffer.max_dead_letters): oldest dead letters deleted"
+            );
+            inner
+                .store_metrics
+                .dead_letters_evicted
+                .inc_by(moved.evicted);
         }
     }
     Ended::DeadLettered(reason)
@@ -161,7 +214,7 @@ async fn redeliver_one(inner: Arc<Inner>, message: BufferedMessage) -> Ended {
     let meta = &message.meta;
     let id = meta.id;
     let route = inner.routes.get(&meta.message.route);
-    let now = now_ms();
+    let now = inner.clock.now_ms();
     if now >= meta.message.expires_at_ms {
         let detail = format!(
             "expired after {} attempt(s); last error: {}",
@@ -186,7 +239,12 @@ async fn redeliver_one(inner: Arc<Inner>, message: BufferedMessage) -> Ended {
     }
     let remaining = Duration::from_millis(meta.message.expires_at_ms.saturating_sub(now));
     let started = Instant::now();
-    let deadline = started + remaining.min(group.config.response_timeout);
+    let bound = inner
+        .attempt_bound
+        .map_or(group.config.response_timeout, |b| {
+            b.min(group.config.response_timeout)
+        });
+    let deadline = started + remaining.min(bound);
     let result = group
         .deliver_once(&message.request, Some(deadline), None)
         .await;
@@ -230,6 +288,9 @@ async fn redeliver_one(inner: Arc<Inner>, message: BufferedMessage) -> Ended {
     Ended::Redelivered(redelivery)
 }
 
+#[cfg(test)]
+mod tests;
+
 #[async_trait]
 impl BackgroundService for Redeliverer {
     async fn start(&self, mut shutdown: ShutdownWatch) {
@@ -240,10 +301,11 @@ impl BackgroundService for Redeliverer {
                 _ = shutdown.changed() => return,
                 _ = tick.tick() => {}
             }
-            // A pass is never cut short by shutdown: a redelivery the handler accepted must be
-            // removed from the store, or it would be delivered again after the restart. A pass
-            // lasts at most about one response_timeout per round of `concurrency` messages.
-            match self.pass().await {
+            // Shutdown stops a pass between messages, never during one: a redelivery the
+            // handler accepted must be removed from the store, or it would be delivered again
+            // after the restart. The ones under way end within the shutdown budget.
+            let stopping = || *shutdown.borrow();
+            match self.pass_until(&stopping).await {
                 Ok(s) if s != PassSummary::default() => tracing::debug!(?s, "redelivery pass"),
                 Ok(_) => {}
                 Err(e) => {
@@ -254,74 +316,5 @@ impl BackgroundService for Redeliverer {
                 return;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use super::*;
-    use crate::buffer::{NewMessage, StoreStats};
-    use crate::metrics::Metrics;
-
-    /// A store whose first `due` panics and whose second fails; after that it is empty.
-    #[derive(Debug, Default)]
-    struct FlakyStore {
-        due_calls: AtomicUsize,
-    }
-
-    #[async_trait]
-    impl NotificationStore for FlakyStore {
-        fn location(&self) -> String {
-            "flaky".into()
-        }
-        async fn insert(&self, _: NewMessage, _: Vec<u8>) -> Result<u64, StoreError> {
-            unreachable!("the worker never inserts")
-        }
-        async fn due(&self, _: u64, _: usize) -> Result<Vec<BufferedMessage>, StoreError> {
-            match self.due_calls.fetch_add(1, Ordering::SeqCst) {
-                0 => panic!("a bug in a store backend"),
-                1 => Err(StoreError::Aborted { operation: "due" }),
-                _ => Ok(Vec::new()),
-            }
-        }
-        async fn reschedule(&self, _: u64, _: u32, _: u64, _: String) -> Result<bool, StoreError> {
-            Ok(false)
-        }
-        async fn move_to_dead_letter(&self, _: u64, _: String) -> Result<bool, StoreError> {
-            Ok(false)
-        }
-        async fn remove(&self, _: Table, _: u64) -> Result<bool, StoreError> {
-            Ok(false)
-        }
-        async fn stats(&self) -> Result<StoreStats, StoreError> {
-            Ok(StoreStats::default())
-        }
-    }
-
-    #[tokio::test]
-    async fn the_worker_survives_a_panicking_and_a_failing_store_read() {
-        let metrics = Metrics::new();
-        let worker = Redeliverer::new(
-            Arc::new(FlakyStore::default()),
-            HashMap::new(),
-            HashMap::new(),
-            Backoff::try_new(Duration::from_millis(10), Duration::from_millis(20), 0.0).unwrap(),
-            Duration::from_millis(10),
-            2,
-            metrics.store(),
-        );
-        assert!(
-            worker.pass().await.is_err(),
-            "the panic is an error of this pass"
-        );
-        assert!(worker.pass().await.is_err(), "so is a failed read");
-        assert_eq!(worker.pass().await.unwrap(), PassSummary::default());
-        let text = String::from_utf8(metrics.render()).unwrap();
-        assert!(
-            text.contains(r#"notify_proxy_buffer_store_errors_total{operation="due"} 1"#),
-            "the panic is counted: {text}"
-        );
     }
 }

@@ -29,7 +29,8 @@ use tokio::sync::RwLock;
 
 use super::store::Adopted;
 use super::{
-    BufferedMessage, NewMessage, NotificationStore, RedbStore, StoreError, StoreStats, Table,
+    BufferedMessage, DeadLettered, NewMessage, NotificationStore, RedbStore, StoreError,
+    StoreStats, Table,
 };
 
 /// Added to the ids of messages buffered into a hand-off file. Below 2^53, so the ids stay
@@ -171,6 +172,8 @@ pub struct RedbBuffer {
     state: RwLock<State>,
     /// Hand-off ids (with [`HANDOFF_ID_BASE`]) handed out before adoption -> their main ids.
     adopted_ids: Mutex<HashMap<u64, u64>>,
+    /// `buffer.max_dead_letters`, applied to whichever file is in use (u64::MAX: no cap).
+    max_dead_letters: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for RedbBuffer {
@@ -209,7 +212,20 @@ impl RedbBuffer {
             max_messages,
             state: RwLock::new(state),
             adopted_ids: Mutex::new(HashMap::new()),
+            max_dead_letters: std::sync::atomic::AtomicU64::new(u64::MAX),
         })
+    }
+
+    /// Caps the dead letter table of the file in use now and of the main file once adopted.
+    pub fn with_max_dead_letters(self, max: u64) -> Self {
+        self.max_dead_letters
+            .store(max, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(state) = self.state.try_read() {
+            match &*state {
+                State::Main(store) | State::Handoff(store) => store.set_max_dead_letters(max),
+            }
+        }
+        self
     }
 
     /// Whether the buffer is still on a hand-off file.
@@ -282,6 +298,10 @@ impl RedbBuffer {
                 ids.insert(from.saturating_add(HANDOFF_ID_BASE), *to);
             }
         }
+        main.set_max_dead_letters(
+            self.max_dead_letters
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
         // Replacing the state drops the last handle of the hand-off file: closed and unlocked.
         *state = State::Main(main.clone());
         drop(state);
@@ -343,12 +363,17 @@ impl NotificationStore for RedbBuffer {
         }
     }
 
-    async fn due(&self, now_ms: u64, limit: usize) -> Result<Vec<BufferedMessage>, StoreError> {
+    async fn due(
+        &self,
+        now_ms: u64,
+        horizon_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<BufferedMessage>, StoreError> {
         let state = self.state.read().await;
         match &*state {
-            State::Main(main) => main.due(now_ms, limit).await,
+            State::Main(main) => main.due(now_ms, horizon_ms, limit).await,
             State::Handoff(sibling) => {
-                let mut due = sibling.due(now_ms, limit).await?;
+                let mut due = sibling.due(now_ms, horizon_ms, limit).await?;
                 for message in &mut due {
                     message.meta.id = message.meta.id.saturating_add(HANDOFF_ID_BASE);
                 }
@@ -375,11 +400,15 @@ impl NotificationStore for RedbBuffer {
         }
     }
 
-    async fn move_to_dead_letter(&self, id: u64, reason: String) -> Result<bool, StoreError> {
+    async fn move_to_dead_letter(
+        &self,
+        id: u64,
+        reason: String,
+    ) -> Result<Option<DeadLettered>, StoreError> {
         let state = self.state.read().await;
         match self.target(&state, id) {
             Some((store, id)) => store.move_to_dead_letter(id, reason).await,
-            None => Ok(false),
+            None => Ok(None),
         }
     }
 

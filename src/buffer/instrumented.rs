@@ -1,12 +1,15 @@
 //! A [`NotificationStore`] decorator that times every call and counts failures by operation,
-//! whatever the backend behind it. Owns nothing else: results pass through unchanged.
+//! whatever the backend behind it, and apart from them the calls whose task died (a write may
+//! have committed then). Owns nothing else: results pass through unchanged.
 
 use std::future::Future;
 use std::time::Instant;
 
 use async_trait::async_trait;
 
-use super::{BufferedMessage, NewMessage, NotificationStore, StoreError, StoreStats, Table};
+use super::{
+    BufferedMessage, DeadLettered, NewMessage, NotificationStore, StoreError, StoreStats, Table,
+};
 use crate::metrics::StoreMetrics;
 use crate::outcome::StoreOperation;
 
@@ -30,6 +33,10 @@ impl<S> Instrumented<S> {
         let result = call.await;
         self.metrics
             .observe(operation, started.elapsed().as_secs_f64(), result.is_err());
+        if let Err(StoreError::Aborted { .. }) = &result {
+            // Counted apart: unlike other errors, the write may have landed.
+            self.metrics.aborted(operation);
+        }
         result
     }
 }
@@ -45,9 +52,14 @@ impl<S: NotificationStore> NotificationStore for Instrumented<S> {
             .await
     }
 
-    async fn due(&self, now_ms: u64, limit: usize) -> Result<Vec<BufferedMessage>, StoreError> {
-        self.timed(StoreOperation::Due, self.store.due(now_ms, limit))
-            .await
+    async fn due(
+        &self,
+        now_ms: u64,
+        horizon_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<BufferedMessage>, StoreError> {
+        let call = self.store.due(now_ms, horizon_ms, limit);
+        self.timed(StoreOperation::Due, call).await
     }
 
     async fn reschedule(
@@ -63,7 +75,11 @@ impl<S: NotificationStore> NotificationStore for Instrumented<S> {
         self.timed(StoreOperation::Reschedule, call).await
     }
 
-    async fn move_to_dead_letter(&self, id: u64, reason: String) -> Result<bool, StoreError> {
+    async fn move_to_dead_letter(
+        &self,
+        id: u64,
+        reason: String,
+    ) -> Result<Option<DeadLettered>, StoreError> {
         let call = self.store.move_to_dead_letter(id, reason);
         self.timed(StoreOperation::MoveToDeadLetter, call).await
     }
@@ -75,5 +91,72 @@ impl<S: NotificationStore> NotificationStore for Instrumented<S> {
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         self.timed(StoreOperation::Stats, self.store.stats()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+
+    /// A store whose insert task always dies (as `RedbStore` reports a panicked blocking task).
+    #[derive(Debug)]
+    struct Dying;
+
+    #[async_trait]
+    impl NotificationStore for Dying {
+        fn location(&self) -> String {
+            "dying".into()
+        }
+        async fn insert(&self, _: NewMessage, _: Vec<u8>) -> Result<u64, StoreError> {
+            Err(StoreError::Aborted {
+                operation: "insert",
+            })
+        }
+        async fn due(&self, _: u64, _: u64, _: usize) -> Result<Vec<BufferedMessage>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn reschedule(&self, _: u64, _: u32, _: u64, _: String) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+        async fn move_to_dead_letter(
+            &self,
+            _: u64,
+            _: String,
+        ) -> Result<Option<DeadLettered>, StoreError> {
+            Ok(None)
+        }
+        async fn remove(&self, _: Table, _: u64) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+        async fn stats(&self) -> Result<StoreStats, StoreError> {
+            Ok(StoreStats::default())
+        }
+    }
+
+    /// Regression (issue 12, item 12): an insert whose task died was answered 503 like any
+    /// failure, though it may have committed; now it is counted apart.
+    #[tokio::test]
+    async fn an_aborted_write_is_counted_apart() {
+        let metrics = Metrics::new();
+        let store = Instrumented::new(Dying, metrics.store());
+        let msg = NewMessage {
+            route: "r".into(),
+            upstream: "u".into(),
+            received_at_ms: 0,
+            expires_at_ms: 1,
+            attempts: 1,
+            next_attempt_at_ms: 0,
+            last_error: String::new(),
+            message_id: None,
+            call_sid: None,
+        };
+        assert!(store.insert(msg, Vec::new()).await.is_err());
+        assert_eq!(store.metrics.aborted_count(StoreOperation::Insert), 1);
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(
+            text.contains(r#"notify_proxy_buffer_store_aborted_total{operation="insert"} 1"#),
+            "{text}"
+        );
     }
 }

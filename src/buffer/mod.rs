@@ -14,7 +14,8 @@ mod instrumented;
 pub mod postgres;
 pub mod store;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
@@ -35,8 +36,16 @@ pub trait NotificationStore: Send + Sync + std::fmt::Debug {
     fn location(&self) -> String;
     /// Durably stores a new pending message (committed before returning); assigns its id.
     async fn insert(&self, msg: NewMessage, request: Vec<u8>) -> Result<u64, StoreError>;
-    /// Pending messages due at `now_ms`, at most `limit`.
-    async fn due(&self, now_ms: u64, limit: usize) -> Result<Vec<BufferedMessage>, StoreError>;
+    /// Pending messages due at `now_ms`, at most `limit`: scheduled at or before `now_ms`, or
+    /// later than `now_ms + horizon_ms`. No schedule is that far ahead (the worker passes its
+    /// longest backoff) unless the clock stepped back since it was written, so those are due
+    /// too instead of stalling until the clock catches up.
+    async fn due(
+        &self,
+        now_ms: u64,
+        horizon_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<BufferedMessage>, StoreError>;
     /// Records a failed attempt of a pending message; false if it no longer exists.
     async fn reschedule(
         &self,
@@ -45,12 +54,25 @@ pub trait NotificationStore: Send + Sync + std::fmt::Debug {
         next_attempt_at_ms: u64,
         last_error: String,
     ) -> Result<bool, StoreError>;
-    /// Moves a pending message to the dead letter table, noting why; false if it was not pending.
-    async fn move_to_dead_letter(&self, id: u64, reason: String) -> Result<bool, StoreError>;
+    /// Moves a pending message to the dead letter table, noting why; `None` if it was not
+    /// pending. The table is capped: the same transaction evicts its oldest messages beyond
+    /// the cap, and says how many.
+    async fn move_to_dead_letter(
+        &self,
+        id: u64,
+        reason: String,
+    ) -> Result<Option<DeadLettered>, StoreError>;
     /// Removes a message from `table`; whether it was there.
     async fn remove(&self, table: Table, id: u64) -> Result<bool, StoreError>;
     /// Counts and the oldest pending message, cheaply (called on every scrape).
     async fn stats(&self) -> Result<StoreStats, StoreError>;
+}
+
+/// What a move to the dead letter table did besides the move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DeadLettered {
+    /// Oldest dead letters deleted to stay within the cap.
+    pub evicted: u64,
 }
 
 /// A shared store is a store (so one handle can be decorated while another drives it).
@@ -62,8 +84,13 @@ impl<S: NotificationStore> NotificationStore for std::sync::Arc<S> {
     async fn insert(&self, msg: NewMessage, request: Vec<u8>) -> Result<u64, StoreError> {
         (**self).insert(msg, request).await
     }
-    async fn due(&self, now_ms: u64, limit: usize) -> Result<Vec<BufferedMessage>, StoreError> {
-        (**self).due(now_ms, limit).await
+    async fn due(
+        &self,
+        now_ms: u64,
+        horizon_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<BufferedMessage>, StoreError> {
+        (**self).due(now_ms, horizon_ms, limit).await
     }
     async fn reschedule(
         &self,
@@ -76,7 +103,11 @@ impl<S: NotificationStore> NotificationStore for std::sync::Arc<S> {
             .reschedule(id, attempts, next_attempt_at_ms, last_error)
             .await
     }
-    async fn move_to_dead_letter(&self, id: u64, reason: String) -> Result<bool, StoreError> {
+    async fn move_to_dead_letter(
+        &self,
+        id: u64,
+        reason: String,
+    ) -> Result<Option<DeadLettered>, StoreError> {
         (**self).move_to_dead_letter(id, reason).await
     }
     async fn remove(&self, table: Table, id: u64) -> Result<bool, StoreError> {
@@ -143,6 +174,65 @@ pub struct StoreStats {
     pub dead: u64,
     /// `received_at_ms` of the pending message with the lowest id (ids follow arrival order).
     pub oldest_pending_received_at_ms: Option<u64>,
+}
+
+/// Where the buffer's times (arrival, expiry, next attempt) come from: unix ms. Injected into
+/// the request flow and the redelivery worker, so tests can step time.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now_ms(&self) -> u64;
+}
+
+/// Unix ms read from the wall clock once, at start, then advanced by the monotonic clock. A
+/// step of the system clock while the proxy runs (NTP, an operator, a VM resume) moves
+/// neither schedules nor expiry: a step forward no longer dead-letters everything at once, a
+/// step back no longer stalls redelivery. Across a restart the wall clock is read again; a
+/// schedule left far ahead by a step back is then caught by the `due` horizon.
+#[derive(Debug, Clone, Copy)]
+pub struct SteadyClock {
+    wall_ms: u64,
+    start: Instant,
+}
+
+impl SteadyClock {
+    pub fn new() -> Self {
+        SteadyClock {
+            wall_ms: now_ms(),
+            start: Instant::now(),
+        }
+    }
+}
+
+impl Default for SteadyClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for SteadyClock {
+    fn now_ms(&self) -> u64 {
+        let elapsed = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.wall_ms.saturating_add(elapsed)
+    }
+}
+
+/// A clock that moves only when told (tests, and stepping time in a simulation).
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    pub fn at(now_ms: u64) -> Self {
+        ManualClock(AtomicU64::new(now_ms))
+    }
+
+    pub fn set(&self, now_ms: u64) {
+        self.0.store(now_ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 /// Unix time in ms from the system clock; 0 before 1970, `u64::MAX` past the year 584 million.

@@ -29,7 +29,8 @@ use redb::{
 };
 
 use super::{
-    BufferedMessage, BufferedMeta, NewMessage, NotificationStore, StoreError, StoreStats, Table,
+    BufferedMessage, BufferedMeta, DeadLettered, NewMessage, NotificationStore, StoreError,
+    StoreStats, Table,
 };
 
 mod adopt;
@@ -62,6 +63,8 @@ struct Inner {
     db: Database,
     path: PathBuf,
     max_messages: u64,
+    /// Shared by every clone; set after opening (see [`RedbStore::set_max_dead_letters`]).
+    max_dead_letters: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for RedbStore {
@@ -139,6 +142,7 @@ impl RedbStore {
                 db,
                 path: path.to_path_buf(),
                 max_messages,
+                max_dead_letters: std::sync::atomic::AtomicU64::new(u64::MAX),
             }),
         };
         // Create every table now, so that read transactions never meet a missing one.
@@ -153,6 +157,19 @@ impl RedbStore {
             Ok(((), true))
         })?;
         Ok(store)
+    }
+
+    /// Caps the dead letter table (oldest evicted first); unbounded unless set.
+    pub fn with_max_dead_letters(self, max: u64) -> Self {
+        self.set_max_dead_letters(max);
+        self
+    }
+
+    /// [`RedbStore::with_max_dead_letters`] through a shared handle (all clones see it).
+    pub fn set_max_dead_letters(&self, max: u64) {
+        self.inner
+            .max_dead_letters
+            .store(max.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn path(&self) -> &Path {
@@ -295,9 +312,16 @@ impl NotificationStore for RedbStore {
             .await
     }
 
-    async fn due(&self, now_ms: u64, limit: usize) -> Result<Vec<BufferedMessage>, StoreError> {
-        self.off_thread("due", move |s| s.blocking_due(now_ms, limit))
-            .await
+    async fn due(
+        &self,
+        now_ms: u64,
+        horizon_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<BufferedMessage>, StoreError> {
+        self.off_thread("due", move |s| {
+            s.blocking_due_within(now_ms, horizon_ms, limit)
+        })
+        .await
     }
 
     async fn reschedule(
@@ -313,9 +337,13 @@ impl NotificationStore for RedbStore {
         .await
     }
 
-    async fn move_to_dead_letter(&self, id: u64, reason: String) -> Result<bool, StoreError> {
+    async fn move_to_dead_letter(
+        &self,
+        id: u64,
+        reason: String,
+    ) -> Result<Option<DeadLettered>, StoreError> {
         self.off_thread("move_to_dead_letter", move |s| {
-            s.blocking_move_to_dead_letter(id, &reason)
+            s.blocking_move_to_dead_letter_capped(id, &reason)
         })
         .await
     }
@@ -360,6 +388,17 @@ impl RedbStore {
         now_ms: u64,
         limit: usize,
     ) -> Result<Vec<BufferedMessage>, StoreError> {
+        self.blocking_due_within(now_ms, u64::MAX, limit)
+    }
+
+    /// [`RedbStore::blocking_due`], plus the messages scheduled later than `now_ms +
+    /// horizon_ms` (left there by a clock that stepped back; see [`NotificationStore::due`]).
+    pub fn blocking_due_within(
+        &self,
+        now_ms: u64,
+        horizon_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<BufferedMessage>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -369,6 +408,12 @@ impl RedbStore {
             for entry in schedule.range(..=(now_ms, u64::MAX))?.take(limit) {
                 let (_next_attempt_at_ms, id) = entry?.0.value();
                 ids.push(id);
+            }
+            if let Some(beyond) = now_ms.checked_add(horizon_ms).and_then(|h| h.checked_add(1)) {
+                for entry in schedule.range((beyond, 0)..)?.take(limit - ids.len()) {
+                    let (_next_attempt_at_ms, id) = entry?.0.value();
+                    ids.push(id);
+                }
             }
             ids.sort_unstable();
             let mut due = Vec::with_capacity(ids.len());
@@ -418,17 +463,42 @@ impl RedbStore {
     /// Moves a pending message to the dead letter table with `reason`, in one transaction.
     /// Returns false if it is not pending.
     pub fn blocking_move_to_dead_letter(&self, id: u64, reason: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .blocking_move_to_dead_letter_capped(id, reason)?
+            .is_some())
+    }
+
+    /// [`RedbStore::blocking_move_to_dead_letter`], and in the same transaction the oldest
+    /// dead letters (lowest ids: ids follow arrival) beyond `max_dead_letters` are deleted:
+    /// a record can hold up to 1 MiB, and an outage of days must not fill the disk.
+    pub fn blocking_move_to_dead_letter_capped(
+        &self,
+        id: u64,
+        reason: &str,
+    ) -> Result<Option<DeadLettered>, StoreError> {
         self.write(|txn| {
             let Some(mut message) = take_message(txn, Table::Pending, id)? else {
-                return Ok((false, false));
+                return Ok((None, false));
             };
             unschedule(txn, id, Some(&message.meta))?;
             message.meta.dead_reason = Some(reason.to_owned());
-            txn.open_table(DEAD_META)?
-                .insert(id, encode_meta(&message.meta)?.as_str())?;
-            txn.open_table(DEAD_REQUEST)?
-                .insert(id, message.request.as_slice())?;
-            Ok((true, true))
+            let mut metas = txn.open_table(DEAD_META)?;
+            let mut requests = txn.open_table(DEAD_REQUEST)?;
+            metas.insert(id, encode_meta(&message.meta)?.as_str())?;
+            requests.insert(id, message.request.as_slice())?;
+            let mut evicted = 0;
+            let cap = self
+                .inner
+                .max_dead_letters
+                .load(std::sync::atomic::Ordering::Relaxed);
+            while metas.len()? > cap {
+                let Some((oldest, _)) = metas.pop_first()? else {
+                    break;
+                };
+                requests.remove(oldest.value())?;
+                evicted += 1;
+            }
+            Ok((Some(DeadLettered { evicted }), true))
         })
     }
 

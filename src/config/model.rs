@@ -166,6 +166,8 @@ pub struct LoggingConfig {
 pub struct BufferConfig {
     pub path: PathBuf,
     pub max_messages: u64,
+    /// The dead-letter table holds at most this many; the oldest are evicted (and counted).
+    pub max_dead_letters: u64,
     pub redelivery_interval: Duration,
     pub redelivery_concurrency: NonZeroUsize,
     pub redelivery_backoff: Backoff,

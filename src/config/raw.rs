@@ -287,6 +287,8 @@ pub struct RawBuffer {
     pub path: String,
     #[serde(default = "default_max_messages")]
     pub max_messages: u64,
+    #[serde(default = "default_max_dead_letters")]
+    pub max_dead_letters: u64,
     #[serde(default = "default_redelivery_interval")]
     pub redelivery_interval: String,
     #[serde(default = "default_redelivery_concurrency")]
@@ -297,6 +299,9 @@ pub struct RawBuffer {
 
 fn default_max_messages() -> u64 {
     100_000
+}
+fn default_max_dead_letters() -> u64 {
+    10_000
 }
 fn default_redelivery_interval() -> String {
     "250ms".into()

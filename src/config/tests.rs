@@ -230,6 +230,11 @@ fn delivery_settings_are_validated() {
             "buffer: { path: /tmp/x.redb, max_messages: 0 }",
             "buffer.max_messages",
         ),
+        (
+            "",
+            "buffer: { path: /tmp/x.redb, max_dead_letters: 0 }",
+            "buffer.max_dead_letters",
+        ),
         ("", "dedupe: { key: call_sid }", "dedupe.key"),
         ("", "logging: { format: xml }", "logging.format"),
         ("", "logging: { level: \"[[\" }", "logging.level"),

@@ -228,6 +228,13 @@ fn buffer(raw: &RawBuffer, base: &Path) -> Result<BufferConfig> {
             0 => bail!("buffer.max_messages: must be at least 1"),
             n => n,
         },
+        max_dead_letters: match raw.max_dead_letters {
+            0 => bail!(
+                "buffer.max_dead_letters: must be at least 1 (dead letters are what operators \
+                 inspect; the oldest are evicted beyond it)"
+            ),
+            n => n,
+        },
         redelivery_interval: nonzero_duration(
             "buffer.redelivery_interval",
             &raw.redelivery_interval,

@@ -14,6 +14,7 @@ use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant as Deadline;
+use tracing::Instrument;
 
 use super::body::{ChunkError, Dechunker};
 use super::head::{self, Framing, Head, HeadError};
@@ -21,6 +22,7 @@ use super::respond::{answer_bytes, lingering_close, write_within, Persistence, C
 use super::Edge;
 use crate::delivery::upstream_request;
 use crate::flow::{Accepted, Ending};
+use crate::logging::{bounded, request_id, Echo, REJECTION_DETAILS};
 use crate::metrics::UNMATCHED_ROUTE;
 use crate::outcome::{Outcome, Reason, Rejection};
 use crate::pipeline::{self, BodyFraming, Inbound, RequestHead};
@@ -72,13 +74,15 @@ pub async fn serve(edge: &Edge, mut stream: Stream, shutdown: &ShutdownWatch) {
             Ok(Some(head)) => head,
             Ok(None) => return,
             Err(e) => {
+                // The log line names the kind of fault only; the answer is the fixed one.
+                let id = request_id();
                 let rejection = Rejection::new(Reason::Malformed, e.to_string());
                 snap.routes
                     .unmatched()
                     .record(Outcome::Rejected, Some(Reason::Malformed), 0.0);
-                log_rejection(None, &rejection, &peer);
+                log_rejection(None, &rejection, &peer, &id);
                 let ending = Ending::rejected(&rejection);
-                let bytes = answer_bytes(&ending.reply, false, Persistence::Close);
+                let bytes = answer_bytes(&ending.reply, false, Persistence::Close, &id);
                 if write_within(&mut stream, &bytes, snap.limits.write_timeout).await {
                     lingering_close(&mut stream).await;
                 }
@@ -86,13 +90,20 @@ pub async fn serve(edge: &Edge, mut stream: Stream, shutdown: &ShutdownWatch) {
             }
         };
         let started = Instant::now();
+        // Ties the public answer to its log lines (the flow's lines carry it through the span).
+        let id = request_id();
+        // ERROR level so that the span is enabled whatever the filter: it writes no line of its
+        // own, it only puts the id on every line the request's flow writes.
+        let span = tracing::error_span!("request", id = %id);
         let (route, ending, body_read) =
-            serve_one(edge, &snap, &mut stream, &mut buf, &head, &peer, started).await;
+            serve_one(edge, &snap, &mut stream, &mut buf, &head, &peer, started)
+                .instrument(span)
+                .await;
         let metrics = route.map_or(snap.routes.unmatched(), |r| &r.metrics);
         let elapsed = started.elapsed();
         metrics.record(ending.outcome, ending.reason, elapsed.as_secs_f64());
         if snap.access_log {
-            access_line(route, &ending, elapsed, &peer);
+            access_line(route, &ending, elapsed, &peer, &id);
         }
 
         let closing = *shutdown.borrow() || edge.draining.is_draining();
@@ -104,7 +115,7 @@ pub async fn serve(edge: &Edge, mut stream: Stream, shutdown: &ShutdownWatch) {
             (true, _) => Persistence::KeepAlive,
         };
         let allow_post = ending.reason == Some(Reason::Method);
-        let bytes = answer_bytes(&ending.reply, allow_post, persistence);
+        let bytes = answer_bytes(&ending.reply, allow_post, persistence, &id);
         if !write_within(&mut stream, &bytes, snap.limits.write_timeout).await {
             return;
         }
@@ -183,9 +194,9 @@ async fn serve_one<'s>(
         .unwrap_or(target.len());
     let no_body = matches!(head.framing, Framing::None | Framing::Length(0));
     let Some(route) = snap.routes.find(&target[..path_end]) else {
-        let path = String::from_utf8_lossy(&target[..path_end.min(200)]).into_owned();
+        let path = Echo(&target[..path_end]);
         let rejection = Rejection::new(Reason::UnknownRoute, format!("no route for path {path}"));
-        log_rejection(None, &rejection, peer);
+        log_rejection(None, &rejection, peer, "");
         return (
             None,
             Ending::rejected(&rejection),
@@ -194,18 +205,21 @@ async fn serve_one<'s>(
     };
     let checked_head = {
         let method = Method::from_bytes(&buf[head.method.clone()]).unwrap_or(Method::GET);
+        let connection: Vec<&[u8]> = head.values(buf, "connection").collect();
         let request_head = RequestHead {
             method: &method,
             content_type: head.value(buf, "content-type"),
+            content_type_count: head.values(buf, "content-type").count(),
             content_length: head.value(buf, "content-length"),
             transfer_encoding: head.value(buf, "transfer-encoding"),
+            connection: &connection,
         };
         pipeline::check_head(&route.route, &snap.limits, &request_head)
     };
     let framing = match checked_head {
         Ok(framing) => framing,
         Err(rejection) => {
-            log_rejection(Some(route), &rejection, peer);
+            log_rejection(Some(route), &rejection, peer, "");
             return (
                 Some(route),
                 Ending::rejected(&rejection),
@@ -217,7 +231,7 @@ async fn serve_one<'s>(
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {
-            log_rejection(Some(route), &rejection, peer);
+            log_rejection(Some(route), &rejection, peer, "");
             return (Some(route), Ending::rejected(&rejection), false);
         }
     };
@@ -239,7 +253,7 @@ async fn serve_one<'s>(
             true,
         ),
         Err(rejection) => {
-            log_rejection(Some(route), &rejection, peer);
+            log_rejection(Some(route), &rejection, peer, "");
             (Some(route), Ending::rejected(&rejection), true)
         }
     }
@@ -382,19 +396,22 @@ fn prepare(
     let verified =
         pipeline::check_request(&route.route, &snap.keys, &snap.allowed_accounts, &inbound)
             .map_err(|mut r| {
-                if is_probe && r.reason == Reason::SignatureMismatch {
-                    r.detail = format!(
-                        "{}; {}",
-                        r.detail,
-                        probe::mismatch_hint(&signed_base(&inbound))
-                    );
+                if is_probe && r.reason.public() == Reason::SignatureMismatch {
+                    r.hint = Some(probe::mismatch_hint(&signed_base(&inbound)));
                 }
                 r
             })?;
     match probe::recognise(is_probe, verified.json.as_ref())? {
         Some(probe::Mode::Answer) => return Ok(Prepared::Probe),
         Some(probe::Mode::Through) => {
-            probe::check_through(verified.json.as_ref(), snap.probe_identity.as_deref())?
+            // A signed probe asked for diagnosis: its answer may say which rule refused it (the
+            // detail names config keys, nothing the request carried).
+            probe::check_through(verified.json.as_ref(), snap.probe_identity.as_deref()).map_err(
+                |mut r| {
+                    r.hint = Some(r.detail.clone());
+                    r
+                },
+            )?
         }
         None => {}
     }
@@ -424,14 +441,21 @@ fn signed_base(inbound: &Inbound<'_>) -> String {
     url.to_url_string()
 }
 
-/// Logs a refusal (reason and detail, never the request's secrets).
-fn log_rejection(route: Option<&LiveRoute>, rejection: &Rejection, peer: &Peer) {
+/// Logs a refusal: reason and bounded detail, never the request's secrets, the detail only
+/// within [`REJECTION_DETAILS`]'s rate. `request_id` is given where no request span carries it.
+fn log_rejection(route: Option<&LiveRoute>, rejection: &Rejection, peer: &Peer, request_id: &str) {
+    let detail = if REJECTION_DETAILS.allow() {
+        bounded(&rejection.detail)
+    } else {
+        "(rate-limited)".to_owned()
+    };
     tracing::info!(
+        request_id,
         route = route.map_or(UNMATCHED_ROUTE, |r| r.route.name.as_str()),
         reason = rejection.reason.as_str(),
         status = rejection.reason.status().as_u16(),
         peer = %peer.ip.map_or("-".to_string(), |ip| ip.to_string()),
-        detail = %rejection.detail,
+        detail = %detail,
         "rejected"
     );
 }
@@ -441,9 +465,11 @@ fn access_line(
     ending: &Ending,
     elapsed: std::time::Duration,
     peer: &Peer,
+    request_id: &str,
 ) {
     tracing::info!(
         target: "access",
+        request_id,
         route = route.map_or(UNMATCHED_ROUTE, |r| r.route.name.as_str()),
         outcome = ending.outcome.as_str(),
         reason = ending.reason.map_or("-", Reason::as_str),

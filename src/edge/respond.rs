@@ -34,7 +34,12 @@ pub enum Persistence {
 }
 
 /// The whole answer, head and body, ready for one write.
-pub fn answer_bytes(reply: &Reply, allow_post: bool, persistence: Persistence) -> Vec<u8> {
+pub fn answer_bytes(
+    reply: &Reply,
+    allow_post: bool,
+    persistence: Persistence,
+    request_id: &str,
+) -> Vec<u8> {
     match reply {
         Reply::Forwarded(answer) => {
             let mut bytes = answer.downstream_bytes(persistence == Persistence::Close);
@@ -44,16 +49,24 @@ pub fn answer_bytes(reply: &Reply, allow_post: bool, persistence: Persistence) -
             }
             bytes
         }
-        Reply::Made { status, body } => made_bytes(*status, body, allow_post, persistence),
+        Reply::Made { status, body } => made_bytes(
+            *status,
+            &stamp(body, request_id),
+            allow_post,
+            persistence,
+            Some(request_id),
+        ),
     }
 }
 
-/// A proxy-made JSON answer.
+/// A proxy-made JSON answer, with `X-Request-Id` when there is one: the id of the log lines
+/// that say what happened (the answer itself names no internals).
 pub fn made_bytes(
     status: StatusCode,
     body: &[u8],
     allow_post: bool,
     persistence: Persistence,
+    request_id: Option<&str>,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(160 + body.len());
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -66,6 +79,12 @@ pub fn made_bytes(
     if allow_post {
         out.extend_from_slice(b"Allow: POST\r\n");
     }
+    if let Some(id) = request_id {
+        // The id is ASCII hex and `-` (see `logging::request_id`).
+        out.extend_from_slice(b"X-Request-Id: ");
+        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     match persistence {
         Persistence::KeepAlive => {}
         Persistence::KeepAlive10 => out.extend_from_slice(b"Connection: keep-alive\r\n"),
@@ -73,6 +92,24 @@ pub fn made_bytes(
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
+    out
+}
+
+/// The proxy's JSON answer with `"request_id"` as its first field (every proxy-made body is a
+/// JSON object; anything else is returned unchanged).
+pub fn stamp(body: &[u8], request_id: &str) -> Vec<u8> {
+    let Some(rest) = body.strip_prefix(b"{") else {
+        return body.to_vec();
+    };
+    let rest = rest.trim_ascii_start();
+    let mut out = Vec::with_capacity(body.len() + request_id.len() + 20);
+    out.extend_from_slice(b"{\"request_id\":");
+    // Serialized, not pasted, so the document stays valid whatever the id holds.
+    out.extend_from_slice(&serde_json::to_vec(request_id).unwrap_or_default());
+    if !rest.starts_with(b"}") {
+        out.push(b',');
+    }
+    out.extend_from_slice(rest);
     out
 }
 
@@ -131,13 +168,29 @@ mod tests {
             b"{}",
             true,
             Persistence::Close,
+            Some("ab12-3"),
         );
         assert_eq!(
             bytes,
             b"HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json\r\n\
-              Content-Length: 2\r\nAllow: POST\r\nConnection: close\r\n\r\n{}"
+              Content-Length: 2\r\nAllow: POST\r\nX-Request-Id: ab12-3\r\nConnection: close\r\n\r\n{}"
         );
-        let ok = made_bytes(StatusCode::OK, b"{}", false, Persistence::KeepAlive10);
+        let ok = made_bytes(StatusCode::OK, b"{}", false, Persistence::KeepAlive10, None);
         assert!(ok.windows(24).any(|w| w == b"Connection: keep-alive\r\n"));
+    }
+
+    #[test]
+    fn stamp_puts_the_request_id_first_and_keeps_the_document_valid() {
+        for body in [&b"{}"[..], b"{\"error\":\"x\",\"detail\":\"y\"}", b"{ }"] {
+            let stamped = stamp(body, "ab12-3");
+            let v: serde_json::Value = serde_json::from_slice(&stamped).unwrap();
+            assert_eq!(
+                v["request_id"],
+                "ab12-3",
+                "{}",
+                String::from_utf8_lossy(&stamped)
+            );
+        }
+        assert_eq!(&stamp(b"[]", "x")[..], b"[]");
     }
 }

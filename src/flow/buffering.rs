@@ -9,12 +9,23 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 
-use super::ending::{made, made_error};
+use super::ending::{made, made_error, BUFFER_FAILED_DETAIL};
 use super::{Accepted, Ending, Flow};
-use crate::buffer::{now_ms, NewMessage, StoreError};
+use crate::buffer::{NewMessage, StoreError};
 use crate::delivery::Failure;
 use crate::outcome::Outcome;
 use crate::route::LiveRoute;
+
+/// How the live path ended, for the stored message.
+pub(super) struct Buffering<'a> {
+    pub attempts: u32,
+    pub last: &'a Failure,
+    pub ttl: Duration,
+    /// The answer once stored.
+    pub status: StatusCode,
+    /// When the request arrived: the TTL counts from here, not from the store write.
+    pub arrived: Instant,
+}
 
 impl Flow {
     /// Stores the request (committed before this returns) and answers `status`; if the store
@@ -23,11 +34,15 @@ impl Flow {
         &self,
         route: &LiveRoute,
         accepted: Accepted,
-        attempts: u32,
-        last: &Failure,
-        ttl: Duration,
-        status: StatusCode,
+        how: Buffering<'_>,
     ) -> Ending {
+        let Buffering {
+            attempts,
+            last,
+            ttl,
+            status,
+            arrived,
+        } = how;
         let ending = |outcome, reply| Ending {
             outcome,
             reason: None,
@@ -36,26 +51,31 @@ impl Flow {
             call_sid: accepted.call_sid.clone(),
             message_id: accepted.message_id.clone(),
         };
-        let failed = |detail: &str| {
+        let failed = || {
             ending(
                 Outcome::BufferFailed,
                 made_error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     Outcome::BufferFailed,
-                    detail,
+                    BUFFER_FAILED_DETAIL,
                 ),
             )
         };
         let Some(store) = &self.store else {
             // Config validation guarantees a store for buffering routes.
-            return failed("no buffer is configured");
+            tracing::error!(route = %route.route.name, "no buffer is configured; answering 503");
+            return failed();
         };
-        let now = now_ms();
+        let now = self.clock.now_ms();
+        // The live attempts already spent part of the TTL (docs/config.md: from arrival).
+        let since_arrival = u64::try_from(arrived.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let received = now.saturating_sub(since_arrival);
         let message = NewMessage {
             route: route.route.name.clone(),
             upstream: route.upstream.name().to_owned(),
-            received_at_ms: now,
-            expires_at_ms: now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
+            received_at_ms: received,
+            expires_at_ms: received
+                .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
             attempts,
             next_attempt_at_ms: now,
             last_error: last.to_string(),
@@ -91,9 +111,7 @@ impl Flow {
                     error = %e,
                     "could not buffer; answering 503"
                 );
-                failed(&format!(
-                    "the handler failed and the buffer cannot store: {e}"
-                ))
+                failed()
             }
         }
     }

@@ -94,20 +94,40 @@ pub fn made_error(status: StatusCode, outcome: Outcome, detail: &str) -> Reply {
     }
 }
 
-/// The outcome and status of a live path that gave up under policy `fail`.
-pub fn failure_answer(last: &Failure) -> (Outcome, StatusCode) {
+/// The outcome, status and public detail of a live path that gave up under policy `fail`.
+///
+/// The detail is fixed per kind of failure: the specifics (peer address, OS error) go to the
+/// log line only, because Twilio shows these bodies to anyone with access to the account.
+pub fn failure_answer(last: &Failure) -> (Outcome, StatusCode, &'static str) {
     match last {
-        Failure::Status(_) => (Outcome::Upstream5xx, StatusCode::BAD_GATEWAY),
-        Failure::Error(DeliveryError::Timeout { .. }) => {
-            (Outcome::UpstreamTimeout, StatusCode::GATEWAY_TIMEOUT)
-        }
-        Failure::Error(DeliveryError::Protocol { .. }) => {
-            (Outcome::UpstreamProtocol, StatusCode::BAD_GATEWAY)
-        }
-        Failure::Error(_) => (Outcome::UpstreamUnreachable, StatusCode::BAD_GATEWAY),
+        Failure::Status(_) => (
+            Outcome::Upstream5xx,
+            StatusCode::BAD_GATEWAY,
+            "the notification handler answered with a server error",
+        ),
+        Failure::Error(DeliveryError::Timeout { .. }) => (
+            Outcome::UpstreamTimeout,
+            StatusCode::GATEWAY_TIMEOUT,
+            "the notification handler did not answer in time",
+        ),
+        Failure::Error(DeliveryError::Protocol { .. }) => (
+            Outcome::UpstreamProtocol,
+            StatusCode::BAD_GATEWAY,
+            "the notification handler's answer was not valid HTTP",
+        ),
+        Failure::Error(_) => (
+            Outcome::UpstreamUnreachable,
+            StatusCode::BAD_GATEWAY,
+            "the notification handler could not be reached",
+        ),
         Failure::CircuitOpen => (
             Outcome::UpstreamUnreachable,
             StatusCode::SERVICE_UNAVAILABLE,
+            "the notification handler failed repeatedly (circuit open); not tried",
         ),
     }
 }
+
+/// The public detail of `503 buffer_failed` (the store's error, with its path, is logged).
+pub const BUFFER_FAILED_DETAIL: &str =
+    "the notification handler failed and the buffer could not store the notification";

@@ -8,6 +8,7 @@
 //! sees a request that failed a check.
 
 mod buffering;
+use buffering::Buffering;
 pub mod ending;
 #[cfg(test)]
 mod tests;
@@ -18,7 +19,7 @@ use std::time::Instant;
 
 use http::StatusCode;
 
-use crate::buffer::NotificationStore;
+use crate::buffer::{Clock, NotificationStore, SteadyClock};
 use crate::config::{DedupeKey, OnExhausted};
 use crate::dedupe::{Claim, Dedupe, Identities, Seen};
 use crate::delivery::Delivery;
@@ -50,6 +51,8 @@ pub struct Flow {
     store: Option<Arc<dyn NotificationStore>>,
     /// False after a store write failed for a reason other than being full (for `/readyz`).
     store_writable: Arc<AtomicBool>,
+    /// The buffer's times (arrival, expiry, schedule); shared with the redelivery worker.
+    clock: Arc<dyn Clock>,
 }
 
 impl Flow {
@@ -62,7 +65,14 @@ impl Flow {
             dedupe,
             store,
             store_writable,
+            clock: Arc::new(SteadyClock::new()),
         }
+    }
+
+    /// Reads buffer times from `clock` (share one with the redelivery worker).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The identities duplicates are recognised by. With `auto`, both: the token is not covered
@@ -138,7 +148,7 @@ impl Flow {
                 message_id: accepted.message_id,
             },
             Delivery::Exhausted { last, attempts } => {
-                let (outcome, status) = failure_answer(&last);
+                let (outcome, status, public_detail) = failure_answer(&last);
                 tracing::warn!(
                     route = %config.name,
                     call_sid = accepted.call_sid.as_deref().unwrap_or("-"),
@@ -149,20 +159,23 @@ impl Flow {
                     "delivery failed"
                 );
                 match config.on_exhausted {
-                    OnExhausted::Fail => {
-                        let detail = format!("{last} (after {attempts} attempt(s))");
-                        Ending {
-                            outcome,
-                            reason: None,
-                            reply: made_error(status, outcome, &detail),
-                            attempts,
-                            call_sid: accepted.call_sid,
-                            message_id: accepted.message_id,
-                        }
-                    }
+                    OnExhausted::Fail => Ending {
+                        outcome,
+                        reason: None,
+                        reply: made_error(status, outcome, public_detail),
+                        attempts,
+                        call_sid: accepted.call_sid,
+                        message_id: accepted.message_id,
+                    },
                     OnExhausted::Buffer { ttl, status } => {
-                        self.buffer(route, accepted, attempts, &last, ttl, status)
-                            .await
+                        let buffering = Buffering {
+                            attempts,
+                            last: &last,
+                            ttl,
+                            status,
+                            arrived,
+                        };
+                        self.buffer(route, accepted, buffering).await
                     }
                 }
             }

@@ -153,7 +153,7 @@ impl NotificationStore for FakeStore {
         Ok(inserts.len() as u64)
     }
 
-    async fn due(&self, _: u64, _: usize) -> Result<Vec<BufferedMessage>, StoreError> {
+    async fn due(&self, _: u64, _: u64, _: usize) -> Result<Vec<BufferedMessage>, StoreError> {
         Ok(Vec::new())
     }
 
@@ -161,8 +161,12 @@ impl NotificationStore for FakeStore {
         Ok(false)
     }
 
-    async fn move_to_dead_letter(&self, _: u64, _: String) -> Result<bool, StoreError> {
-        Ok(false)
+    async fn move_to_dead_letter(
+        &self,
+        _: u64,
+        _: String,
+    ) -> Result<Option<crate::buffer::DeadLettered>, StoreError> {
+        Ok(None)
     }
 
     async fn remove(&self, _: Table, _: u64) -> Result<bool, StoreError> {
@@ -437,4 +441,27 @@ fn dedupe_key_selects_the_identities() {
         ..a
     };
     assert!(Flow::identities(DedupeKey::Auto, &empty).is_empty());
+}
+
+/// Regression (issue 12, item 10): the TTL started when the message was buffered, after the
+/// live attempts, not at arrival as docs/config.md says; and it read the wall clock.
+#[tokio::test]
+async fn a_buffered_message_expires_a_ttl_after_arrival_on_the_injected_clock() {
+    let store = FakeStore::new(Inserts::Succeed);
+    let buffering = live_route(ScriptedHandler::new(vec![timed_out(3)]), BUFFER_202);
+    let (flow, _) = flow(Some(store.clone()));
+    let clock = Arc::new(crate::buffer::ManualClock::at(1_000_000));
+    let flow = flow.with_clock(clock);
+    // The live attempts took 5 s.
+    let arrived = Instant::now() - Duration::from_secs(5);
+    let ending = flow.run(&buffering, accepted("m-ttl"), arrived).await;
+    assert_eq!(ending.outcome, Outcome::Buffered);
+    let stored = store.inserts.lock().unwrap();
+    let received = stored[0].received_at_ms;
+    assert!(
+        (994_000..=995_000).contains(&received),
+        "received at {received}, not at arrival"
+    );
+    assert_eq!(stored[0].expires_at_ms, received + 60_000);
+    assert_eq!(stored[0].next_attempt_at_ms, 1_000_000);
 }

@@ -35,10 +35,13 @@ pub enum Reason {
     UnknownAccount,
     NotJson,
     Schema,
+    /// A header would make the forwarded request differ from the checked one (a second
+    /// `Content-Type`, a `Connection` token naming an end-to-end header).
+    Forbidden,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 18] = [
         Reason::Malformed,
         Reason::Method,
         Reason::ContentType,
@@ -56,6 +59,7 @@ impl Reason {
         Reason::UnknownAccount,
         Reason::NotJson,
         Reason::Schema,
+        Reason::Forbidden,
     ];
 
     /// The label value and the `error` field of the JSON answer.
@@ -78,6 +82,51 @@ impl Reason {
             Reason::UnknownAccount => "unknown_account",
             Reason::NotJson => "not_json",
             Reason::Schema => "schema",
+            Reason::Forbidden => "forbidden_header",
+        }
+    }
+
+    /// The reason an unauthenticated caller is told. `unknown_key` would tell anyone which
+    /// SharedKey ids and subaccounts are configured, so it is answered as `signature_mismatch`
+    /// (the metric label and the log keep `unknown_key`).
+    pub fn public(self) -> Reason {
+        match self {
+            Reason::UnknownKey => Reason::SignatureMismatch,
+            other => other,
+        }
+    }
+
+    /// The fixed `detail` of the public answer: says what to fix without echoing anything the
+    /// request carried or anything about the proxy's insides. The specifics are in the log
+    /// line that carries the same request id.
+    pub fn public_detail(self) -> &'static str {
+        match self {
+            Reason::Malformed => "the request head is not valid HTTP/1.1",
+            Reason::Method => "only POST is allowed; Twilio notifications are POSTed",
+            Reason::ContentType => {
+                "Content-Type must be the route's body type (application/json, or \
+                 application/x-www-form-urlencoded for form routes), given once"
+            }
+            Reason::LengthRequired => "send one Content-Length, or Transfer-Encoding: chunked",
+            Reason::TooLarge => "the body exceeds limits.max_body_bytes",
+            Reason::BodyTimeout => "the body did not arrive within limits.body_timeout",
+            Reason::BodyIncomplete => "the body could not be read completely",
+            Reason::UnknownRoute => "no route for this path",
+            Reason::SignatureMissing => "the X-Twilio-Signature header is missing",
+            Reason::SignatureDuplicate => {
+                "the request carries more than one X-Twilio-Signature header"
+            }
+            Reason::SignatureMismatch | Reason::UnknownKey => {
+                "X-Twilio-Signature does not match the public URL and body"
+            }
+            Reason::BodyHashMissing => {
+                "the URL has no bodySHA256 query parameter, so the body is not signed"
+            }
+            Reason::BodyHashMismatch => "bodySHA256 does not match the SHA-256 of the body",
+            Reason::UnknownAccount => "the account is not allowed on this proxy",
+            Reason::NotJson => "the body is not valid JSON",
+            Reason::Schema => "the body does not match the notification schema",
+            Reason::Forbidden => "the request's headers cannot be forwarded as checked",
         }
     }
 
@@ -88,9 +137,11 @@ impl Reason {
             Reason::LengthRequired => StatusCode::LENGTH_REQUIRED,
             Reason::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reason::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Reason::Malformed | Reason::BodyIncomplete | Reason::NotJson | Reason::Schema => {
-                StatusCode::BAD_REQUEST
-            }
+            Reason::Malformed
+            | Reason::BodyIncomplete
+            | Reason::NotJson
+            | Reason::Schema
+            | Reason::Forbidden => StatusCode::BAD_REQUEST,
             Reason::UnknownRoute => StatusCode::NOT_FOUND,
             Reason::SignatureMissing
             | Reason::SignatureDuplicate
@@ -103,12 +154,19 @@ impl Reason {
     }
 }
 
-/// A refusal: the reason plus a human detail for the JSON answer and the log line.
+/// A refusal: the reason, a detail for the log line (never for the answer: it may name what
+/// the request carried), and for schema violations of a verified body the field, which the
+/// answer names.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}: {detail}", reason.as_str())]
 pub struct Rejection {
     pub reason: Reason,
     pub detail: String,
+    /// The JSON pointer of the violating field (schema violations of a signed body only).
+    pub field: Option<String>,
+    /// Added to the public detail: only for a caller that asked for diagnosis (a `probe`),
+    /// and never anything from the request itself.
+    pub hint: Option<String>,
 }
 
 impl Rejection {
@@ -116,12 +174,38 @@ impl Rejection {
         Rejection {
             reason,
             detail: detail.into(),
+            field: None,
+            hint: None,
         }
     }
 
-    /// `{"error": reason, "detail": ...}`.
+    /// A schema violation of a body already known to come from Twilio: the answer may name
+    /// the field (a JSON pointer, bounded), so the sender can see what to fix.
+    pub fn schema_field(field: &str, detail: impl Into<String>) -> Self {
+        Rejection {
+            reason: Reason::Schema,
+            detail: detail.into(),
+            field: Some(crate::logging::bounded(field)),
+            hint: None,
+        }
+    }
+
+    /// The public answer's detail: fixed per reason, plus the field for a schema violation.
+    pub fn public_detail(&self) -> String {
+        let fixed = self.reason.public().public_detail();
+        let detail = match &self.field {
+            Some(field) => format!("{field}: {fixed}"),
+            None => fixed.to_owned(),
+        };
+        match &self.hint {
+            Some(hint) => format!("{detail}; {hint}"),
+            None => detail,
+        }
+    }
+
+    /// `{"error": public reason, "detail": public detail}`.
     pub fn json_body(&self) -> Vec<u8> {
-        error_body(self.reason.as_str(), &self.detail)
+        error_body(self.reason.public().as_str(), &self.public_detail())
     }
 }
 
@@ -256,10 +340,35 @@ mod tests {
     }
 
     #[test]
-    fn error_body_is_json_with_reason() {
-        let r = Rejection::new(Reason::Schema, "/twi_to: \"x\" is not valid");
+    fn error_body_names_the_schema_field_but_not_the_specifics() {
+        let r = Rejection::schema_field("/twi_to", "/twi_to: \"x\" is not valid");
         let v: serde_json::Value = serde_json::from_slice(&r.json_body()).unwrap();
         assert_eq!(v["error"], "schema");
-        assert_eq!(v["detail"], "/twi_to: \"x\" is not valid");
+        assert_eq!(
+            v["detail"],
+            "/twi_to: the body does not match the notification schema"
+        );
+    }
+
+    /// Regression (issue 12, item 3): a rejection's public detail is fixed per reason, never
+    /// the specifics (which carry request values).
+    #[test]
+    fn public_details_are_fixed_per_reason() {
+        let r = Rejection::new(Reason::UnknownRoute, "no route for path /secret?token=abc");
+        let body = String::from_utf8(r.json_body()).unwrap();
+        assert!(!body.contains("secret"), "{body}");
+        for reason in Reason::ALL {
+            assert!(!reason.public_detail().is_empty());
+        }
+    }
+
+    /// Regression (issue 12, item 4): `unknown_key` is answered as `signature_mismatch`.
+    #[test]
+    fn unknown_key_is_answered_as_signature_mismatch() {
+        let r = Rejection::from(SignatureError::UnknownKey("no SharedKey k2".into()));
+        assert_eq!(r.reason, Reason::UnknownKey, "the metric and log keep it");
+        let v: serde_json::Value = serde_json::from_slice(&r.json_body()).unwrap();
+        assert_eq!(v["error"], "signature_mismatch");
+        assert!(!v["detail"].as_str().unwrap().contains("k2"));
     }
 }

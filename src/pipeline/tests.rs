@@ -215,8 +215,10 @@ fn head_checks() {
                 &RequestHead {
                     method,
                     content_type: ct.map(str::as_bytes),
+                    content_type_count: usize::from(ct.is_some()),
                     content_length: cl.map(str::as_bytes),
                     transfer_encoding: te.map(str::as_bytes),
+                    connection: &[],
                 },
             )
         };
@@ -272,4 +274,80 @@ fn head_checks() {
             .reason,
         Reason::LengthRequired
     );
+}
+
+const LIMITS: Limits = Limits {
+    max_body_bytes: 100,
+    body_timeout: Duration::from_secs(1),
+    header_timeout: Duration::from_secs(1),
+    write_timeout: Duration::from_secs(1),
+    max_connections: std::num::NonZeroUsize::new(10).unwrap(),
+};
+
+/// Regression (issue 12, item 5): only the first `Content-Type` was checked, every copy was
+/// forwarded.
+#[test]
+fn duplicate_content_type_is_refused() {
+    let r = route(BodyKind::Json, SchemaMode::Enforce);
+    let head = RequestHead {
+        method: &Method::POST,
+        content_type: Some(b"application/json"),
+        content_type_count: 2,
+        content_length: Some(b"2"),
+        transfer_encoding: None,
+        connection: &[],
+    };
+    let e = check_head(&r, &LIMITS, &head).unwrap_err();
+    assert_eq!(e.reason, Reason::ContentType);
+}
+
+/// Regression (issue 12, item 6): `Connection: content-type, x-twilio-signature` made the hop
+/// strip headers the checks had just validated.
+#[test]
+fn connection_tokens_naming_end_to_end_headers_are_refused() {
+    let r = route(BodyKind::Json, SchemaMode::Enforce);
+    let check = |connection: &[&[u8]]| {
+        check_head(
+            &r,
+            &LIMITS,
+            &RequestHead {
+                method: &Method::POST,
+                content_type: Some(b"application/json"),
+                content_type_count: 1,
+                content_length: Some(b"2"),
+                transfer_encoding: None,
+                connection,
+            },
+        )
+    };
+    assert!(check(&[b"keep-alive", b"Close"]).is_ok());
+    assert!(check(&[b" , TE"]).is_ok());
+    for bad in [
+        &b"content-type, x-twilio-signature"[..],
+        b"close, X-Twilio-Signature",
+    ] {
+        assert_eq!(check(&[bad]).unwrap_err().reason, Reason::Forbidden);
+    }
+}
+
+/// Regression (issue 12, item 9): the signed string runs keys and values together, so an
+/// empty or repeated key lets a form be respelled under the same signature.
+#[test]
+fn forms_with_empty_or_repeated_keys_are_refused_after_the_signature() {
+    let r = route(BodyKind::Form, SchemaMode::Enforce);
+    let signer = SigningKey::new(Algorithm::HmacSha1, b"tok");
+    let url = SignedUrl::parse(PUBLIC).unwrap();
+    for (body, ok) in [
+        ("Body=hello&From=%2B1", true),
+        ("Body=hello&=From%2B1", false),
+        ("Body=hello&Body=x", false),
+        ("Body=hello&From=%2B1&From=%2B2", false),
+    ] {
+        let sig = signer.sign(&url, &signature::form_signing_suffix(body.as_bytes()));
+        let result = check(&r, url, &[sig.as_bytes()], body.as_bytes());
+        match ok {
+            true => assert!(result.is_ok(), "{body}: {result:?}"),
+            false => assert_eq!(result.unwrap_err().reason, Reason::Schema, "{body}"),
+        }
+    }
 }

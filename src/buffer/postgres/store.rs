@@ -19,7 +19,8 @@ use tokio_postgres::Row;
 use super::batch::BatchState;
 use super::{storable, to_i64, Failure, PgPool};
 use crate::buffer::{
-    BufferedMessage, BufferedMeta, NewMessage, NotificationStore, StoreError, StoreStats, Table,
+    BufferedMessage, BufferedMeta, DeadLettered, NewMessage, NotificationStore, StoreError,
+    StoreStats, Table,
 };
 
 /// The metadata columns, in the order [`meta_from_row`] reads them; queries append
@@ -41,6 +42,8 @@ pub(super) struct Inner {
     instance: String,
     pub(super) batch: Mutex<BatchState>,
     takeovers: AtomicU64,
+    /// The dead-letter cap (`buffer.max_dead_letters`); the oldest beyond it are deleted.
+    max_dead_letters: AtomicU64,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -139,8 +142,15 @@ impl PostgresStore {
                 instance: instance.into(),
                 batch: Mutex::new(BatchState::default()),
                 takeovers: AtomicU64::new(0),
+                max_dead_letters: AtomicU64::new(u64::MAX),
             }),
         }
+    }
+
+    /// Caps the dead-letter table at `max` messages, fleet-wide (oldest deleted first).
+    pub fn with_max_dead_letters(self, max: u64) -> Self {
+        self.inner.max_dead_letters.store(max, Ordering::Relaxed);
+        self
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -272,15 +282,21 @@ impl NotificationStore for PostgresStore {
     }
 
     /// Claims up to `limit` due messages for `lease`: the longest overdue first, returned by
-    /// id. Messages another instance holds a live lease on are skipped, not waited for.
-    async fn due(&self, now_ms: u64, limit: usize) -> Result<Vec<BufferedMessage>, StoreError> {
+    /// id. Messages another instance holds a live lease on are skipped, not waited for. A
+    /// schedule beyond `now_ms + horizon_ms` (left by a clock step back) counts as due.
+    async fn due(
+        &self,
+        now_ms: u64,
+        horizon_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<BufferedMessage>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         let sql = self.sql(&format!(
             "WITH picked AS (
                  SELECT id, claimed_by AS previous FROM {{s}}.pending
-                 WHERE next_attempt_at_ms <= $1
+                 WHERE (next_attempt_at_ms <= $1 OR next_attempt_at_ms > $5)
                    AND (lease_until IS NULL OR lease_until <= clock_timestamp())
                  ORDER BY next_attempt_at_ms, id
                  LIMIT $2
@@ -306,7 +322,13 @@ impl NotificationStore for PostgresStore {
                 Ok(client
                     .query(
                         &statement,
-                        &[&to_i64(now_ms), &limit, &lease_ms, &self.inner.instance],
+                        &[
+                            &to_i64(now_ms),
+                            &limit,
+                            &lease_ms,
+                            &self.inner.instance,
+                            &to_i64(now_ms.saturating_add(horizon_ms)),
+                        ],
                     )
                     .await?)
             })
@@ -374,7 +396,18 @@ impl NotificationStore for PostgresStore {
 
     /// One statement: the message leaves pending and enters dead letter together, with its
     /// bytes, metadata and `reason`.
-    async fn move_to_dead_letter(&self, id: u64, reason: String) -> Result<bool, StoreError> {
+    /// Moves the message and, in the same transaction, deletes the oldest dead letters beyond
+    /// the cap.
+    async fn move_to_dead_letter(
+        &self,
+        id: u64,
+        reason: String,
+    ) -> Result<Option<DeadLettered>, StoreError> {
+        let evict = self.sql(
+            "DELETE FROM {s}.dead_letter WHERE id IN (
+                 SELECT id FROM {s}.dead_letter ORDER BY id DESC OFFSET $1)",
+        );
+        let cap = to_i64(self.inner.max_dead_letters.load(Ordering::Relaxed));
         let sql = self.sql(
             "WITH moved AS (DELETE FROM {s}.pending WHERE id = $1 RETURNING *)
              INSERT INTO {s}.dead_letter (id, route, upstream, received_at_ms, expires_at_ms,
@@ -387,12 +420,15 @@ impl NotificationStore for PostgresStore {
         self.inner
             .pool
             .call("move_to_dead_letter", async {
-                let client = self.inner.pool.client().await?;
-                let statement = client.prepare_cached(&sql).await?;
-                let n = client
-                    .execute(&statement, &[&to_i64(id), &storable(&reason)])
-                    .await?;
-                Ok(n == 1)
+                let mut client = self.inner.pool.client().await?;
+                let tx = client.transaction().await?;
+                let n = tx.execute(&sql, &[&to_i64(id), &storable(&reason)]).await?;
+                if n != 1 {
+                    return Ok(None);
+                }
+                let evicted = tx.execute(&evict, &[&cap]).await?;
+                tx.commit().await?;
+                Ok(Some(DeadLettered { evicted }))
             })
             .await
     }

@@ -98,16 +98,19 @@ async fn due_filters_by_time_takes_the_most_overdue_and_orders_by_id() {
     let c = store.insert(message(3, 200), request(3)).await.unwrap();
     let d = store.insert(message(4, 900), request(4)).await.unwrap();
 
-    assert!(store.due(99, 10).await.unwrap().is_empty());
-    assert_eq!(ids(&store.due(100, 10).await.unwrap()), vec![b]);
-    assert_eq!(ids(&store.due(300, 10).await.unwrap()), vec![a, b, c]);
-    assert_eq!(ids(&store.due(300, 2).await.unwrap()), vec![b, c]);
+    assert!(store.due(99, u64::MAX, 10).await.unwrap().is_empty());
+    assert_eq!(ids(&store.due(100, u64::MAX, 10).await.unwrap()), vec![b]);
     assert_eq!(
-        ids(&store.due(u64::MAX, 10).await.unwrap()),
+        ids(&store.due(300, u64::MAX, 10).await.unwrap()),
+        vec![a, b, c]
+    );
+    assert_eq!(ids(&store.due(300, u64::MAX, 2).await.unwrap()), vec![b, c]);
+    assert_eq!(
+        ids(&store.due(u64::MAX, u64::MAX, 10).await.unwrap()),
         vec![a, b, c, d]
     );
-    assert!(store.due(u64::MAX, 0).await.unwrap().is_empty());
-    let due = store.due(100, 10).await.unwrap();
+    assert!(store.due(u64::MAX, u64::MAX, 0).await.unwrap().is_empty());
+    let due = store.due(100, u64::MAX, 10).await.unwrap();
     assert_eq!(due[0].request, request(2));
     assert_eq!(due[0].meta, meta(&message(2, 100), b));
 }
@@ -117,15 +120,18 @@ async fn reschedule_updates_meta_and_gives_the_lease_back() {
     let schema = schema_or_skip!("reschedule");
     let store = instance(&schema, "a", 10, LEASE);
     let id = store.insert(message(1, 100), request(1)).await.unwrap();
-    assert_eq!(ids(&store.due(100, 10).await.unwrap()), vec![id]);
-    assert!(store.due(100, 10).await.unwrap().is_empty(), "leased");
+    assert_eq!(ids(&store.due(100, u64::MAX, 10).await.unwrap()), vec![id]);
+    assert!(
+        store.due(100, u64::MAX, 10).await.unwrap().is_empty(),
+        "leased"
+    );
 
     assert!(store
         .reschedule(id, 2, 500, "503 from handler".into())
         .await
         .unwrap());
-    assert!(store.due(499, 10).await.unwrap().is_empty());
-    let due = store.due(500, 10).await.unwrap();
+    assert!(store.due(499, u64::MAX, 10).await.unwrap().is_empty());
+    let due = store.due(500, u64::MAX, 10).await.unwrap();
     assert_eq!(ids(&due), vec![id], "rescheduled: no lease left");
     assert_eq!(due[0].meta.message.attempts, 2);
     assert_eq!(due[0].meta.message.next_attempt_at_ms, 500);
@@ -156,11 +162,13 @@ async fn move_to_dead_letter_keeps_reason_bytes_and_metadata_and_stats_follow() 
     assert!(store
         .move_to_dead_letter(a, "expired".into())
         .await
-        .unwrap());
-    assert!(!store
+        .unwrap()
+        .is_some());
+    assert!(store
         .move_to_dead_letter(a, "expired".into())
         .await
-        .unwrap());
+        .unwrap()
+        .is_none());
     let dead = store.list(Table::DeadLetter).await.unwrap();
     let mut expected = meta(&message(1_000, 1), a);
     expected.dead_reason = Some("expired".into());
@@ -169,7 +177,10 @@ async fn move_to_dead_letter_keeps_reason_bytes_and_metadata_and_stats_follow() 
     assert_eq!(table, Table::DeadLetter);
     assert_eq!(got.meta, expected);
     assert_eq!(got.request, request(1));
-    assert_eq!(ids(&store.due(u64::MAX, 10).await.unwrap()), vec![b]);
+    assert_eq!(
+        ids(&store.due(u64::MAX, u64::MAX, 10).await.unwrap()),
+        vec![b]
+    );
     // Seen from another instance: the counts are the fleet's.
     let other = instance(&schema, "b", 10, LEASE);
     assert_eq!(
@@ -209,7 +220,10 @@ async fn requeue_dead_makes_it_due_now_and_purge_respects_the_cutoff() {
     assert_eq!(got.meta.message.expires_at_ms, 100_000);
     assert_eq!(got.meta.message.received_at_ms, 1_000);
     assert_eq!(got.request, request(1));
-    assert_eq!(ids(&store.due(70_000, 10).await.unwrap()), vec![id]);
+    assert_eq!(
+        ids(&store.due(70_000, u64::MAX, 10).await.unwrap()),
+        vec![id]
+    );
 
     let mut dead = Vec::new();
     for received in [1_000, 2_000, 3_000] {
@@ -343,7 +357,11 @@ async fn binary_requests_and_nul_characters_round_trip() {
         got.meta.message.message_id.as_deref(),
         Some("RU\u{FFFD}evil")
     );
-    assert!(store.move_to_dead_letter(id, "why\0".into()).await.unwrap());
+    assert!(store
+        .move_to_dead_letter(id, "why\0".into())
+        .await
+        .unwrap()
+        .is_some());
     assert!(store.reschedule(id, 1, 1, "x\0".into()).await.is_ok());
 }
 
@@ -357,27 +375,27 @@ async fn a_lease_keeps_other_instances_off_until_it_runs_out() {
         inserted.push(a.insert(message(i, 1), request(i)).await.unwrap());
     }
     // Both instances ask at once: every message goes to exactly one of them.
-    let (from_a, from_b) = tokio::join!(a.due(u64::MAX, 6), b.due(u64::MAX, 6));
+    let (from_a, from_b) = tokio::join!(a.due(u64::MAX, u64::MAX, 6), b.due(u64::MAX, u64::MAX, 6));
     let (from_a, from_b) = (ids(&from_a.unwrap()), ids(&from_b.unwrap()));
     let mut all: Vec<u64> = from_a.iter().chain(&from_b).copied().collect();
     all.sort_unstable();
     assert_eq!(all, inserted, "a: {from_a:?} b: {from_b:?}");
-    assert!(a.due(u64::MAX, 10).await.unwrap().is_empty());
-    assert!(b.due(u64::MAX, 10).await.unwrap().is_empty());
+    assert!(a.due(u64::MAX, u64::MAX, 10).await.unwrap().is_empty());
+    assert!(b.due(u64::MAX, u64::MAX, 10).await.unwrap().is_empty());
 
     // A "dies" holding its claims: B takes them once A's lease has run out, not before.
     tokio::time::sleep(Duration::from_millis(900)).await;
-    let taken = ids(&b.due(u64::MAX, 10).await.unwrap());
+    let taken = ids(&b.due(u64::MAX, u64::MAX, 10).await.unwrap());
     assert_eq!(taken, from_a);
     assert_eq!(b.lease_takeovers(), from_a.len() as u64);
     assert!(
-        a.due(u64::MAX, 10).await.unwrap().is_empty(),
+        a.due(u64::MAX, u64::MAX, 10).await.unwrap().is_empty(),
         "B's lease holds"
     );
 
     // At shutdown an instance gives its leases back at once.
     assert_eq!(b.release_claims().await.unwrap(), 10);
-    assert_eq!(ids(&a.due(u64::MAX, 10).await.unwrap()), inserted);
+    assert_eq!(ids(&a.due(u64::MAX, u64::MAX, 10).await.unwrap()), inserted);
 }
 
 #[tokio::test]
@@ -442,7 +460,7 @@ async fn an_unreachable_database_fails_promptly_and_never_shows_the_password() {
     let shown = format!("{err} {err:?} {store:?} {options:?} {}", store.location());
     assert!(!shown.contains("s3cr3t"), "{shown}");
     assert!(shown.contains(&format!("127.0.0.1:{port}")), "{shown}");
-    let err = store.due(1, 10).await.unwrap_err();
+    let err = store.due(1, u64::MAX, 10).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
 
     // A URL that does not parse is reported without its text.
@@ -502,4 +520,38 @@ async fn a_hung_database_is_cut_off_by_the_call_timeout() {
         started.elapsed()
     );
     hold.abort();
+}
+
+#[tokio::test]
+async fn the_dead_letter_cap_evicts_the_oldest_and_a_far_schedule_is_due() {
+    let schema = schema_or_skip!("dead_cap");
+    let store = instance(&schema, "a", 10, LEASE).with_max_dead_letters(2);
+    let mut ids_in = Vec::new();
+    for i in 0..3 {
+        ids_in.push(store.insert(message(i, 1), request(i)).await.unwrap());
+    }
+    let mut evicted = 0;
+    for id in &ids_in {
+        let moved = store
+            .move_to_dead_letter(*id, "expired".into())
+            .await
+            .unwrap();
+        evicted += moved.expect("was pending").evicted;
+    }
+    assert_eq!(evicted, 1, "one beyond the cap of 2");
+    let dead: Vec<u64> = store
+        .list(Table::DeadLetter)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(dead, ids_in[1..].to_vec(), "the oldest went first");
+
+    // A schedule far beyond now + horizon (a clock step back) is due anyway.
+    let far = store
+        .insert(message(9, 1_000_000), request(9))
+        .await
+        .unwrap();
+    assert_eq!(ids(&store.due(10, 1_000, 10).await.unwrap()), vec![far]);
 }

@@ -85,6 +85,36 @@ fn ids_increase_and_survive_reopen() {
     );
 }
 
+/// Regression (issue 12, item 10): a schedule written before the clock stepped back lies far
+/// ahead of "now"; anything beyond the horizon (the longest backoff) is due, not stalled.
+#[test]
+fn schedules_beyond_the_horizon_are_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 100);
+    let soon = store
+        .blocking_insert(&message(1_000, 1_500), &request(1))
+        .unwrap();
+    let stepped = store
+        .blocking_insert(&message(1_000, 3_600_000), &request(2))
+        .unwrap();
+    assert_eq!(
+        ids(&store.blocking_due_within(1_000, 60_000, 10).unwrap()),
+        vec![stepped]
+    );
+    assert_eq!(
+        ids(&store.blocking_due_within(2_000, 60_000, 10).unwrap()),
+        vec![soon, stepped]
+    );
+    assert_eq!(
+        ids(&store.blocking_due_within(2_000, 60_000, 1).unwrap()),
+        vec![soon]
+    );
+    assert!(store
+        .blocking_due_within(1_000, u64::MAX, 10)
+        .unwrap()
+        .is_empty());
+}
+
 #[test]
 fn due_filters_by_time_takes_the_most_overdue_and_orders_by_id() {
     let dir = tempfile::tempdir().unwrap();
@@ -355,4 +385,40 @@ fn not_a_store_is_an_io_error_naming_the_file() {
     let err = RedbStore::open(&path, 10).unwrap_err();
     assert!(matches!(err, StoreError::Io { .. }), "{err:?}");
     assert!(err.to_string().contains("notes.txt"), "{err}");
+}
+
+/// Regression (issue 12, item 13): the dead letter table had no cap, with records of up to
+/// 1 MiB. Beyond `max_dead_letters` the oldest go, in the move's own transaction.
+#[test]
+fn the_dead_letter_table_is_capped_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 100).with_max_dead_letters(2);
+    let ids: Vec<u64> = (0..4)
+        .map(|i| {
+            store
+                .blocking_insert(&message(1_000 + i, 0), &request(i))
+                .unwrap()
+        })
+        .collect();
+    let mut evicted = 0;
+    for &id in &ids {
+        evicted += store
+            .blocking_move_to_dead_letter_capped(id, "expired")
+            .unwrap()
+            .unwrap()
+            .evicted;
+    }
+    assert_eq!(evicted, 2);
+    let dead: Vec<u64> = store
+        .list(Table::DeadLetter)
+        .unwrap()
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(dead, ids[2..].to_vec(), "the newest two are kept");
+    assert!(
+        store.get(ids[0]).unwrap().is_none(),
+        "meta and bytes both gone"
+    );
+    assert_eq!(store.blocking_stats().unwrap().dead, 2);
 }

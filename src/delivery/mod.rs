@@ -27,7 +27,9 @@ mod wire;
 use breaker::CircuitBreaker;
 use policy::{jitter_random, RetryPolicy, Verdict};
 use pool::{Conn, IdlePool};
-use wire::{read_answer, ReadError};
+// Public only for the fuzz targets in fuzz/ (response framing); not part of the API.
+#[doc(hidden)]
+pub use wire::{read_answer, ReadError};
 pub use wire::{upstream_request, Answer};
 
 use crate::config::UpstreamConfig;

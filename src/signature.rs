@@ -391,6 +391,12 @@ pub fn sign_json(
     public_url: &str,
     body: &[u8],
 ) -> Result<(String, String), String> {
+    // The hash is appended to the query; after a fragment it would not be part of the URL.
+    if public_url.contains('#') {
+        return Err(format!(
+            "{public_url:?}: a URL with a #fragment cannot carry bodySHA256"
+        ));
+    }
     let hash = body_sha256_hex(body);
     let sep = if public_url.contains('?') { '&' } else { '?' };
     let url = format!(
@@ -535,6 +541,21 @@ mod tests {
             "https://mycompany.com/myapp.php?foo=1&bar=2&bodySHA256=0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620"
         );
         assert_eq!(sig, "a9nBmqA0ju/hNViExpshrM61xv4=");
+    }
+
+    /// Found by the `signature` fuzz target: the hash went after the fragment, so the signed
+    /// URL carried no bodySHA256 and never verified.
+    #[test]
+    fn fuzz_sign_json_fragment_hides_body_hash() {
+        let key = SigningKey::new(Algorithm::HmacSha1, b"k");
+        let err = sign_json(
+            &key,
+            "https://voice.example.com/#wilio/client-notify",
+            b"{}",
+        );
+        assert!(err.unwrap_err().contains("fragment"));
+        let err = sign_json(&key, "https://voice.example.com/n#x?y=1", b"{}");
+        assert!(err.is_err());
     }
 
     #[test]

@@ -304,7 +304,14 @@ pub async fn read_answer<S: AsyncRead + Unpin>(
             Err(e) => return Err(e),
         }
     };
-    let raw_head = buf.split_to(head.len).freeze();
+    let mut raw_head = buf.split_to(head.len).freeze();
+    // httparse skips empty lines before the status line; the head forwarded must start at it,
+    // or the status line would be taken for a header line and dropped.
+    let start = raw_head
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(raw_head.len());
+    raw_head.advance(start);
     let too_big = || ReadError::Broken(format!("response body exceeds {max_body} bytes"));
     let body = match head.framing {
         BodyFraming::None => Bytes::new(),
@@ -479,6 +486,17 @@ mod tests {
         assert!(!a.reusable);
         let a = read(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA").unwrap();
         assert!(!a.reusable, "bytes beyond the framed body");
+    }
+
+    /// Found by the `wire` fuzz target: an answer preceded by an empty line (which httparse
+    /// skips) was forwarded without its status line.
+    #[test]
+    fn fuzz_wire_leading_empty_line_keeps_status_line() {
+        let a = read(b"\r\n\nHTTP/1.1 200 Ok\r\nX-A: 1\r\nContent-Length: 2\r\n\r\nok").unwrap();
+        assert_eq!(
+            String::from_utf8(a.downstream_bytes(false)).unwrap(),
+            "HTTP/1.1 200 Ok\r\nX-A: 1\r\nContent-Length: 2\r\n\r\nok"
+        );
     }
 
     #[test]

@@ -34,6 +34,13 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
 /// the body. HTTP/1.0 request lines are sent as HTTP/1.1 so the upstream connection stays
 /// reusable.
 pub fn upstream_request(raw_head: &[u8], body: &[u8]) -> Vec<u8> {
+    // Parsers skip empty lines before the request line; start at it, or it would be taken for
+    // a header line and dropped.
+    let start = raw_head
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(raw_head.len());
+    let raw_head = &raw_head[start..];
     let mut out = Vec::with_capacity(raw_head.len() + body.len() + 32);
     let mut lines = raw_head.split(|&b| b == b'\n');
     if let Some(request_line) = lines.next() {
@@ -433,6 +440,17 @@ mod tests {
         assert_eq!(
             text,
             "POST /n?bodySHA256=ab HTTP/1.1\r\nHost: voice.example.com\r\nX-Twilio-Signature: abc=\r\nX-Keep:  spaced value \r\nContent-Length: 2\r\n\r\n{}"
+        );
+    }
+
+    /// Found by the `wire` fuzz target: a request head preceded by an empty line was sent
+    /// upstream with an empty request line.
+    #[test]
+    fn fuzz_wire_request_leading_empty_line_keeps_request_line() {
+        let out = upstream_request(b"\r\nPOST /n HTTP/1.1\r\nHost: h\r\n\r\n", b"{}");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "POST /n HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}"
         );
     }
 

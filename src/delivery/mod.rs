@@ -29,7 +29,9 @@ pub mod resolve;
 mod wire;
 
 use pool::{Conn, IdlePool};
-pub(crate) use wire::{read_answer, ReadError};
+// Public only for the fuzz targets in fuzz/ (response framing); not part of the API.
+#[doc(hidden)]
+pub use wire::{read_answer, ReadError};
 pub use wire::{upstream_request, Answer};
 
 use crate::config::{flatten_peers, ResolvedPeer, UpstreamConfig};

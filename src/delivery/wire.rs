@@ -35,6 +35,13 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
 /// (a chunked request gets one at the end). HTTP/1.0 request lines are sent as HTTP/1.1 so the
 /// upstream connection stays reusable.
 pub fn upstream_request(raw_head: &[u8], body: &[u8]) -> Vec<u8> {
+    // Parsers skip empty lines before the request line; start at it, or it would be taken for
+    // a header line and dropped.
+    let start = raw_head
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(raw_head.len());
+    let raw_head = &raw_head[start..];
     let mut out = Vec::with_capacity(raw_head.len() + body.len() + 32);
     let mut lines = raw_head.split(|&b| b == b'\n');
     if let Some(request_line) = lines.next() {
@@ -323,7 +330,14 @@ pub async fn read_answer<S: AsyncRead + Unpin>(
             Err(e) => return Err(e),
         }
     };
-    let raw_head = buf.split_to(head.len).freeze();
+    let mut raw_head = buf.split_to(head.len).freeze();
+    // httparse skips empty lines before the status line; the head forwarded must start at it,
+    // or the status line would be taken for a header line and dropped.
+    let start = raw_head
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(raw_head.len());
+    raw_head.advance(start);
     let too_big = || ReadError::Broken(format!("response body exceeds {max_body} bytes"));
     let body = match head.framing {
         BodyFraming::None => Bytes::new(),

@@ -294,6 +294,12 @@ pub fn sign_json(
     public_url: &str,
     body: &[u8],
 ) -> Result<(String, String), String> {
+    // The hash is appended to the query; after a fragment it would not be part of the URL.
+    if public_url.contains('#') {
+        return Err(format!(
+            "{public_url:?}: a URL with a #fragment cannot carry bodySHA256"
+        ));
+    }
     let hash = body_sha256_hex(body);
     let sep = if public_url.contains('?') { '&' } else { '?' };
     let url = format!(

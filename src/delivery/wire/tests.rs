@@ -116,6 +116,28 @@ fn broken_answers() {
     }
 }
 
+/// Found by the `wire` fuzz target: a request head preceded by an empty line was sent
+/// upstream with an empty request line.
+#[test]
+fn fuzz_wire_request_leading_empty_line_keeps_request_line() {
+    let out = upstream_request(b"\r\nPOST /n HTTP/1.1\r\nHost: h\r\n\r\n", b"{}");
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "POST /n HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}"
+    );
+}
+
+/// Found by the `wire` fuzz target: an answer preceded by an empty line (which httparse
+/// skips) was forwarded without its status line.
+#[test]
+fn fuzz_wire_leading_empty_line_keeps_status_line() {
+    let a = read(b"\r\n\nHTTP/1.1 200 Ok\r\nX-A: 1\r\nContent-Length: 2\r\n\r\nok").unwrap();
+    assert_eq!(
+        String::from_utf8(a.downstream_bytes(false)).unwrap(),
+        "HTTP/1.1 200 Ok\r\nX-A: 1\r\nContent-Length: 2\r\n\r\nok"
+    );
+}
+
 mod properties {
     use super::super::*;
     use proptest::prelude::*;

@@ -5,7 +5,7 @@
 //! pointer to the current one. The edge loads the pointer once per request and keeps that
 //! `Arc` until the answer is written, so a request that started before a swap finishes on the
 //! old snapshot and never sees half of each. Building a snapshot and deciding whether a new
-//! config may replace the running one is [`crate::reload`]'s job; this module only holds it.
+//! config may replace the running one is `reload`'s job; this module only holds it.
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //!
 //! Owns the checks of one group. Peers are resolved here at load time (a name that does not
 //! resolve is a config error, not a runtime surprise); a name keeps every address it resolves
-//! to, and is resolved again while running ([`crate::delivery::resolve`]). Nothing connects.
+//! to, and is resolved again while running (`delivery::resolve`). Nothing connects.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::num::{NonZeroU32, NonZeroUsize};

@@ -4,30 +4,32 @@
 //! Owns peer selection (round-robin over healthy peers), the keep-alive pool, the bytes sent
 //! upstream and the [`deliver_once`](UpstreamGroup::deliver_once) exchange that the live path and
 //! any later retry or redelivery share. Whether an answer is final is [`crate::policy::settle`]'s
-//! call; what to answer Twilio is the request flow's ([`crate::flow`]). It never looks inside
+//! call; what to answer Twilio is the request flow's (`flow`). It never looks inside
 //! the body.
 //!
 //! The request head and body leave in one write: the measured difference against header and
 //! body flushed separately is large on loopback (DESIGN §7).
 
-use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::connectors::{ConnectorOptions, TransportConnector};
-use pingora::lb::discovery::ServiceDiscovery;
 use pingora::lb::selection::RoundRobin;
-use pingora::lb::{Backend, Backends, LoadBalancer};
+use pingora::lb::LoadBalancer;
 use pingora::upstreams::peer::HttpPeer;
 use tokio::io::{AsyncRead, AsyncWriteExt};
 
+mod outcome;
+mod peers;
 mod pool;
 pub mod resolve;
 mod wire;
 
+pub use outcome::{Delivery, DeliveryError, Failure, UpstreamAnswer};
+pub use peers::{new_balancer, PeerList};
 use pool::{Conn, IdlePool};
 // Public only for the fuzz targets in fuzz/ (response framing); not part of the API.
 #[doc(hidden)]
@@ -41,83 +43,6 @@ use crate::policy::{jitter_random, settle, CircuitBreaker, RetryPolicy, Settleme
 
 /// Handler answers larger than this are refused: a notification handler answers a few bytes.
 pub const MAX_RESPONSE_BODY: usize = 1024 * 1024;
-
-/// Why an attempt produced no answer.
-#[derive(Debug, thiserror::Error)]
-pub enum DeliveryError {
-    #[error("no healthy peer in upstream group {0}")]
-    NoHealthyPeer(String),
-    #[error("cannot connect to {peer}: {source}")]
-    Connect {
-        peer: SocketAddr,
-        source: Box<pingora::Error>,
-    },
-    #[error("{peer} did not answer within {after:?}")]
-    Timeout { peer: SocketAddr, after: Duration },
-    #[error("{peer} broke the exchange: {detail}")]
-    Protocol { peer: SocketAddr, detail: String },
-}
-
-impl DeliveryError {
-    /// The peer the attempt went to, if it got that far.
-    pub fn peer(&self) -> Option<SocketAddr> {
-        match self {
-            DeliveryError::NoHealthyPeer(_) => None,
-            DeliveryError::Connect { peer, .. }
-            | DeliveryError::Timeout { peer, .. }
-            | DeliveryError::Protocol { peer, .. } => Some(*peer),
-        }
-    }
-
-    pub fn attempt_result(&self) -> AttemptResult {
-        match self {
-            DeliveryError::NoHealthyPeer(_) | DeliveryError::Connect { .. } => {
-                AttemptResult::ConnectError
-            }
-            DeliveryError::Timeout { .. } => AttemptResult::Timeout,
-            DeliveryError::Protocol { .. } => AttemptResult::ProtocolError,
-        }
-    }
-}
-
-/// The handler's answer and the peer that gave it.
-#[derive(Debug)]
-pub struct UpstreamAnswer {
-    pub answer: Answer,
-    pub peer: SocketAddr,
-}
-
-/// How the live path's attempts ended.
-#[derive(Debug)]
-pub enum Delivery {
-    /// The handler gave a final answer (2xx, 3xx, 4xx, or a 5xx not configured to retry).
-    Answered {
-        answer: UpstreamAnswer,
-        attempts: u32,
-    },
-    /// Every allowed attempt failed, or the circuit was open.
-    Exhausted { last: Failure, attempts: u32 },
-}
-
-/// The last thing that went wrong before giving up.
-#[derive(Debug)]
-pub enum Failure {
-    /// The handler answered a retryable status (the answer is kept).
-    Status(UpstreamAnswer),
-    Error(DeliveryError),
-    /// The circuit breaker stopped the attempt before it was made.
-    CircuitOpen,
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::Status(a) => write!(f, "{} answered {}", a.peer, a.answer.status),
-            Failure::Error(e) => write!(f, "{e}"),
-            Failure::CircuitOpen => f.write_str("circuit open: the handler failed repeatedly"),
-        }
-    }
-}
 
 /// The live path's delivery as the request flow sees it: attempts under a policy until a final
 /// answer or exhaustion. [`UpstreamGroup`] is the real one; the flow's unit tests use fakes.
@@ -146,32 +71,6 @@ struct PeerSlot {
     addr: SocketAddr,
     http: HttpPeer,
     idle: IdlePool,
-}
-
-/// The balancer's membership, which [`UpstreamGroup::set_peers`] replaces while running
-/// (Pingora's own `Static` discovery cannot be changed from outside its crate).
-#[derive(Clone, Default)]
-pub struct PeerList(Arc<ArcSwap<BTreeSet<Backend>>>);
-
-impl PeerList {
-    fn set(&self, addrs: &[SocketAddr]) {
-        let backends = addrs
-            .iter()
-            .map(|a| Backend {
-                addr: pingora::protocols::l4::socket::SocketAddr::Inet(*a),
-                weight: 1,
-                ext: Default::default(),
-            })
-            .collect();
-        self.0.store(Arc::new(backends));
-    }
-}
-
-#[async_trait]
-impl ServiceDiscovery for PeerList {
-    async fn discover(&self) -> pingora::Result<(BTreeSet<Backend>, HashMap<u64, bool>)> {
-        Ok((BTreeSet::clone(&self.0.load()), HashMap::new()))
-    }
 }
 
 /// A named group of peers with its balancer, pools and timeouts.
@@ -478,39 +377,6 @@ fn slot(config: &UpstreamConfig, addr: SocketAddr) -> PeerSlot {
         http,
         idle: IdlePool::new(config.pool_size.get(), config.idle_timeout),
     }
-}
-
-/// Builds the balancer for one group and the handle that changes its peers. With a health
-/// check interval, the returned balancer must be run as a background service (see `app`),
-/// which performs the checks.
-pub fn new_balancer(
-    config: &UpstreamConfig,
-) -> anyhow::Result<(LoadBalancer<RoundRobin>, PeerList)> {
-    let membership = PeerList::default();
-    membership.set(&config.peers);
-    let mut lb =
-        LoadBalancer::<RoundRobin>::from_backends(Backends::new(Box::new(membership.clone())));
-    {
-        use std::future::Future;
-        // The discovery answers without awaiting anything, so one poll completes the update.
-        let mut update = std::pin::pin!(lb.update());
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        match update.as_mut().poll(&mut cx) {
-            std::task::Poll::Ready(result) => result?,
-            std::task::Poll::Pending => {
-                anyhow::bail!("upstreams.{}: balancer setup blocked", config.name)
-            }
-        }
-    }
-    if let Some(interval) = config.health_check_interval {
-        let mut check = pingora::lb::health_check::TcpHealthCheck::new();
-        check.peer_template.options.connection_timeout = Some(config.connect_timeout);
-        // One lost SYN must not take the only peer out of rotation.
-        check.consecutive_failure = 2;
-        lb.set_health_check(check);
-        lb.health_check_frequency = Some(interval);
-    }
-    Ok((lb, membership))
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! Unit tests of peer selection.
 
+use std::time::Duration;
+
 use super::*;
 
 fn group(peers: &[&str]) -> UpstreamGroup {

@@ -1,7 +1,8 @@
 //! One client connection, request after request: read a head, frame and read its body, run the
 //! checks and the flow, write the answer, and decide whether the connection goes on.
 //!
-//! Owns the per-connection buffer and the keep-alive decision. Bytes after a request (a
+//! Owns the per-connection buffer and the keep-alive decision (reading heads and bodies is
+//! [`super::read`]'s). Bytes after a request (a
 //! pipelined next request) stay in the buffer and are served next, in order. Any doubt about
 //! where a request ends closes the connection after its answer.
 
@@ -12,46 +13,30 @@ use bytes::{Buf, BytesMut};
 use http::Method;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::time::Instant as Deadline;
 use tracing::Instrument;
 
-use super::body::{ChunkError, Dechunker};
-use super::head::{self, Framing, Head, HeadError};
-use super::respond::{answer_bytes, lingering_close, write_within, Persistence, CONTINUE};
+use super::head::{Framing, Head};
+use super::read::{read_body, read_head, Body, INITIAL_BUFFER};
+use super::respond::{answer_bytes, lingering_close, write_within, Persistence};
 use super::Edge;
 use crate::delivery::upstream_request;
 use crate::flow::{Accepted, Ending};
 use crate::logging::{bounded, request_id, Echo, REJECTION_DETAILS};
 use crate::metrics::UNMATCHED_ROUTE;
 use crate::outcome::{Outcome, Reason, Rejection};
-use crate::pipeline::{self, BodyFraming, Inbound, RequestHead};
+use crate::pipeline::{self, Inbound, RequestHead};
 use crate::probe;
 use crate::route::LiveRoute;
 use crate::runtime::Snapshot;
 use crate::signature::{public_url, RequestOrigin};
-
-/// The buffer a connection starts with: a Twilio notification (head and body) fits in it.
-const INITIAL_BUFFER: usize = 4096;
-/// Room a read gets at least; the buffer doubles when less is left.
-const MIN_READ: usize = 1024;
 
 /// What is known about the connection itself.
 struct Peer {
     ip: Option<IpAddr>,
     tls: bool,
 }
-
-/// Where the body of the current request is.
-enum Body {
-    /// `buf[head.len..head.len + n]`: the usual case, no copy.
-    InBuffer(usize),
-    /// De-chunked; the head was copied out first (the buffer then moved past it).
-    Owned { head: Vec<u8>, body: Vec<u8> },
-}
-
-/// How reading a body failed: the rejection to answer with (the connection then closes).
-type BodyResult = Result<Body, Rejection>;
 
 pub async fn serve(edge: &Edge, mut stream: Stream, shutdown: &ShutdownWatch) {
     let ip = stream
@@ -132,45 +117,6 @@ pub async fn serve(edge: &Edge, mut stream: Stream, shutdown: &ShutdownWatch) {
         if buf.is_empty() && buf.capacity() > INITIAL_BUFFER {
             // A large request grew it: an idle connection goes back to the small buffer.
             buf = BytesMut::with_capacity(INITIAL_BUFFER);
-        }
-    }
-}
-
-/// Reads until `buf` starts with a complete head. `Ok(None)`: the client closed or went quiet
-/// (at the deadline) before sending one.
-async fn read_head(
-    stream: &mut Stream,
-    buf: &mut BytesMut,
-    deadline: Deadline,
-) -> Result<Option<Head>, HeadError> {
-    loop {
-        if !buf.is_empty() {
-            if let Some(head) = head::parse(buf)? {
-                return Ok(Some(head));
-            }
-        }
-        match read_more(stream, buf, deadline).await {
-            Some(n) if n > 0 => {}
-            _ => return Ok(None),
-        }
-    }
-}
-
-/// One read into the buffer's spare room (grown first if little is left). `None` on timeout or
-/// error, `Some(0)` at the end of the stream.
-async fn read_more(stream: &mut Stream, buf: &mut BytesMut, deadline: Deadline) -> Option<usize> {
-    if buf.capacity() - buf.len() < MIN_READ {
-        buf.reserve(buf.len().max(INITIAL_BUFFER));
-    }
-    match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
-        Ok(Ok(n)) => Some(n),
-        Ok(Err(e)) => {
-            tracing::debug!(error = %e, "client connection failed");
-            None
-        }
-        Err(_) => {
-            tracing::debug!("nothing more from the client within the time limit");
-            None
         }
     }
 }
@@ -266,84 +212,6 @@ fn skip_empty_body(buf: &mut BytesMut, head: &Head, no_body: bool) -> bool {
         buf.advance(head.len);
     }
     no_body
-}
-
-/// Reads the body as framed, within `limits.body_timeout` (the whole body) and
-/// `limits.max_body_bytes` (already checked against a declared length by `check_head`).
-async fn read_body(
-    snap: &Snapshot,
-    stream: &mut Stream,
-    buf: &mut BytesMut,
-    head: &Head,
-    framing: BodyFraming,
-) -> BodyResult {
-    let limits = &snap.limits;
-    let deadline = Deadline::now() + limits.body_timeout;
-    let timed_out = || {
-        Rejection::new(
-            Reason::BodyTimeout,
-            format!("body did not arrive within {:?}", limits.body_timeout),
-        )
-    };
-    let incomplete = || Rejection::new(Reason::BodyIncomplete, "the body ended early");
-    let complete_in_buffer = match framing {
-        BodyFraming::Length(n) => buf.len() >= head.len + n,
-        BodyFraming::Chunked => false,
-    };
-    if head.expects_continue && !complete_in_buffer && buf.len() == head.len {
-        // Only once the head passed its checks, and only if the client is waiting for it (it
-        // sent no body byte yet).
-        if !write_within(stream, CONTINUE, limits.write_timeout).await {
-            return Err(incomplete());
-        }
-    }
-    match framing {
-        BodyFraming::Length(n) => {
-            let end = head.len + n;
-            if buf.capacity() < end {
-                buf.reserve(end - buf.len());
-            }
-            while buf.len() < end {
-                match read_more(stream, buf, deadline).await {
-                    Some(0) => return Err(incomplete()),
-                    Some(_) => {}
-                    None if Deadline::now() >= deadline => return Err(timed_out()),
-                    None => return Err(incomplete()),
-                }
-            }
-            Ok(Body::InBuffer(n))
-        }
-        BodyFraming::Chunked => {
-            let head_bytes = buf[..head.len].to_vec();
-            buf.advance(head.len);
-            let mut dechunker = Dechunker::new(limits.max_body_bytes);
-            let mut body = Vec::with_capacity(2048);
-            loop {
-                match dechunker.feed(buf, &mut body) {
-                    Ok(used) => buf.advance(used),
-                    Err(ChunkError::TooLarge(_)) => return Err(pipeline::too_large(limits)),
-                    Err(e) => {
-                        return Err(Rejection::new(
-                            Reason::Malformed,
-                            format!("invalid chunked body: {e}"),
-                        ))
-                    }
-                }
-                if dechunker.is_done() {
-                    return Ok(Body::Owned {
-                        head: head_bytes,
-                        body,
-                    });
-                }
-                match read_more(stream, buf, deadline).await {
-                    Some(0) => return Err(incomplete()),
-                    Some(_) => {}
-                    None if Deadline::now() >= deadline => return Err(timed_out()),
-                    None => return Err(incomplete()),
-                }
-            }
-        }
-    }
 }
 
 /// What a request that passed every check becomes.

@@ -15,6 +15,7 @@
 mod body;
 mod conn;
 pub mod head;
+mod read;
 mod respond;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

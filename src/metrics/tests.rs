@@ -1,6 +1,7 @@
 //! Unit tests of the metric families and their pre-resolved handles.
 
 use super::*;
+use crate::outcome::{AttemptResult, DeadLetterReason, Outcome, Reason, RedeliveryResult};
 
 #[test]
 fn route_handles_count_into_the_right_series() {

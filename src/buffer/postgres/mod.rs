@@ -2,7 +2,7 @@
 //!
 //! Owns the connection pool ([`PgPool`]: timeouts, redaction of the URL, error mapping,
 //! migrations applied once before first use), the tables' layout ([`schema`]) and the store
-//! ([`PostgresStore`]). The shared dedupe ([`crate::dedupe::PostgresDedupe`]) borrows the pool
+//! ([`PostgresStore`]). The shared dedupe (`dedupe::PostgresDedupe`) borrows the pool
 //! and schema from here; this module knows nothing of dedupe semantics, HTTP or retry policy.
 //!
 //! Promises kept here, because callers cannot: every call is bounded by `call_timeout` (a
@@ -13,6 +13,7 @@
 //! interval, the next request) spaces the attempts.
 
 mod batch;
+mod operator;
 pub mod schema;
 mod store;
 #[cfg(test)]

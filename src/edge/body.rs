@@ -64,20 +64,25 @@ impl Dechunker {
             let rest = &input[at..];
             match self.state {
                 State::Done => return Ok(at),
-                State::Size => match httparse::parse_chunk_size(rest) {
-                    Ok(httparse::Status::Complete((used, size))) => {
-                        at += used;
-                        if size > self.limit.saturating_sub(out.len()) as u64 {
-                            return Err(ChunkError::TooLarge(self.limit));
+                // httparse only ever sees a whole size line: on a partial one its answer can
+                // depend on where the bytes were cut (found by the `http_edge` fuzz target).
+                State::Size => match size_line(rest) {
+                    None if rest.len() <= MAX_SIZE_LINE => return Ok(at),
+                    None => return Err(ChunkError::BadSize),
+                    Some(line) => match httparse::parse_chunk_size(line) {
+                        Ok(httparse::Status::Complete((used, size))) => {
+                            at += used;
+                            if size > self.limit.saturating_sub(out.len()) as u64 {
+                                return Err(ChunkError::TooLarge(self.limit));
+                            }
+                            self.state = if size == 0 {
+                                State::Trailers(0)
+                            } else {
+                                State::Data(size)
+                            };
                         }
-                        self.state = if size == 0 {
-                            State::Trailers(0)
-                        } else {
-                            State::Data(size)
-                        };
-                    }
-                    Ok(httparse::Status::Partial) if rest.len() <= MAX_SIZE_LINE => return Ok(at),
-                    _ => return Err(ChunkError::BadSize),
+                        _ => return Err(ChunkError::BadSize),
+                    },
                 },
                 State::Data(left) => {
                     if rest.is_empty() {
@@ -122,6 +127,16 @@ impl Dechunker {
             }
         }
     }
+}
+
+/// The size line at the start of `input`, up to and including its `\n`, if it is all there
+/// within [`MAX_SIZE_LINE`] bytes.
+fn size_line(input: &[u8]) -> Option<&[u8]> {
+    let window = &input[..input.len().min(MAX_SIZE_LINE + 1)];
+    window
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|eol| &input[..=eol])
 }
 
 #[cfg(test)]
@@ -171,5 +186,26 @@ mod tests {
         }
         let long_line = [b'1'; MAX_SIZE_LINE + 10];
         assert!(Dechunker::new(64).feed(&long_line, &mut out).is_err());
+    }
+
+    /// Found by the `http_edge` fuzz target: a size line whose extension held a NUL and other
+    /// bytes was refused when it arrived whole, but waited for more when it arrived in pieces.
+    #[test]
+    fn fuzz_http_edge_size_line_verdict_does_not_depend_on_the_cut() {
+        let body: &[u8] = b"9;x\0Transfer-E,ncod\xff\xff\0\0\r\n123456789\r\n0\r\n\r\n";
+        let whole = {
+            let mut d = Dechunker::new(1024);
+            d.feed(body, &mut Vec::new()).map(|_| d.is_done())
+        };
+        for cut in 1..body.len() {
+            let mut d = Dechunker::new(1024);
+            let mut out = Vec::new();
+            let verdict = (|| {
+                let used = d.feed(&body[..cut], &mut out)?;
+                d.feed(&body[used..], &mut out)?;
+                Ok(d.is_done())
+            })();
+            assert_eq!(verdict, whole, "cut at {cut}");
+        }
     }
 }

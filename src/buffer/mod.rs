@@ -9,6 +9,8 @@
 //! keeps messages and never opens a connection to the handler.
 
 mod error;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod handoff;
 mod instrumented;
 pub mod postgres;

@@ -6,29 +6,10 @@ use std::time::{Duration, Instant};
 
 use super::testing::TestSchema;
 use super::*;
-use crate::buffer::{
-    BufferedMessage, BufferedMeta, NewMessage, NotificationStore, StoreStats, Table,
-};
+use crate::buffer::fixtures::{ids, message, request};
+use crate::buffer::{BufferedMeta, NewMessage, NotificationStore, StoreStats, Table};
 
 const LEASE: Duration = Duration::from_secs(30);
-
-fn message(received_at_ms: u64, next_attempt_at_ms: u64) -> NewMessage {
-    NewMessage {
-        route: "voice".to_owned(),
-        upstream: "handler".to_owned(),
-        received_at_ms,
-        expires_at_ms: received_at_ms + 60_000,
-        attempts: 1,
-        next_attempt_at_ms,
-        last_error: "connect refused".to_owned(),
-        message_id: Some(format!("RU{received_at_ms}")),
-        call_sid: Some("CA123".to_owned()),
-    }
-}
-
-fn request(tag: u64) -> Vec<u8> {
-    format!("POST /notify HTTP/1.1\r\nContent-Length: 2\r\n\r\n{{{tag}}}").into_bytes()
-}
 
 fn meta(msg: &NewMessage, id: u64) -> BufferedMeta {
     BufferedMeta {
@@ -36,10 +17,6 @@ fn meta(msg: &NewMessage, id: u64) -> BufferedMeta {
         message: msg.clone(),
         dead_reason: None,
     }
-}
-
-fn ids(messages: &[BufferedMessage]) -> Vec<u64> {
-    messages.iter().map(|m| m.meta.id).collect()
 }
 
 /// A store ("instance") over its own pool.

@@ -5,20 +5,27 @@ use std::time::Duration;
 use super::*;
 
 fn group(peers: &[&str]) -> UpstreamGroup {
-    let config = UpstreamConfig {
-        name: "g".into(),
-        peers: peers.iter().map(|p| p.parse().unwrap()).collect(),
-        resolved: peers
+    group_of(
+        peers
             .iter()
             .map(|p| crate::config::ResolvedPeer {
                 spec: crate::config::PeerSpec::Addr(p.parse().unwrap()),
                 addrs: vec![p.parse().unwrap()],
             })
             .collect(),
+    )
+}
+
+/// A group named `g` over `resolved`, with short timeouts (also used by the resolver's tests).
+pub(super) fn group_of(resolved: Vec<crate::config::ResolvedPeer>) -> UpstreamGroup {
+    let config = UpstreamConfig {
+        name: "g".into(),
+        peers: resolved.iter().flat_map(|r| r.addrs.clone()).collect(),
+        resolved,
         resolve_interval: Duration::from_secs(30),
         connect_timeout: Duration::from_secs(1),
-        response_timeout: Duration::from_secs(1),
-        idle_timeout: Duration::from_secs(1),
+        response_timeout: Duration::from_secs(2),
+        idle_timeout: Duration::from_secs(30),
         pool_size: std::num::NonZeroUsize::new(4).unwrap(),
         health_check_interval: None,
         breaker_threshold: std::num::NonZeroU32::new(5).unwrap(),

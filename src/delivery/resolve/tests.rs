@@ -2,12 +2,10 @@
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
-use crate::delivery::new_balancer;
 use crate::metrics::Metrics;
 
 /// Answers whatever it was last told to.
@@ -101,26 +99,7 @@ async fn handler(name: &'static str) -> SocketAddr {
 }
 
 fn group_of(peer: ResolvedPeer) -> UpstreamGroup {
-    let config = crate::config::UpstreamConfig {
-        name: "g".into(),
-        peers: peer.addrs.clone(),
-        resolved: vec![peer],
-        resolve_interval: Duration::from_secs(30),
-        connect_timeout: Duration::from_secs(1),
-        response_timeout: Duration::from_secs(2),
-        idle_timeout: Duration::from_secs(30),
-        pool_size: std::num::NonZeroUsize::new(4).unwrap(),
-        health_check_interval: None,
-        breaker_threshold: std::num::NonZeroU32::new(5).unwrap(),
-        breaker_open_for: Duration::from_secs(10),
-    };
-    let (lb, membership) = new_balancer(&config).unwrap();
-    UpstreamGroup::new(
-        config,
-        Arc::new(lb),
-        membership,
-        Metrics::new().upstream("g"),
-    )
+    crate::delivery::tests::group_of(vec![peer])
 }
 
 const REQUEST: &[u8] = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}";

@@ -15,6 +15,7 @@ use pingora::protocols::http::ServerSession;
 use prometheus::IntGauge;
 
 use crate::buffer::{now_ms, NotificationStore};
+use crate::dedupe::Dedupe;
 use crate::delivery::UpstreamGroup;
 use crate::lifecycle::Draining;
 use crate::metrics::Metrics;
@@ -31,6 +32,8 @@ pub struct AdminApp {
     /// `buffer.max_messages`: a full store cannot buffer, so it does not count towards ready.
     store_capacity: u64,
     store_writable: Arc<AtomicBool>,
+    /// Duplicate suppression, when enabled (a shared one can be degraded).
+    dedupe: Option<Arc<dyn Dedupe>>,
     draining: Draining,
 }
 
@@ -41,6 +44,7 @@ impl AdminApp {
         store: Option<Arc<dyn NotificationStore>>,
         store_capacity: u64,
         store_writable: Arc<AtomicBool>,
+        dedupe: Option<Arc<dyn Dedupe>>,
         draining: Draining,
     ) -> Self {
         let circuit_gauges = upstreams
@@ -55,6 +59,7 @@ impl AdminApp {
             store,
             store_capacity,
             store_writable,
+            dedupe,
             draining,
         }
     }
@@ -164,7 +169,9 @@ impl ServeHttp for AdminApp {
                     }),
                     None => None,
                 };
-                let (ready, body) = readiness(&groups, store.as_ref(), self.draining.is_draining());
+                let dedupe = self.dedupe.as_ref().map(|d| d.degraded());
+                let (ready, body) =
+                    readiness(&groups, store.as_ref(), dedupe, self.draining.is_draining());
                 let status = if ready {
                     StatusCode::OK
                 } else {
@@ -192,10 +199,14 @@ struct StoreReadiness {
 
 /// Ready when a request can end well: a group has a healthy peer behind a circuit that is not
 /// open, or the buffer can take the request (writable, readable, with room). Never while
-/// draining: the instance still serves, but the load balancer should move on.
+/// draining: the instance still serves, but the load balancer should move on. A degraded
+/// dedupe (`Some(true)`: its shared store is down) is shown but does not make the instance
+/// unready: every instance shares that store, and forwarding without suppression beats
+/// taking the whole fleet out of rotation.
 fn readiness(
     groups: &[(String, usize, usize, CircuitState)],
     store: Option<&StoreReadiness>,
+    dedupe_degraded: Option<bool>,
     draining: bool,
 ) -> (bool, serde_json::Value) {
     let can_deliver = groups
@@ -226,7 +237,14 @@ fn readiness(
             "max_messages": s.max_messages,
         })
     });
-    let body = serde_json::json!({"ready": ready, "draining": draining, "upstreams": upstreams, "buffer": buffer});
+    let dedupe = dedupe_degraded.map(|degraded| if degraded { "degraded" } else { "ok" });
+    let body = serde_json::json!({
+        "ready": ready,
+        "draining": draining,
+        "upstreams": upstreams,
+        "buffer": buffer,
+        "dedupe": dedupe,
+    });
     (ready, body)
 }
 
@@ -249,7 +267,7 @@ mod tests {
 
     #[test]
     fn a_healthy_closed_group_is_ready() {
-        let (ready, body) = readiness(&group(1, CircuitState::Closed), None, false);
+        let (ready, body) = readiness(&group(1, CircuitState::Closed), None, None, false);
         assert!(ready);
         assert_eq!(body["upstreams"]["handler"]["healthy_peers"], 1);
         assert_eq!(body["buffer"], serde_json::Value::Null);
@@ -258,26 +276,42 @@ mod tests {
     #[test]
     fn with_the_handler_down_readiness_rests_on_a_writable_buffer_with_room() {
         let down = group(0, CircuitState::Open);
-        assert!(!readiness(&down, None, false).0);
-        assert!(readiness(&down, Some(&store(true, Some(3))), false).0);
+        assert!(!readiness(&down, None, None, false).0);
+        assert!(readiness(&down, Some(&store(true, Some(3))), None, false).0);
         assert!(
-            !readiness(&down, Some(&store(true, Some(10))), false).0,
+            !readiness(&down, Some(&store(true, Some(10))), None, false).0,
             "full"
         );
         assert!(
-            !readiness(&down, Some(&store(true, None)), false).0,
+            !readiness(&down, Some(&store(true, None)), None, false).0,
             "unreadable"
         );
         // A store I/O error (the flow flips `writable`) is visible and takes readiness away.
-        let (ready, body) = readiness(&down, Some(&store(false, Some(3))), false);
+        let (ready, body) = readiness(&down, Some(&store(false, Some(3))), None, false);
         assert!(!ready);
         assert_eq!(body["buffer"]["writable"], false);
     }
 
     #[test]
     fn draining_is_never_ready() {
-        let (ready, body) = readiness(&group(2, CircuitState::Closed), None, true);
+        let (ready, body) = readiness(&group(2, CircuitState::Closed), None, None, true);
         assert!(!ready);
         assert_eq!(body["draining"], true);
+    }
+
+    #[test]
+    fn a_degraded_dedupe_is_shown_but_keeps_the_instance_ready() {
+        let healthy = group(1, CircuitState::Closed);
+        let (ready, body) = readiness(&healthy, None, Some(true), false);
+        assert!(ready);
+        assert_eq!(body["dedupe"], "degraded");
+        assert_eq!(
+            readiness(&healthy, None, Some(false), false).1["dedupe"],
+            "ok"
+        );
+        assert_eq!(
+            readiness(&healthy, None, None, false).1["dedupe"],
+            serde_json::Value::Null
+        );
     }
 }

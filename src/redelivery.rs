@@ -296,9 +296,11 @@ impl BackgroundService for Redeliverer {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A store that is down fails every pass (4 a second by default): say so once a minute.
+        let mut last_error_log: Option<std::time::Instant> = None;
         loop {
             tokio::select! {
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => break,
                 _ = tick.tick() => {}
             }
             // Shutdown stops a pass between messages, never during one: a redelivery the
@@ -309,11 +311,23 @@ impl BackgroundService for Redeliverer {
                 Ok(s) if s != PassSummary::default() => tracing::debug!(?s, "redelivery pass"),
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::error!(error = %e, "redelivery pass could not read the buffer; next pass retries")
+                    if last_error_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                        last_error_log = Some(std::time::Instant::now());
+                        tracing::error!(error = %e, "redelivery pass could not read the buffer; every pass retries (this is logged once a minute; notify_proxy_buffer_store_errors_total counts each)")
+                    }
                 }
             }
             if *shutdown.borrow() {
-                return;
+                break;
+            }
+        }
+        // No redelivery is under way any more: another instance of the fleet may take this
+        // one's claimed messages now instead of after their lease.
+        match self.inner.store.release_leases().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(released = n, "buffer: leases given back at shutdown"),
+            Err(e) => {
+                tracing::warn!(error = %e, "buffer: could not give leases back at shutdown; other instances take them over when the lease runs out")
             }
         }
     }

@@ -92,6 +92,10 @@ impl<S: NotificationStore> NotificationStore for Instrumented<S> {
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         self.timed(StoreOperation::Stats, self.store.stats()).await
     }
+
+    async fn release_leases(&self) -> Result<u64, StoreError> {
+        self.store.release_leases().await
+    }
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 pub use error::StoreError;
 pub use handoff::{HandoffService, RedbBuffer};
 pub use instrumented::Instrumented;
-pub use postgres::{PgOptions, PgPool, PostgresStore};
+pub use postgres::{instance_name, valid_schema, PgOptions, PgPool, PostgresStore};
 pub use store::RedbStore;
 
 /// What the running proxy needs from a buffer: the live path inserts, the redelivery worker
@@ -68,6 +68,12 @@ pub trait NotificationStore: Send + Sync + std::fmt::Debug {
     async fn remove(&self, table: Table, id: u64) -> Result<bool, StoreError>;
     /// Counts and the oldest pending message, cheaply (called on every scrape).
     async fn stats(&self) -> Result<StoreStats, StoreError>;
+    /// Gives back the claims this instance holds on messages returned by `due` (at shutdown,
+    /// once no redelivery is under way), so other instances of a fleet redeliver them now
+    /// rather than after the lease. How many; a store without leases has none.
+    async fn release_leases(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
 }
 
 /// What a move to the dead letter table did besides the move.
@@ -117,6 +123,9 @@ impl<S: NotificationStore> NotificationStore for std::sync::Arc<S> {
     }
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         (**self).stats().await
+    }
+    async fn release_leases(&self) -> Result<u64, StoreError> {
+        (**self).release_leases().await
     }
 }
 

@@ -30,13 +30,20 @@ use std::path::Path;
 use anyhow::{anyhow, Result};
 
 pub use model::{
-    flatten_peers, BodyKind, BufferConfig, Config, DedupeConfig, DedupeKey, Limits, Listener,
-    LogFormat, LoggingConfig, OnExhausted, PeerSpec, ProbeConfig, PublicUrl, ResolvedPeer, Route,
-    SchemaMode, ServerSettings, TlsFiles, UpstreamConfig,
+    flatten_peers, BodyKind, BufferBackend, BufferConfig, Config, DedupeConfig, DedupeKey, Limits,
+    Listener, LogFormat, LoggingConfig, OnExhausted, PeerSpec, PostgresBuffer, ProbeConfig,
+    PublicUrl, ResolvedPeer, Route, SchemaMode, ServerSettings, TlsFiles, UpstreamConfig,
 };
 pub use restart::restart_required;
 pub use source::{ProcessEnv, SecretSource};
 pub use summary::summary;
+
+/// Whether loading reads the signing keys (`secrets:`), or leaves the key ring empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keys {
+    Read,
+    Skip,
+}
 
 impl Config {
     /// Reads, parses and validates `path`, including the secrets (from the process environment
@@ -47,19 +54,21 @@ impl Config {
 
     /// Like [`Config::load`], with secrets read from `secrets` (tests pass a map).
     pub fn load_with(path: &Path, secrets: &dyn SecretSource) -> Result<Config> {
-        Self::parse(&source::read_config(path)?, path, Some(secrets))
+        Self::parse(&source::read_config(path)?, path, secrets, Keys::Read)
     }
 
     /// Like [`Config::load`], also returning the file's text (what a reload compares).
     pub fn load_with_text(path: &Path, secrets: &dyn SecretSource) -> Result<(Config, String)> {
         let text = source::read_config(path)?;
-        Ok((Self::parse(&text, path, Some(secrets))?, text))
+        Ok((Self::parse(&text, path, secrets, Keys::Read)?, text))
     }
 
-    /// Like [`Config::load`] but without reading any secret: for commands that never verify a
+    /// Like [`Config::load`] but without the signing keys: for commands that never verify a
     /// signature (`buffer ...`), so operators need not export tokens to inspect the buffer.
-    pub fn load_without_secrets(path: &Path) -> Result<Config> {
-        Self::parse(&source::read_config(path)?, path, None)
+    /// `buffer.url` is still read (from the process environment or its file): it is how such a
+    /// command reaches a PostgreSQL store.
+    pub fn load_without_keys(path: &Path) -> Result<Config> {
+        Self::parse(&source::read_config(path)?, path, &ProcessEnv, Keys::Skip)
     }
 
     /// Parses `text` as if it were the file at `path` (relative paths resolve against its folder).
@@ -69,14 +78,14 @@ impl Config {
 
     /// Like [`Config::from_yaml`], with secrets read from `secrets`.
     pub fn from_yaml_with(text: &str, path: &Path, secrets: &dyn SecretSource) -> Result<Config> {
-        Self::parse(text, path, Some(secrets))
+        Self::parse(text, path, secrets, Keys::Read)
     }
 
-    fn parse(text: &str, path: &Path, secrets: Option<&dyn SecretSource>) -> Result<Config> {
+    fn parse(text: &str, path: &Path, secrets: &dyn SecretSource, keys: Keys) -> Result<Config> {
         let raw: raw::RawConfig =
             serde_yaml::from_str(text).map_err(|e| anyhow!("config {}: {e}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        validate::config(raw, path, base, secrets)
+        validate::config(raw, path, base, secrets, keys)
             .map_err(|e| anyhow!("config {}: {e:#}", path.display()))
     }
 }

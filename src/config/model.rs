@@ -164,13 +164,48 @@ pub struct LoggingConfig {
 /// The durable store and its redelivery worker (`buffer:`).
 #[derive(Debug, Clone)]
 pub struct BufferConfig {
-    pub path: PathBuf,
+    pub backend: BufferBackend,
+    /// Pending messages at most (fleet-wide for postgres).
     pub max_messages: u64,
     /// The dead-letter table holds at most this many; the oldest are evicted (and counted).
     pub max_dead_letters: u64,
     pub redelivery_interval: Duration,
     pub redelivery_concurrency: NonZeroUsize,
     pub redelivery_backoff: Backoff,
+}
+
+/// Where buffered notifications live (`buffer.backend`).
+#[derive(Debug, Clone)]
+pub enum BufferBackend {
+    /// A local file, locked by one process: a single instance.
+    Redb { path: PathBuf },
+    /// A database several instances share.
+    Postgres(PostgresBuffer),
+}
+
+/// `buffer:` with `backend: postgres`.
+#[derive(Clone)]
+pub struct PostgresBuffer {
+    /// The connection URL (a secret: it may hold a password; `Debug` hides it).
+    pub url: String,
+    pub schema: String,
+    pub pool_size: NonZeroUsize,
+    /// How long an instance holds a message it claimed for redelivery.
+    pub lease: Duration,
+    /// The longest one store call may take, waiting for a connection included.
+    pub store_timeout: Duration,
+}
+
+impl std::fmt::Debug for PostgresBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresBuffer")
+            .field("url", &"<redacted>")
+            .field("schema", &self.schema)
+            .field("pool_size", &self.pool_size)
+            .field("lease", &self.lease)
+            .field("store_timeout", &self.store_timeout)
+            .finish()
+    }
 }
 
 /// Which request property identifies a notification for duplicate suppression.

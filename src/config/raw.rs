@@ -2,9 +2,10 @@
 //!
 //! Owns only the shape of the file and its defaults (a section's defaults sit in its `Default`
 //! impl, or beside the field when the section has required keys). Closed choices (`body`,
-//! `schema_mode`, `on_exhausted`, `dedupe.key`, `logging.format`) are serde enums, so an
-//! unknown value is rejected by the parser with its key and the accepted values. No other
-//! validation happens here: [`super::validate`] turns this into the typed [`super::Config`].
+//! `schema_mode`, `on_exhausted`, `buffer.backend`, `dedupe.key`, `logging.format`) are serde
+//! enums, so an unknown value is rejected by the parser with its key and the accepted values.
+//! No other validation happens here: [`super::validate`] turns this into the typed
+//! [`super::Config`].
 
 use std::collections::BTreeMap;
 
@@ -284,7 +285,21 @@ fn default_jitter() -> f64 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawBuffer {
-    pub path: String,
+    /// `redb` (one instance, a local file) or `postgres` (a fleet shares one database).
+    #[serde(default)]
+    pub backend: BufferBackendKind,
+    /// redb: the store file.
+    pub path: Option<String>,
+    /// postgres: the connection URL, a secret read from `env` or `file`.
+    pub url: Option<RawSecretRef>,
+    /// postgres: the schema holding the tables (several fleets can share one database).
+    pub schema: Option<String>,
+    /// postgres: connections per instance.
+    pub pool_size: Option<usize>,
+    /// postgres: how long an instance holds a message it claimed for redelivery.
+    pub lease: Option<String>,
+    /// postgres: the longest one store call may take, connecting included.
+    pub store_timeout: Option<String>,
     #[serde(default = "default_max_messages")]
     pub max_messages: u64,
     #[serde(default = "default_max_dead_letters")]
@@ -295,6 +310,15 @@ pub struct RawBuffer {
     pub redelivery_concurrency: usize,
     #[serde(default = "default_redelivery_backoff")]
     pub redelivery_backoff: RawBackoff,
+}
+
+/// `buffer.backend:`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BufferBackendKind {
+    #[default]
+    Redb,
+    Postgres,
 }
 
 fn default_max_messages() -> u64 {

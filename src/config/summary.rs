@@ -1,12 +1,12 @@
 //! The short description of a loaded config that `check` prints: listeners, admin address,
-//! routes and how many keys of each kind were loaded.
+//! routes, the buffer and how many keys of each kind were loaded.
 //!
 //! Owns that wording only. It must never print a secret, a token or a key id's value: counts
 //! only.
 
 use std::collections::BTreeMap;
 
-use super::model::Config;
+use super::model::{BufferBackend, Config};
 
 /// A config's shape as `key: value` lines, without secrets.
 pub fn summary(config: &Config) -> BTreeMap<&'static str, String> {
@@ -51,5 +51,19 @@ pub fn summary(config: &Config) -> BTreeMap<&'static str, String> {
             config.keys.shared_keys.len()
         ),
     );
+    if let Some(b) = &config.buffer {
+        let backend = match &b.backend {
+            BufferBackend::Redb { path } => format!("redb {}", path.display()),
+            // The URL may hold a password: never shown.
+            BufferBackend::Postgres(pg) => format!(
+                "postgres (URL not shown), schema {}, {} connection(s), lease {:?}, store timeout {:?}",
+                pg.schema, pg.pool_size, pg.lease, pg.store_timeout
+            ),
+        };
+        m.insert(
+            "buffer",
+            format!("{backend}, at most {} pending", b.max_messages),
+        );
+    }
     m
 }

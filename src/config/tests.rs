@@ -24,8 +24,14 @@ impl SecretSource for TestSecrets {
     }
 }
 
-const SECRETS: TestSecrets =
-    TestSecrets(&[(TOKEN_VAR, "t"), ("TWILIO_AUTH_TOKEN", "example-token")]);
+const SECRETS: TestSecrets = TestSecrets(&[
+    (TOKEN_VAR, "t"),
+    ("TWILIO_AUTH_TOKEN", "example-token"),
+    (
+        "TNP_TEST_DB",
+        "postgres://proxy:hunter2@db.internal:5432/notify",
+    ),
+]);
 
 const SCHEMA: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -235,6 +241,44 @@ fn delivery_settings_are_validated() {
             "buffer: { path: /tmp/x.redb, max_dead_letters: 0 }",
             "buffer.max_dead_letters",
         ),
+        ("", "buffer: { max_messages: 5 }", "buffer.path: required"),
+        (
+            "",
+            "buffer: { path: /tmp/x.redb, lease: 5s }",
+            "buffer.lease: only for backend: postgres",
+        ),
+        (
+            "",
+            "buffer: { backend: postgres, path: /tmp/x.redb, url: { env: TNP_TEST_DB } }",
+            "buffer.path: only for backend: redb",
+        ),
+        ("", "buffer: { backend: postgres }", "buffer.url: required"),
+        (
+            "",
+            "buffer: { backend: postgres, url: { env: TNP_TEST_UNSET_DB } }",
+            "buffer.url: environment variable TNP_TEST_UNSET_DB is not set",
+        ),
+        (
+            "",
+            "buffer: { backend: postgres, url: { env: TNP_TEST_DB }, schema: Bad-Name }",
+            "buffer.schema",
+        ),
+        (
+            "",
+            "buffer: { backend: postgres, url: { env: TNP_TEST_DB }, pool_size: 0 }",
+            "buffer.pool_size",
+        ),
+        ("", "buffer: { backend: etcd }", "buffer.backend"),
+        (
+            "    on_exhausted: buffer\n    retry: { deadline: 10s }",
+            "buffer: { backend: postgres, url: { env: TNP_TEST_DB }, store_timeout: 3s }",
+            "buffer.store_timeout: route \"/notify\" could answer after 16s",
+        ),
+        (
+            "    on_exhausted: buffer\n    retry: { deadline: 10s }",
+            "buffer: { backend: postgres, url: { env: TNP_TEST_DB } }",
+            "",
+        ),
         ("", "dedupe: { key: call_sid }", "dedupe.key"),
         ("", "logging: { format: xml }", "logging.format"),
         ("", "logging: { level: \"[[\" }", "logging.level"),
@@ -259,7 +303,10 @@ fn delivery_settings_are_validated() {
     ))
     .unwrap();
     assert_eq!(
-        c.buffer.unwrap().path,
+        match c.buffer.unwrap().backend {
+            BufferBackend::Redb { path } => path,
+            other => panic!("{other:?}"),
+        },
         Path::new("/etc/tnp/data/b.redb"),
         "relative to the config file"
     );
@@ -291,11 +338,65 @@ fn secrets_come_from_the_injected_source_not_the_process() {
 }
 
 #[test]
-fn load_without_secrets_reads_no_secret() {
+fn a_postgres_buffer_reads_its_url_as_a_secret_and_never_shows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let url_file = dir.path().join("database-url");
+    std::fs::write(&url_file, "postgres://proxy:s3cr3t@db:5432/notify\n").unwrap();
+    let text = yaml(
+        "    on_exhausted: buffer",
+        &format!(
+            "buffer: {{ backend: postgres, url: {{ file: {} }}, schema: fleet_a, pool_size: 4, \
+             lease: 20s, store_timeout: 1s }}",
+            url_file.display()
+        ),
+        TOKEN_VAR,
+    );
+    let c = load(&text).unwrap();
+    let BufferBackend::Postgres(pg) = &c.buffer.as_ref().unwrap().backend else {
+        panic!("{:?}", c.buffer)
+    };
+    assert_eq!(
+        pg.url, "postgres://proxy:s3cr3t@db:5432/notify",
+        "newline trimmed"
+    );
+    assert_eq!(pg.schema, "fleet_a");
+    assert_eq!(pg.pool_size.get(), 4);
+    assert_eq!(pg.lease, Duration::from_secs(20));
+    assert_eq!(pg.store_timeout, Duration::from_secs(1));
+    let shown = format!("{c:?} {:?}", summary(&c));
+    assert!(!shown.contains("s3cr3t"), "{shown}");
+    // Defaults.
+    let c = load(&yaml(
+        "",
+        "buffer: { backend: postgres, url: { env: TNP_TEST_DB } }",
+        TOKEN_VAR,
+    ))
+    .unwrap();
+    let BufferBackend::Postgres(pg) = &c.buffer.as_ref().unwrap().backend else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            pg.schema.as_str(),
+            pg.pool_size.get(),
+            pg.lease,
+            pg.store_timeout
+        ),
+        (
+            "notify_proxy",
+            8,
+            Duration::from_secs(10),
+            Duration::from_secs(2)
+        )
+    );
+}
+
+#[test]
+fn load_without_keys_reads_no_signing_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("proxy.yaml");
     std::fs::write(&path, yaml("", "", "TNP_TEST_TOKEN_DEFINITELY_UNSET")).unwrap();
-    let c = Config::load_without_secrets(&path).unwrap();
+    let c = Config::load_without_keys(&path).unwrap();
     assert!(c.keys.auth_tokens.is_empty());
     assert!(
         Config::load(&path).is_err(),

@@ -14,27 +14,29 @@ use anyhow::{anyhow, bail, Result};
 use ipnet::IpNet;
 
 use super::model::{
-    BufferConfig, Config, DedupeConfig, Limits, Listener, LoggingConfig, OnExhausted, ProbeConfig,
-    Route, ServerSettings, TlsFiles, UpstreamConfig,
+    BufferBackend, BufferConfig, Config, DedupeConfig, Limits, Listener, LoggingConfig,
+    OnExhausted, PostgresBuffer, ProbeConfig, Route, ServerSettings, TlsFiles, UpstreamConfig,
 };
 use super::raw::{
-    RawBuffer, RawConfig, RawDedupe, RawLimits, RawListener, RawLogging, RawProbe, RawRoute,
-    RawServer, RawUpstream,
+    BufferBackendKind, RawBuffer, RawConfig, RawDedupe, RawLimits, RawListener, RawLogging,
+    RawProbe, RawRoute, RawServer, RawUpstream,
 };
 use super::route::route;
 use super::secrets::keys;
-use super::source::{existing_file, resolve, SecretSource};
+use super::source::{existing_file, read_secret, resolve, SecretSource};
 use super::upstream::upstream;
 use super::values::{backoff, check_account_sid, duration, nonzero_duration, socket_addr};
+use super::Keys;
 use crate::signature::KeyRing;
 
-/// Validates `raw`, read from `source` (relative paths resolve against `base`). Without a
-/// secret source no secret is read and the key ring stays empty.
+/// Validates `raw`, read from `source` (relative paths resolve against `base`). With
+/// [`Keys::Skip`] no signing key is read and the key ring stays empty.
 pub(super) fn config(
     raw: RawConfig,
     source: &Path,
     base: &Path,
-    secrets: Option<&dyn SecretSource>,
+    secrets: &dyn SecretSource,
+    read_keys: Keys,
 ) -> Result<Config> {
     let mut warnings = Vec::new();
     let server = server(raw.server)?;
@@ -42,19 +44,20 @@ pub(super) fn config(
     let admin_address = admin(&raw.admin.address, &listeners, &mut warnings)?;
     let limits = limits(&raw.limits)?;
     let trusted_proxies = trusted_proxies(&raw.trusted_proxies)?;
-    let keys = match secrets {
-        Some(source) => keys(&raw.secrets, base, source)?,
-        None => KeyRing::default(),
+    let keys = match read_keys {
+        Keys::Read => keys(&raw.secrets, base, secrets)?,
+        Keys::Skip => KeyRing::default(),
     };
     let allowed_accounts = allowed_accounts(&raw.allowed_accounts)?;
     let upstreams = upstreams(&raw.upstreams)?;
     let routes = routes(raw.routes, &upstreams, base, &mut warnings)?;
     let buffer = match &raw.buffer {
-        Some(b) => Some(buffer(b, base)?),
+        Some(b) => Some(buffer(b, base, secrets)?),
         None => None,
     };
-    if buffer.is_none() {
-        require_no_buffering(&routes)?;
+    match &buffer {
+        None => require_no_buffering(&routes)?,
+        Some(b) => require_answer_in_time(b, &routes)?,
     }
     let dedupe = dedupe(raw.dedupe.unwrap_or_default())?;
     let logging = logging(raw.logging)?;
@@ -221,9 +224,9 @@ fn routes(
     Ok(routes)
 }
 
-fn buffer(raw: &RawBuffer, base: &Path) -> Result<BufferConfig> {
+fn buffer(raw: &RawBuffer, base: &Path, secrets: &dyn SecretSource) -> Result<BufferConfig> {
     Ok(BufferConfig {
-        path: resolve(base, &raw.path),
+        backend: buffer_backend(raw, base, secrets)?,
         max_messages: match raw.max_messages {
             0 => bail!("buffer.max_messages: must be at least 1"),
             n => n,
@@ -243,6 +246,109 @@ fn buffer(raw: &RawBuffer, base: &Path) -> Result<BufferConfig> {
             .ok_or_else(|| anyhow!("buffer.redelivery_concurrency: must be at least 1"))?,
         redelivery_backoff: backoff("buffer.redelivery_backoff", &raw.redelivery_backoff)?,
     })
+}
+
+/// The keys of one backend, refusing the other's (a `path` beside `backend: postgres` is a
+/// config that does not do what its author thinks).
+fn buffer_backend(
+    raw: &RawBuffer,
+    base: &Path,
+    secrets: &dyn SecretSource,
+) -> Result<BufferBackend> {
+    let postgres_keys = [
+        ("url", raw.url.is_some()),
+        ("schema", raw.schema.is_some()),
+        ("pool_size", raw.pool_size.is_some()),
+        ("lease", raw.lease.is_some()),
+        ("store_timeout", raw.store_timeout.is_some()),
+    ];
+    match raw.backend {
+        BufferBackendKind::Redb => {
+            if let Some((key, _)) = postgres_keys.iter().find(|(_, set)| *set) {
+                bail!(
+                    "buffer.{key}: only for backend: postgres; the redb buffer takes buffer.path \
+                     (or set buffer.backend: postgres)"
+                );
+            }
+            let Some(path) = &raw.path else {
+                bail!(
+                    "buffer.path: required for the redb buffer (e.g. \
+                     /var/lib/twilio-notify-proxy/buffer.redb), or set buffer.backend: postgres"
+                );
+            };
+            Ok(BufferBackend::Redb {
+                path: resolve(base, path),
+            })
+        }
+        BufferBackendKind::Postgres => {
+            if raw.path.is_some() {
+                bail!(
+                    "buffer.path: only for backend: redb; the postgres buffer is reached by \
+                     buffer.url"
+                );
+            }
+            let Some(url) = &raw.url else {
+                bail!(
+                    "buffer.url: required for backend: postgres (e.g. url: {{ env: DATABASE_URL }} \
+                     holding postgres://user:password@host:5432/database)"
+                );
+            };
+            let url = String::from_utf8(read_secret("buffer.url", url, base, secrets)?)
+                .map_err(|_| anyhow!("buffer.url: the URL is not UTF-8"))?;
+            let schema = raw
+                .schema
+                .clone()
+                .unwrap_or_else(|| "notify_proxy".to_owned());
+            if !crate::buffer::valid_schema(&schema) {
+                bail!(
+                    "buffer.schema: {schema:?} is not a plain identifier: use lower-case letters, \
+                     digits and '_', starting with a letter or '_', at most 63 characters"
+                );
+            }
+            let pool_size = NonZeroUsize::new(raw.pool_size.unwrap_or(8))
+                .ok_or_else(|| anyhow!("buffer.pool_size: must be at least 1"))?;
+            let lease = nonzero_duration("buffer.lease", raw.lease.as_deref().unwrap_or("10s"))?;
+            let store_timeout = nonzero_duration(
+                "buffer.store_timeout",
+                raw.store_timeout.as_deref().unwrap_or("2s"),
+            )?;
+            Ok(BufferBackend::Postgres(PostgresBuffer {
+                url,
+                schema,
+                pool_size,
+                lease,
+                store_timeout,
+            }))
+        }
+    }
+}
+
+/// Twilio waits 15 s for an answer. On a buffering route with PostgreSQL the answer can wait
+/// for the dedupe claim and the live attempts (together the longer of `retry.deadline` and one
+/// store call), then one insert and one dedupe settle, each bounded by `buffer.store_timeout`:
+/// together they must fit, with a second to spare.
+fn require_answer_in_time(buffer: &BufferConfig, routes: &[Route]) -> Result<()> {
+    let BufferBackend::Postgres(pg) = &buffer.backend else {
+        return Ok(());
+    };
+    let budget = std::time::Duration::from_secs(14);
+    for r in routes {
+        if !matches!(r.on_exhausted, OnExhausted::Buffer { .. }) {
+            continue;
+        }
+        let worst = r.retry.deadline.max(pg.store_timeout) + pg.store_timeout * 2;
+        if worst > budget {
+            bail!(
+                "buffer.store_timeout: route {:?} could answer after {worst:?} (retry.deadline \
+                 {:?} + 2 × store_timeout {:?}), past the 14 s that leave a margin under \
+                 Twilio's 15 s; lower the route's retry.deadline or buffer.store_timeout",
+                r.name,
+                r.retry.deadline,
+                pg.store_timeout
+            );
+        }
+    }
+    Ok(())
 }
 
 /// A route that buffers needs somewhere to buffer to.

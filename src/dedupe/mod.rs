@@ -76,12 +76,18 @@ pub struct DedupeError(pub String);
 pub trait Dedupe: Send + Sync {
     /// Claims `ids` for one delivery. While another delivery holds a claim on any of them,
     /// waits up to `wait` for it to end; when the wait runs out the claim is taken over (a
-    /// second delivery beats a lost call).
+    /// second delivery beats a lost call). A shared store returns within the longer of `wait`
+    /// and one store call, plus at most a quarter second for the take-over.
     async fn claim(&self, ids: &Identities, wait: Duration) -> Result<Claim, DedupeError>;
     /// The claimed notification ended as `seen`: later copies are duplicates of it.
     async fn settle(&self, ids: &Identities, seen: Seen);
     /// The claimed notification was not delivered: a later copy is delivered again.
     async fn release(&self, ids: &Identities);
+    /// Whether claims are failing now (a shared store that is down): copies are then delivered
+    /// without duplicate suppression. Shown in `/readyz`.
+    fn degraded(&self) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,11 +10,19 @@
 //! compute the same one, so no per-process key. Rows expire after `ttl` (database clock) and
 //! are swept now and then by whichever instance claims.
 //!
+//! When the store fails, claims fail fast for a while (backing off from 250 ms to 10 s) instead
+//! of making every request wait for a store that is down; the flow then delivers without
+//! suppression (degraded), which is counted (`notify_proxy_dedupe_unavailable_total`), logged at
+//! most once per 10 s, and shown in `/readyz`.
+//!
 //! It reaches PostgreSQL only through [`PgPool`] (its timeouts and redaction) and never
 //! decides what a duplicate is answered.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
+
+use prometheus::IntCounter;
 
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
@@ -29,8 +37,19 @@ const POLL: Duration = Duration::from_millis(50);
 /// Expired rows are swept at most this often per instance.
 const SWEEP_EVERY_MS: u64 = 60_000;
 
-/// Settle and release failures are logged at most this often (each one is counted).
+/// Store failures are logged at most this often (each one is counted).
 const WARN_EVERY_MS: u64 = 10_000;
+
+/// After a failure, claims skip the store for a backoff that doubles from the first to the
+/// last of these (ms), and resets once the store answers again.
+const BACKOFF_MS: (u64, u64) = (250, 10_000);
+
+/// `/readyz` shows dedupe as degraded while the last failure is this recent and no call has
+/// succeeded since.
+const DEGRADED_FOR_MS: u64 = 60_000;
+
+/// The longest the last look of a copy whose wait ran out may take (its take-over).
+const TAKE_OVER_WITHIN: Duration = Duration::from_millis(250);
 
 const IN_FLIGHT: i16 = 0;
 
@@ -77,6 +96,13 @@ pub struct PostgresDedupe {
     last_sweep_ms: AtomicU64,
     last_warn_ms: AtomicU64,
     failures: AtomicU64,
+    /// Claims fail at once until this time (ms), after a failure.
+    skip_until_ms: AtomicU64,
+    backoff_ms: AtomicU64,
+    last_failure_ms: AtomicU64,
+    last_success_ms: AtomicU64,
+    /// `notify_proxy_dedupe_unavailable_total`, when exported.
+    unavailable: OnceLock<IntCounter>,
 }
 
 impl PostgresDedupe {
@@ -90,13 +116,39 @@ impl PostgresDedupe {
             last_sweep_ms: AtomicU64::new(now_ms()),
             last_warn_ms: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            skip_until_ms: AtomicU64::new(0),
+            backoff_ms: AtomicU64::new(0),
+            last_failure_ms: AtomicU64::new(0),
+            last_success_ms: AtomicU64::new(0),
+            unavailable: OnceLock::new(),
         }
     }
 
-    /// Settles and releases that did not reach the store, since start. A claim's own failure
-    /// is returned to the caller instead.
+    /// Counts every failed claim, settle and release in `counter` too.
+    pub fn with_unavailable_counter(self, counter: IntCounter) -> Self {
+        let _ = self.unavailable.set(counter);
+        self
+    }
+
+    /// Claims, settles and releases that did not reach the store (or skipped it while backing
+    /// off), since start.
     pub fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
+    }
+
+    /// The store answered: end any backoff.
+    fn succeeded(&self) {
+        self.last_success_ms.store(now_ms(), Ordering::Relaxed);
+        if self.backoff_ms.load(Ordering::Relaxed) != 0 {
+            self.backoff_ms.store(0, Ordering::Relaxed);
+            self.skip_until_ms.store(0, Ordering::Relaxed);
+            tracing::info!("dedupe: the store answers again; duplicates are suppressed again");
+        }
+    }
+
+    /// Whether calls skip the store now (backing off after a failure).
+    fn backing_off(&self) -> bool {
+        now_ms() < self.skip_until_ms.load(Ordering::Relaxed)
     }
 
     fn sql(&self, template: &str) -> String {
@@ -185,9 +237,25 @@ impl PostgresDedupe {
         });
     }
 
-    fn failed(&self, what: &str, error: &StoreError) {
+    /// A call that did not reach the store: counted (a skip while backing off too).
+    fn count_failure(&self) {
         self.failures.fetch_add(1, Ordering::Relaxed);
+        if let Some(counter) = self.unavailable.get() {
+            counter.inc();
+        }
+    }
+
+    /// A call the store failed: counted, logged (rate-limited), and the backoff grows.
+    fn failed(&self, what: &str, error: &dyn std::fmt::Display) {
+        self.count_failure();
         let now = now_ms();
+        self.last_failure_ms.store(now, Ordering::Relaxed);
+        let backoff = match self.backoff_ms.load(Ordering::Relaxed) {
+            0 => BACKOFF_MS.0,
+            b => (b * 2).min(BACKOFF_MS.1),
+        };
+        self.backoff_ms.store(backoff, Ordering::Relaxed);
+        self.skip_until_ms.store(now + backoff, Ordering::Relaxed);
         let last = self.last_warn_ms.load(Ordering::Relaxed);
         if now.saturating_sub(last) >= WARN_EVERY_MS
             && self
@@ -198,8 +266,8 @@ impl PostgresDedupe {
             tracing::warn!(
                 error = %error,
                 failures = self.failures(),
-                "dedupe: {what} did not reach the store; a copy of this notification may be \
-                 delivered again"
+                "dedupe: {what} did not reach the store; copies of a notification may be \
+                 delivered more than once until it answers again"
             );
         }
     }
@@ -211,25 +279,62 @@ impl Dedupe for PostgresDedupe {
         if ids.is_empty() {
             return Ok(Claim::Won);
         }
+        if self.backing_off() {
+            self.count_failure();
+            return Err(DedupeError(
+                "skipped while backing off after a store failure".to_owned(),
+            ));
+        }
         self.maybe_sweep();
         let fps = fingerprints(ids);
         let give_up = tokio::time::Instant::now() + wait;
-        let unavailable = |e: StoreError| DedupeError(e.to_string());
+        let mut waited = false;
         loop {
-            if let Some(claim) = self.try_claim(&fps, false).await.map_err(unavailable)? {
-                return Ok(claim);
+            // The first look is bounded by the store's call timeout only; later ones (the twin
+            // is in flight) by this copy's wait.
+            let look = self.try_claim(&fps, false);
+            let look = if waited {
+                tokio::time::timeout_at(give_up, look).await
+            } else {
+                Ok(look.await)
+            };
+            match look {
+                Ok(Ok(Some(claim))) => {
+                    self.succeeded();
+                    return Ok(claim);
+                }
+                Ok(Ok(None)) => waited = true,
+                Ok(Err(e)) => {
+                    self.failed("claim", &e);
+                    return Err(DedupeError(e.to_string()));
+                }
+                // The twin is still in flight and this copy's wait ran out: take over.
+                Err(_) => break,
             }
             let now = tokio::time::Instant::now();
             if now >= give_up {
-                let claim = self.try_claim(&fps, true).await.map_err(unavailable)?;
-                return Ok(claim.unwrap_or(Claim::Won));
+                break;
             }
             tokio::time::sleep(self.poll.min(give_up - now)).await;
+        }
+        // The twin did not end within this copy's wait: take its claim over (briefly: the
+        // request's time is spent), or deliver without one.
+        match tokio::time::timeout(TAKE_OVER_WITHIN, self.try_claim(&fps, true)).await {
+            Ok(Ok(claim)) => Ok(claim.unwrap_or(Claim::Won)),
+            Ok(Err(e)) => {
+                self.failed("claim", &e);
+                Ok(Claim::Won)
+            }
+            Err(_) => Ok(Claim::Won),
         }
     }
 
     async fn settle(&self, ids: &Identities, seen: Seen) {
         if ids.is_empty() {
+            return;
+        }
+        if self.backing_off() {
+            self.count_failure();
             return;
         }
         let fps = fingerprints(ids);
@@ -250,13 +355,18 @@ impl Dedupe for PostgresDedupe {
                 Ok(client.execute(&statement, &[&fps, &state, &ttl_ms]).await?)
             })
             .await;
-        if let Err(e) = settled {
-            self.failed("settle", &e);
+        match settled {
+            Ok(_) => self.succeeded(),
+            Err(e) => self.failed("settle", &e),
         }
     }
 
     async fn release(&self, ids: &Identities) {
         if ids.is_empty() {
+            return;
+        }
+        if self.backing_off() {
+            self.count_failure();
             return;
         }
         let fps = fingerprints(ids);
@@ -271,9 +381,16 @@ impl Dedupe for PostgresDedupe {
                 Ok(client.execute(&statement, &[&fps]).await?)
             })
             .await;
-        if let Err(e) = released {
-            self.failed("release", &e);
+        match released {
+            Ok(_) => self.succeeded(),
+            Err(e) => self.failed("release", &e),
         }
+    }
+
+    fn degraded(&self) -> bool {
+        let failure = self.last_failure_ms.load(Ordering::Relaxed);
+        failure > self.last_success_ms.load(Ordering::Relaxed)
+            && now_ms().saturating_sub(failure) < DEGRADED_FOR_MS
     }
 }
 

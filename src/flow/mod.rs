@@ -108,8 +108,9 @@ impl Flow {
             Ok(Claim::Duplicate(seen)) => return duplicate(route, seen, accepted),
             Ok(Claim::Won) => {}
             Err(e) => {
-                // Degraded, not down: delivering twice beats not delivering.
-                tracing::warn!(route = %route.route.name, error = %e, "dedupe unavailable; delivering without it");
+                // Degraded, not down: delivering twice beats not delivering. The dedupe store
+                // counts and logs its own failures (rate-limited), so only a debug line here.
+                tracing::debug!(route = %route.route.name, error = %e, "dedupe unavailable; delivering without it");
             }
         }
         let ending = self.deliver(route, accepted, arrived).await;

@@ -106,6 +106,8 @@ pub struct StoreMetrics {
     aborted: Vec<IntCounter>,
     /// Dead letters deleted to keep the table within `buffer.max_dead_letters`.
     pub dead_letters_evicted: IntCounter,
+    /// Leases taken over from another instance (a shared store).
+    pub lease_takeovers: IntCounter,
 }
 
 impl StoreMetrics {
@@ -206,7 +208,13 @@ impl Metrics {
                 .map(|o| self.store_aborted.with_label_values(&[o.as_str()]))
                 .collect(),
             dead_letters_evicted: self.dead_letters_evicted.clone(),
+            lease_takeovers: self.lease_takeovers.clone(),
         }
+    }
+
+    /// Failed calls of the shared dedupe store.
+    pub fn dedupe_unavailable(&self) -> IntCounter {
+        self.dedupe_unavailable.clone()
     }
 
     pub fn circuit_state(&self, upstream: &str) -> IntGauge {

@@ -55,6 +55,8 @@ pub struct Metrics {
     store_aborted: IntCounterVec,
     dead_letters_evicted: IntCounter,
     log_lines_dropped: IntCounter,
+    lease_takeovers: IntCounter,
+    dedupe_unavailable: IntCounter,
 }
 
 mod handles;
@@ -201,6 +203,21 @@ impl Metrics {
         registry
             .register(Box::new(log_lines_dropped.clone()))
             .expect("unique metric");
+        let plain_counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("registered once");
+            c
+        };
+        let lease_takeovers = plain_counter(
+            "notify_proxy_buffer_lease_takeovers_total",
+            "Buffered notifications this instance claimed for redelivery after another instance's lease on them ran out (that instance died or stalled mid-redelivery). PostgreSQL buffer only.",
+        );
+        let dedupe_unavailable = plain_counter(
+            "notify_proxy_dedupe_unavailable_total",
+            "Dedupe claims, settles and releases that could not reach the shared store (or skipped it while backing off): copies of a notification may then be delivered more than once. PostgreSQL buffer only.",
+        );
         let buffer_oldest_age = prometheus::Gauge::with_opts(Opts::new(
             "notify_proxy_buffer_oldest_age_seconds",
             "Age of the oldest pending buffered notification (0 when none).",
@@ -302,6 +319,8 @@ impl Metrics {
             store_aborted,
             dead_letters_evicted,
             log_lines_dropped,
+            lease_takeovers,
+            dedupe_unavailable,
         }
     }
 

@@ -138,7 +138,7 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
 
 /// Whether `schema` is a plain identifier: it is spliced into SQL text, so nothing that would
 /// need quoting is accepted.
-fn valid_schema(schema: &str) -> bool {
+pub fn valid_schema(schema: &str) -> bool {
     let mut chars = schema.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')

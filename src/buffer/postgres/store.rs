@@ -10,10 +10,11 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use prometheus::IntCounter;
 use tokio_postgres::Row;
 
 use super::batch::BatchState;
@@ -42,6 +43,8 @@ pub(super) struct Inner {
     pub(super) instance: String,
     pub(super) batch: Mutex<BatchState>,
     takeovers: AtomicU64,
+    /// `notify_proxy_buffer_lease_takeovers_total`, when exported.
+    takeover_counter: OnceLock<IntCounter>,
     /// The dead-letter cap (`buffer.max_dead_letters`); the oldest beyond it are deleted.
     max_dead_letters: AtomicU64,
 }
@@ -142,6 +145,7 @@ impl PostgresStore {
                 instance: instance.into(),
                 batch: Mutex::new(BatchState::default()),
                 takeovers: AtomicU64::new(0),
+                takeover_counter: OnceLock::new(),
                 max_dead_letters: AtomicU64::new(u64::MAX),
             }),
         }
@@ -150,6 +154,12 @@ impl PostgresStore {
     /// Caps the dead-letter table at `max` messages, fleet-wide (oldest deleted first).
     pub fn with_max_dead_letters(self, max: u64) -> Self {
         self.inner.max_dead_letters.store(max, Ordering::Relaxed);
+        self
+    }
+
+    /// Counts lease takeovers in `counter` too.
+    pub fn with_takeover_counter(self, counter: IntCounter) -> Self {
+        let _ = self.inner.takeover_counter.set(counter);
         self
     }
 
@@ -238,6 +248,9 @@ impl NotificationStore for PostgresStore {
                 Ok(message) => {
                     if previous.is_some_and(|p| p != self.inner.instance) {
                         self.inner.takeovers.fetch_add(1, Ordering::Relaxed);
+                        if let Some(counter) = self.inner.takeover_counter.get() {
+                            counter.inc();
+                        }
                         tracing::info!(
                             buffer_id = message.meta.id,
                             "buffer: lease taken over from another instance"
@@ -370,5 +383,9 @@ impl NotificationStore for PostgresStore {
                 })
             })
             .await
+    }
+
+    async fn release_leases(&self) -> Result<u64, StoreError> {
+        self.release_claims().await
     }
 }

@@ -211,9 +211,21 @@ async fn an_unreachable_store_is_an_error_not_a_hang_and_settle_counts_it() {
         started.elapsed()
     );
     assert!(!err.to_string().contains("hunter2"), "{err}");
+    assert!(dedupe.degraded(), "a failed claim shows as degraded");
+    // Backing off: the next calls skip the store at once, and each is counted.
+    let again = Instant::now();
+    dedupe
+        .claim(&ids("t"), Duration::from_secs(5))
+        .await
+        .unwrap_err();
     dedupe.settle(&ids("t"), Seen::Delivered).await;
     dedupe.release(&ids("t")).await;
-    assert_eq!(dedupe.failures(), 2);
+    assert!(
+        again.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        again.elapsed()
+    );
+    assert_eq!(dedupe.failures(), 4);
 }
 
 #[test]

@@ -1,19 +1,23 @@
 //! `twilio-notify-proxy buffer ...`: list, show, replay, remove and purge the durable buffer.
 //!
-//! Owns these subcommands' arguments and the operator's view of the store. It opens the store
-//! exclusively (redb locks the file), so it works on a stopped proxy; against a running one it
-//! says so and changes nothing. Hand-off files left by an upgrade are adopted first. Replay uses the same [`UpstreamGroup::deliver_once`] as the
-//! proxy itself.
+//! Owns these subcommands' arguments and the operator's view of the store. A redb store is
+//! opened exclusively (redb locks the file), so it works on a stopped proxy; against a running
+//! one it says so and changes nothing (hand-off files left by an upgrade are adopted first). A
+//! PostgreSQL store works on a running fleet. Replay uses the same
+//! [`UpstreamGroup::deliver_once`] as the proxy itself.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::Subcommand;
 
 use super::output::OutputFormat;
-use crate::buffer::{handoff, now_ms, BufferedMeta, RedbStore, Table};
+use backend::OperatorStore;
+
+mod backend;
+use crate::buffer::{now_ms, BufferedMeta, Table};
 use crate::config::Config;
 use crate::delivery::{new_balancer, UpstreamGroup};
 use crate::metrics::Metrics;
@@ -62,23 +66,19 @@ pub enum BufferCommand {
 }
 
 pub fn run(args: BufferArgs) -> Result<()> {
-    let config = Config::load_without_secrets(&args.config)?;
+    let config = Config::load_without_keys(&args.config)?;
     let buffer = config.buffer.as_ref().ok_or_else(|| {
         anyhow!(
             "{}: no buffer section, so there is no store to manage",
             args.config.display()
         )
     })?;
-    let store = RedbStore::open(&buffer.path, buffer.max_messages)?;
-    adopt_leftovers(&store, buffer.max_messages);
+    let store = OperatorStore::open(buffer)?;
     match args.command {
         BufferCommand::List { dead, format } => list(&store, dead, format),
         BufferCommand::Show { id } => show(&store, id),
         BufferCommand::Remove { id } => {
-            // Works on records whose metadata cannot be read, too: it goes by id alone.
-            if store.blocking_remove(Table::Pending, id)?
-                || store.blocking_remove(Table::DeadLetter, id)?
-            {
+            if store.remove(Table::Pending, id)? || store.remove(Table::DeadLetter, id)? {
                 println!("{id}: removed");
                 Ok(())
             } else {
@@ -107,38 +107,12 @@ pub fn run(args: BufferArgs) -> Result<()> {
     }
 }
 
-/// Hand-off files left by a `run --upgrade` (see [`crate::buffer::handoff`]) are merged into the
-/// store first, so every command sees every message; a file still held by a running proxy is
-/// named on stderr, since its messages are not visible here yet.
-fn adopt_leftovers(store: &RedbStore, max_messages: u64) {
-    let report = handoff::adopt_leftovers(store, max_messages);
-    for (path, n) in &report.adopted {
-        eprintln!(
-            "note: adopted {n} message(s) from the hand-off file {}",
-            path.display()
-        );
-    }
-    for path in &report.in_use {
-        eprintln!(
-            "note: {} is held by a running proxy (its --upgrade hand-off): its messages are not \
-             included here; they move into this store when that proxy takes the store over",
-            path.display()
-        );
-    }
-    for (path, e) in &report.failed {
-        eprintln!(
-            "warning: the hand-off file {} could not be adopted ({e}); its messages are not included",
-            path.display()
-        );
-    }
-}
-
 fn age(meta: &BufferedMeta) -> String {
     let secs = now_ms().saturating_sub(meta.message.received_at_ms) / 1000;
     humantime::format_duration(Duration::from_secs(secs)).to_string()
 }
 
-fn list(store: &RedbStore, dead: bool, format: OutputFormat) -> Result<()> {
+fn list(store: &OperatorStore, dead: bool, format: OutputFormat) -> Result<()> {
     let table = if dead {
         Table::DeadLetter
     } else {
@@ -177,7 +151,7 @@ fn list(store: &RedbStore, dead: bool, format: OutputFormat) -> Result<()> {
     Ok(())
 }
 
-fn show(store: &RedbStore, id: u64) -> Result<()> {
+fn show(store: &OperatorStore, id: u64) -> Result<()> {
     let (table, message) = store
         .get(id)?
         .ok_or_else(|| anyhow!("no buffered message with id {id}"))?;
@@ -190,8 +164,13 @@ fn show(store: &RedbStore, id: u64) -> Result<()> {
     Ok(())
 }
 
-fn replay(config: &Config, store: RedbStore, id: Option<u64>, all: bool, dead: bool) -> Result<()> {
-    let store = Arc::new(store);
+fn replay(
+    config: &Config,
+    store: OperatorStore,
+    id: Option<u64>,
+    all: bool,
+    dead: bool,
+) -> Result<()> {
     let targets: Vec<(Table, u64)> = match (id, all, dead) {
         (Some(id), _, _) => {
             let (table, _) = store
@@ -225,10 +204,6 @@ fn replay(config: &Config, store: RedbStore, id: Option<u64>, all: bool, dead: b
             ),
         );
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start an async runtime")?;
     let mut failed = 0;
     for (table, id) in targets {
         let Some((_, message)) = store.get(id)? else {
@@ -250,11 +225,11 @@ fn replay(config: &Config, store: RedbStore, id: Option<u64>, all: bool, dead: b
             .iter()
             .find(|r| r.name == message.meta.message.route)
             .map_or_else(RetryPolicy::default, |r| r.retry.clone());
-        let result = runtime.block_on(group.deliver_once(&message.request, Some(deadline), None));
+        let result = store.block_on(group.deliver_once(&message.request, Some(deadline), None));
         let status = result.as_ref().ok().map(|a| a.answer.status);
         match (settle(status, &policy), result) {
             (settlement, Ok(answer)) if settlement.is_final() => {
-                store.blocking_remove(table, id)?;
+                store.remove(table, id)?;
                 println!("{id}: delivered, handler answered {}", answer.answer.status);
             }
             (_, Ok(answer)) => {

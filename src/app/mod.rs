@@ -1,8 +1,8 @@
 //! Wiring: turns a validated [`Config`] into a Pingora [`Server`] with its services.
 //!
 //! Owns which services exist (public listeners, admin listener, health checks, peer
-//! re-resolution, live reload, the optional demo handler) and the Pingora server settings. No
-//! request logic lives here.
+//! re-resolution, live reload, redelivery, the optional demo handler) and the Pingora server
+//! settings; [`stores`] opens the buffer and dedupe. No request logic lives here.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -16,22 +16,22 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
-use crate::buffer::{
-    Clock, HandoffService, Instrumented, NotificationStore, RedbBuffer, SteadyClock, StoreError,
-};
-use crate::config::{BufferConfig, Config};
-use crate::dedupe::DedupeCache;
+use crate::buffer::{Clock, SteadyClock};
+use crate::config::Config;
 use crate::delivery::resolve::{PeerRefresher, SystemResolver};
 use crate::delivery::{new_balancer, Deliver, UpstreamGroup};
 use crate::demo::DemoHandler;
 use crate::edge::{l4_buffers, Edge};
-use crate::flow::{DedupeSetup, Flow};
+use crate::flow::Flow;
 use crate::lifecycle::{Draining, GraceWatch};
 use crate::metrics::Metrics;
 use crate::redelivery::{Redeliverer, RouteRedelivery};
 use crate::reload::Reloader;
 use crate::route::Routes;
 use crate::runtime::{Runtime, Snapshot};
+
+mod stores;
+use stores::Stores;
 
 /// Pingora's own process flags, passed through from the command line.
 #[derive(Debug, Default, Clone)]
@@ -66,25 +66,6 @@ impl ProxyServer {
         });
         std::process::exit(0)
     }
-}
-
-/// Opens the redb buffer: the main file, or with `--upgrade` a hand-off file while the running
-/// instance holds the main one (see [`crate::buffer::handoff`]).
-fn open_buffer(b: &BufferConfig, upgrade: bool) -> Result<RedbBuffer> {
-    RedbBuffer::open(&b.path, b.max_messages, upgrade).map_err(|e| match e {
-        // Without --upgrade a held file means another proxy is serving from it: two processes
-        // must never share one buffer, so this start is refused.
-        StoreError::Locked { .. } => anyhow::anyhow!(
-            "buffer.path: {} is in use by another process (a running proxy?). To replace a running \
-             proxy without downtime, start the new one with `run --upgrade` and then send the \
-             running one SIGQUIT; otherwise stop it first, or give this instance its own buffer.path",
-            b.path.display()
-        ),
-        other => anyhow::Error::new(other).context(format!(
-            "buffer.path: cannot open the store {}",
-            b.path.display()
-        )),
-    })
 }
 
 /// Builds the server; the caller runs it (`run_forever`). `text` is the config file as it was
@@ -143,59 +124,43 @@ pub fn build_server(
     let store_writable = Arc::new(AtomicBool::new(true));
     // One clock for arrival, expiry and schedules, immune to system clock steps while running.
     let clock: Arc<dyn Clock> = Arc::new(SteadyClock::new());
-    let store = match &config.buffer {
-        Some(b) => {
-            let buffer =
-                Arc::new(open_buffer(b, flags.upgrade)?.with_max_dead_letters(b.max_dead_letters));
-            // Moves the buffer from a hand-off file to the main file once the previous process
-            // released it, and adopts files left by dead processes.
-            server.add_service(background_service(
-                "buffer hand-off",
-                HandoffService(buffer.clone()),
-            ));
-            let store: Arc<dyn NotificationStore> =
-                Arc::new(Instrumented::new(buffer, metrics.store()));
-            let groups = upstreams
-                .iter()
-                .map(|u| (u.config.name.clone(), u.clone()))
-                .collect();
-            let routes = config
-                .routes
-                .iter()
-                .map(|r| {
-                    let redelivery = RouteRedelivery {
-                        policy: r.retry.clone(),
-                        metrics: metrics.route(&r.name),
-                    };
-                    (r.name.clone(), redelivery)
-                })
-                .collect();
-            let worker = Redeliverer::new(
-                store.clone(),
-                groups,
-                routes,
-                b.redelivery_backoff,
-                b.redelivery_interval,
-                b.redelivery_concurrency.get(),
-                metrics.store(),
-            )
-            .with_clock(clock.clone())
-            .with_shutdown_budget(config.server.graceful_shutdown_timeout);
-            server.add_service(background_service("redelivery", worker));
-            Some(store)
-        }
-        None => None,
-    };
+    let Stores { store, dedupe } = stores::open(&config, flags.upgrade, &mut server, &metrics)?;
+    if let (Some(b), Some(store)) = (&config.buffer, &store) {
+        let groups = upstreams
+            .iter()
+            .map(|u| (u.config.name.clone(), u.clone()))
+            .collect();
+        let routes = config
+            .routes
+            .iter()
+            .map(|r| {
+                let redelivery = RouteRedelivery {
+                    policy: r.retry.clone(),
+                    metrics: metrics.route(&r.name),
+                };
+                (r.name.clone(), redelivery)
+            })
+            .collect();
+        let worker = Redeliverer::new(
+            store.clone(),
+            groups,
+            routes,
+            b.redelivery_backoff,
+            b.redelivery_interval,
+            b.redelivery_concurrency.get(),
+            metrics.store(),
+        )
+        .with_clock(clock.clone())
+        .with_shutdown_budget(config.server.graceful_shutdown_timeout);
+        server.add_service(background_service("redelivery", worker));
+    }
     let delivering: Vec<Arc<dyn Deliver>> = upstreams
         .iter()
         .map(|u| u.clone() as Arc<dyn Deliver>)
         .collect();
     let routes = Routes::new(&config, &delivering, &metrics);
     let runtime = Arc::new(Runtime::new(Snapshot::new(&config, routes)));
-    let dedupe = config.dedupe.as_ref().map(|d| DedupeSetup {
-        key: d.key,
-        claims: Arc::new(DedupeCache::new(d.capacity, d.ttl)),
-    });
+    let dedupe_claims = dedupe.as_ref().map(|d| d.claims.clone());
     let flow = Flow::new(dedupe, store.clone(), store_writable.clone()).with_clock(clock);
     let draining = Draining::default();
     let edge = Edge::new(runtime.clone(), flow, draining.clone(), metrics.edge());
@@ -229,6 +194,7 @@ pub fn build_server(
             store,
             config.buffer.as_ref().map_or(0, |b| b.max_messages),
             store_writable,
+            dedupe_claims,
             draining.clone(),
         ),
     );

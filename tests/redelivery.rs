@@ -66,7 +66,7 @@ fn final_answers_remove_the_message_and_are_counted_by_result() {
         upstream.set_behaviour(Behaviour::status(status, "final"));
         eventually(result, || redeliveries(&proxy, result) == 1.0);
         eventually("removed", || pending(&proxy) == 0.0);
-        assert_eq!(upstream.requests().last().unwrap(), &raw);
+        assert_eq!(upstream.requests().last().unwrap(), &as_forwarded(&raw));
         let seen = upstream.request_count();
         // Removed means never sent again.
         std::thread::sleep(Duration::from_millis(300));

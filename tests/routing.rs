@@ -1,5 +1,6 @@
 //! Which URL the signature is checked against, end to end: routes without `public_url` rebuild
-//! it from `Host`, or from `X-Forwarded-*` only when the peer is a trusted proxy; and all of
+//! it from `Host`, or from `X-Forwarded-*` only when the peer is a trusted proxy (whose
+//! `X-Forwarded-*` alone also reach the handler); and all of
 //! Twilio's SDK signature vectors, JSON and form, through the real proxy with the reason each
 //! invalid one is refused for.
 
@@ -91,6 +92,32 @@ fn forwarded_headers_are_used_only_from_trusted_proxies() {
         "a trusted peer's X-Forwarded-* replace Host and scheme"
     );
     assert_eq!(upstream.request_count(), 2);
+
+    // What the handler is told: an untrusted caller's claims are gone and the proxy says what
+    // it saw; a trusted balancer's lines stay, and the peer joins X-Forwarded-For.
+    let requests = upstream.requests();
+    let headers = |raw: &[u8]| {
+        let text = String::from_utf8_lossy(raw).to_string();
+        let head = text.split("\r\n\r\n").next().unwrap().to_string();
+        head.lines()
+            .filter(|l| l.to_ascii_lowercase().starts_with("x-forwarded-"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        headers(&requests[0]),
+        ["X-Forwarded-For: 127.0.0.1", "X-Forwarded-Proto: http"],
+        "from the untrusted peer"
+    );
+    assert_eq!(
+        headers(&requests[1]),
+        [
+            "X-Forwarded-Proto: https",
+            "X-Forwarded-Host: voice.example.com",
+            "X-Forwarded-For: 127.0.0.1"
+        ],
+        "from the trusted peer"
+    );
 }
 
 #[derive(serde::Deserialize)]

@@ -22,7 +22,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncRead, ReadBuf};
-use twilio_notify_proxy::delivery::{read_answer, upstream_request, Answer, ReadError};
+use twilio_notify_proxy::delivery::{read_answer, upstream_request, Answer, Forwarding, ReadError};
 
 const MAX_BODY: usize = 4096;
 
@@ -158,11 +158,17 @@ fn check_request(data: &[u8]) {
         return;
     };
     let (head, body) = data.split_at(head_len);
-    let out = upstream_request(head, body);
+    // Whether the peer is a trusted proxy and the connection TLS: drawn from the input's shape.
+    let forwarding = Forwarding {
+        client: Some(std::net::IpAddr::from([192, 0, 2, 1])),
+        tls: head_len % 2 == 1,
+        trusted: data.len() % 2 == 1,
+    };
+    let out = upstream_request(head, body, &forwarding);
     assert!(out.ends_with(body));
 
-    // One more than the input may hold: the Content-Length we add.
-    let mut out_headers = [httparse::EMPTY_HEADER; 65];
+    // Three more than the input may hold: the Content-Length and the two forwarding lines we add.
+    let mut out_headers = [httparse::EMPTY_HEADER; 67];
     let mut sent = httparse::Request::new(&mut out_headers);
     let sent_len = match sent.parse(&out) {
         Ok(httparse::Status::Complete(len)) => len,
@@ -187,12 +193,28 @@ fn check_request(data: &[u8]) {
         let name = name.to_ascii_lowercase();
         !HOP_BY_HOP.contains(&name.as_str()) && !named.contains(&name)
     };
-    let expected: Vec<(&str, &[u8])> = req
+    // What a client says about itself reaches the handler only from a trusted proxy.
+    let believed = |name: &str| {
+        let name = name.to_ascii_lowercase();
+        forwarding.trusted
+            || !(name.starts_with("x-forwarded-") && name.len() > "x-forwarded-".len()
+                || name == "forwarded"
+                || name == "x-real-ip")
+    };
+    let mut expected: Vec<(&str, &[u8])> = req
         .headers
         .iter()
-        .filter(|h| end_to_end(h.name))
+        .filter(|h| end_to_end(h.name) && believed(h.name))
         .map(|h| (h.name, h.value))
         .collect();
+    let proto_kept = expected
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("x-forwarded-proto"));
+    expected.push(("X-Forwarded-For", b"192.0.2.1"));
+    if !proto_kept {
+        let proto: &[u8] = if forwarding.tls { b"https" } else { b"http" };
+        expected.push(("X-Forwarded-Proto", proto));
+    }
     let (framing, forwarded): (Vec<_>, Vec<_>) = sent
         .headers
         .iter()

@@ -22,12 +22,14 @@ use pingora::lb::LoadBalancer;
 use pingora::upstreams::peer::HttpPeer;
 use tokio::io::{AsyncRead, AsyncWriteExt};
 
+mod forwarded;
 mod outcome;
 mod peers;
 mod pool;
 pub mod resolve;
 mod wire;
 
+pub use forwarded::Forwarding;
 pub use outcome::{Delivery, DeliveryError, Failure, UpstreamAnswer};
 pub use peers::{new_balancer, PeerList};
 use pool::{Conn, IdlePool};

@@ -9,6 +9,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::forwarded::Forwarding;
+
 /// Header sections larger than this are refused (a notification handler answers a few lines).
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 100;
@@ -30,11 +32,12 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
 }
 
 /// The bytes sent upstream: the request line and header lines exactly as received (order,
-/// case, spacing), minus hop-by-hop headers, then the body. `Content-Length` stays where the
-/// client put it, with the client's spelling of the name, its value set to the body as read
-/// (a chunked request gets one at the end). HTTP/1.0 request lines are sent as HTTP/1.1 so the
-/// upstream connection stays reusable.
-pub fn upstream_request(raw_head: &[u8], body: &[u8]) -> Vec<u8> {
+/// case, spacing), minus hop-by-hop headers and untrusted forwarding headers, plus the
+/// proxy's own `X-Forwarded-For`/`-Proto` (see [`Forwarding`]), then the body.
+/// `Content-Length` stays where the client put it, with the client's spelling of the name,
+/// its value set to the body as read (a chunked request gets one at the end). HTTP/1.0
+/// request lines are sent as HTTP/1.1 so the upstream connection stays reusable.
+pub fn upstream_request(raw_head: &[u8], body: &[u8], forwarding: &Forwarding) -> Vec<u8> {
     // Parsers skip empty lines before the request line; start at it, or it would be taken for
     // a header line and dropped.
     let start = raw_head
@@ -65,6 +68,7 @@ pub fn upstream_request(raw_head: &[u8], body: &[u8]) -> Vec<u8> {
         .collect();
     let length = body.len().to_string();
     let mut framed = false;
+    let mut proto_kept = false;
     for line in lines {
         let Some((name, _)) = header_name_value(line) else {
             continue;
@@ -86,12 +90,14 @@ pub fn upstream_request(raw_head: &[u8], body: &[u8]) -> Vec<u8> {
             && connection_tokens
                 .iter()
                 .any(|t| t.eq_ignore_ascii_case(name));
-        if is_hop_by_hop(name) || named_in_connection {
+        if is_hop_by_hop(name) || named_in_connection || !forwarding.keeps(name) {
             continue;
         }
+        proto_kept |= name.eq_ignore_ascii_case(b"x-forwarded-proto");
         out.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
         out.extend_from_slice(b"\r\n");
     }
+    forwarding.write_lines(&mut out, proto_kept);
     if !framed {
         out.extend_from_slice(b"Content-Length: ");
         out.extend_from_slice(length.as_bytes());

@@ -21,7 +21,7 @@ use super::head::{Framing, Head};
 use super::read::{read_body, read_head, Body, INITIAL_BUFFER};
 use super::respond::{answer_bytes, lingering_close, write_within, Persistence};
 use super::Edge;
-use crate::delivery::upstream_request;
+use crate::delivery::{upstream_request, Forwarding};
 use crate::flow::{Accepted, Ending};
 use crate::logging::{bounded, request_id, Echo, REJECTION_DETAILS};
 use crate::metrics::UNMATCHED_ROUTE;
@@ -295,7 +295,15 @@ fn prepare(
         );
     }
     Ok(Prepared::Deliver(Accepted {
-        request: upstream_request(head_bytes, body),
+        request: upstream_request(
+            head_bytes,
+            body,
+            &Forwarding {
+                client: peer.ip,
+                tls: peer.tls,
+                trusted: origin.trusted,
+            },
+        ),
         call_sid: notification.call_sid.map(str::to_owned),
         message_id: notification.message_id.map(str::to_owned),
         idempotency_token: text("i-twilio-idempotency-token").map(str::to_owned),

@@ -706,6 +706,19 @@ pub fn request_with(target: &str, extra: &[(&str, &str)], body: &str) -> Vec<u8>
     raw.into_bytes()
 }
 
+/// `raw` as the handler receives it from a harness proxy: the client's bytes exactly, plus what
+/// the proxy says it saw of this (untrusted, plain TCP) client after the header lines.
+pub fn as_forwarded(raw: &[u8]) -> Vec<u8> {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete head");
+    let mut out = raw[..end + 2].to_vec();
+    out.extend_from_slice(b"X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n");
+    out.extend_from_slice(&raw[end + 2..]);
+    out
+}
+
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }

@@ -1,6 +1,7 @@
 //! Unit tests of the HTTP/1 framing of requests sent to and answers read from the handler.
 
 use super::*;
+use crate::delivery::Forwarding;
 
 fn read(wire: &[u8]) -> Result<Answer, ReadError> {
     let mut stream = wire;
@@ -19,31 +20,31 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 #[test]
 fn forwards_head_verbatim_minus_hop_by_hop() {
     let head = b"POST /n?bodySHA256=ab HTTP/1.1\r\nHost: voice.example.com\r\nX-Twilio-Signature: abc=\r\nconnection: keep-alive, X-Drop\r\nX-Drop: 1\r\nContent-Length: 2\r\nX-Keep:  spaced value \r\n\r\n";
-    let out = upstream_request(head, b"{}");
+    let out = upstream_request(head, b"{}", &Forwarding::default());
     let text = String::from_utf8(out).unwrap();
     assert_eq!(
         text,
-        "POST /n?bodySHA256=ab HTTP/1.1\r\nHost: voice.example.com\r\nX-Twilio-Signature: abc=\r\nContent-Length: 2\r\nX-Keep:  spaced value \r\n\r\n{}"
+        "POST /n?bodySHA256=ab HTTP/1.1\r\nHost: voice.example.com\r\nX-Twilio-Signature: abc=\r\nContent-Length: 2\r\nX-Keep:  spaced value \r\nX-Forwarded-Proto: http\r\n\r\n{}"
     );
 }
 
 #[test]
 fn content_length_keeps_its_place_and_spelling() {
     let head = b"POST /n HTTP/1.1\r\nhost: h\r\ncontent-length:3\r\nX-Twilio-Signature: s\r\ncontent-length: 3\r\n\r\n";
-    let text = String::from_utf8(upstream_request(head, b"abc")).unwrap();
+    let text = String::from_utf8(upstream_request(head, b"abc", &Forwarding::default())).unwrap();
     assert_eq!(
         text,
-        "POST /n HTTP/1.1\r\nhost: h\r\ncontent-length: 3\r\nX-Twilio-Signature: s\r\n\r\nabc"
+        "POST /n HTTP/1.1\r\nhost: h\r\ncontent-length: 3\r\nX-Twilio-Signature: s\r\nX-Forwarded-Proto: http\r\n\r\nabc"
     );
 }
 
 #[test]
 fn chunked_and_http10_requests_are_reframed() {
     let head = b"POST /n HTTP/1.0\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n";
-    let text = String::from_utf8(upstream_request(head, b"abc")).unwrap();
+    let text = String::from_utf8(upstream_request(head, b"abc", &Forwarding::default())).unwrap();
     assert_eq!(
         text,
-        "POST /n HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
+        "POST /n HTTP/1.1\r\nHost: h\r\nX-Forwarded-Proto: http\r\nContent-Length: 3\r\n\r\nabc"
     );
 }
 
@@ -116,14 +117,43 @@ fn broken_answers() {
     }
 }
 
+#[test]
+fn forwarding_headers_are_kept_from_trusted_proxies_only_and_completed() {
+    let head = b"POST /n HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 198.51.100.9\r\nx-forwarded-proto: https\r\nForwarded: for=1.2.3.4\r\nX-Real-IP: 1.2.3.4\r\nX-Forwarded-Host: evil.example\r\n\r\n";
+    let client = Some("203.0.113.7".parse().unwrap());
+    let from = |trusted, tls| {
+        let forwarding = Forwarding {
+            client,
+            tls,
+            trusted,
+        };
+        String::from_utf8(upstream_request(head, b"{}", &forwarding)).unwrap()
+    };
+    // A caller's own claims are dropped; the proxy says what it saw.
+    assert_eq!(
+        from(false, true),
+        "POST /n HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: https\r\nContent-Length: 2\r\n\r\n{}"
+    );
+    // A trusted proxy's lines stay as written; the peer joins the X-Forwarded-For list and its
+    // X-Forwarded-Proto stands (this hop may be plain HTTP behind its TLS).
+    assert_eq!(
+        from(true, false),
+        "POST /n HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 198.51.100.9\r\nx-forwarded-proto: https\r\nForwarded: for=1.2.3.4\r\nX-Real-IP: 1.2.3.4\r\nX-Forwarded-Host: evil.example\r\nX-Forwarded-For: 203.0.113.7\r\nContent-Length: 2\r\n\r\n{}"
+    );
+}
+
 /// Found by the `wire` fuzz target: a request head preceded by an empty line was sent
 /// upstream with an empty request line.
 #[test]
 fn fuzz_wire_request_leading_empty_line_keeps_request_line() {
-    let out = upstream_request(b"\r\nPOST /n HTTP/1.1\r\nHost: h\r\n\r\n", b"{}");
+    let out = upstream_request(
+        b"\r\nPOST /n HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"{}",
+        &Forwarding::default(),
+    );
     assert_eq!(
         String::from_utf8(out).unwrap(),
-        "POST /n HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}"
+        "POST /n HTTP/1.1\r\nHost: h\r\nX-Forwarded-Proto: http\r\nContent-Length: 2\r\n\r\n{}"
     );
 }
 
@@ -178,7 +208,7 @@ mod properties {
         /// Request heads of any shape are forwarded or skipped line by line, never panicked on.
         #[test]
         fn any_request_head_is_reframed(head in proptest::collection::vec(any::<u8>(), 0..400), body in proptest::collection::vec(any::<u8>(), 0..50)) {
-            let out = upstream_request(&head, &body);
+            let out = upstream_request(&head, &body, &Forwarding::default());
             prop_assert!(out.ends_with(&body));
         }
     }

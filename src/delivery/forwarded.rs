@@ -1,0 +1,110 @@
+//! The `X-Forwarded-*` headers the handler receives: what they say about the client, and whose
+//! word they carry.
+//!
+//! Owns one rule: a client's own `X-Forwarded-*`, `Forwarded` and `X-Real-IP` lines reach the
+//! handler only when the peer is one of `trusted_proxies` (a load balancer that wrote them);
+//! from anyone else they are dropped, since a handler that logs or trusts them would believe
+//! whatever the caller wrote. Either way the proxy adds what it knows itself: `X-Forwarded-For`
+//! with the peer's address (after a trusted proxy's list, as nginx's
+//! `$proxy_add_x_forwarded_for` does) and `X-Forwarded-Proto` unless a trusted proxy set one.
+//! Pure: no I/O, no config; [`super::wire`] calls it while it writes the head.
+
+use std::io::Write;
+use std::net::IpAddr;
+
+/// Who sent the request, as the handler will be told.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Forwarding {
+    /// The TCP peer's address (`None` on a Unix socket: nothing to add).
+    pub client: Option<IpAddr>,
+    /// The client connection is TLS: `X-Forwarded-Proto: https`.
+    pub tls: bool,
+    /// The peer is in `trusted_proxies`: its forwarding headers are kept.
+    pub trusted: bool,
+}
+
+/// Headers that claim something about the original client or connection.
+pub(super) fn is_forwarding_header(name: &[u8]) -> bool {
+    const PREFIX: &[u8] = b"x-forwarded-";
+    (name.len() > PREFIX.len() && name[..PREFIX.len()].eq_ignore_ascii_case(PREFIX))
+        || name.eq_ignore_ascii_case(b"forwarded")
+        || name.eq_ignore_ascii_case(b"x-real-ip")
+}
+
+impl Forwarding {
+    /// Whether a client's header line `name` is sent on.
+    pub(super) fn keeps(&self, name: &[u8]) -> bool {
+        self.trusted || !is_forwarding_header(name)
+    }
+
+    /// The lines the proxy adds. `proto_kept`: a trusted proxy's `X-Forwarded-Proto` is
+    /// already in the head (it knows the scheme Twilio used; this connection may be plain).
+    pub(super) fn write_lines(&self, out: &mut Vec<u8>, proto_kept: bool) {
+        if let Some(ip) = self.client {
+            // Writing into a Vec cannot fail.
+            let _ = write!(out, "X-Forwarded-For: {ip}\r\n");
+        }
+        if !proto_kept {
+            out.extend_from_slice(if self.tls {
+                b"X-Forwarded-Proto: https\r\n"
+            } else {
+                b"X-Forwarded-Proto: http\r\n"
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarding_headers_are_recognised_in_any_case() {
+        for name in [
+            &b"X-Forwarded-For"[..],
+            b"x-forwarded-proto",
+            b"X-FORWARDED-HOST",
+            b"Forwarded",
+            b"X-Real-IP",
+        ] {
+            assert!(
+                is_forwarding_header(name),
+                "{}",
+                String::from_utf8_lossy(name)
+            );
+        }
+        for name in [
+            &b"X-Forwarded-"[..],
+            b"X-Forwarder",
+            b"Host",
+            b"X-Twilio-Signature",
+        ] {
+            assert!(
+                !is_forwarding_header(name),
+                "{}",
+                String::from_utf8_lossy(name)
+            );
+        }
+    }
+
+    #[test]
+    fn the_proxy_says_what_it_saw() {
+        let mut out = Vec::new();
+        let f = Forwarding {
+            client: Some("203.0.113.7".parse().unwrap()),
+            tls: true,
+            trusted: false,
+        };
+        f.write_lines(&mut out, false);
+        assert_eq!(
+            out,
+            b"X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: https\r\n"
+        );
+        let mut out = Vec::new();
+        Forwarding::default().write_lines(&mut out, true);
+        assert!(
+            out.is_empty(),
+            "no address, and the trusted proxy's proto kept"
+        );
+    }
+}

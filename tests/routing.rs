@@ -34,9 +34,51 @@ fn request(
 fn rebuilding_proxy(upstream: SocketAddr, trusted: &str) -> Proxy {
     let mut spec = ProxySpec::new(upstream);
     spec.top_extra = format!("trusted_proxies: [{trusted}]");
-    spec.route_extra =
-        "  - name: rebuilt\n    path: /rebuilt\n    upstream: handler\n    body: json".into();
+    spec.route_extra = "  - name: rebuilt\n    path: /rebuilt\n    upstream: handler\n    body: json\n    \
+                        allowed_hosts: [voice.example.com, other.example.com, \"lb.internal:8080\"]"
+        .into();
     Proxy::start(spec)
+}
+
+/// A route without `public_url` answers only for its `allowed_hosts`: a signature Twilio made
+/// for the same path on another host of the account does not verify here.
+#[test]
+fn a_rebuilt_url_must_name_one_of_the_allowed_hosts() {
+    let upstream = MockUpstream::start(Behaviour::status(200, "ok"));
+    let mut spec = ProxySpec::new(upstream.addr);
+    spec.route_extra =
+        "  - name: rebuilt\n    path: /rebuilt\n    upstream: handler\n    body: json\n    \
+                        allowed_hosts: [Voice.Example.com]"
+            .into();
+    let proxy = Proxy::start(spec);
+    let key = SigningKey::new(Algorithm::HmacSha1, TOKEN.as_bytes());
+    let signed_on = |host: &str| {
+        let body = notification();
+        let (signed, sig) =
+            sign_json(&key, &format!("http://{host}/rebuilt"), body.as_bytes()).unwrap();
+        let target = signed[signed.find("/rebuilt").unwrap()..].to_string();
+        request(
+            &target,
+            host,
+            "application/json",
+            &[("X-Twilio-Signature", sig.as_str())],
+            &body,
+        )
+    };
+    let r = proxy.send(&signed_on("voice.example.com"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Correctly signed for its own URL, on a host this route does not serve.
+    let r = proxy.send(&signed_on("other.example.com"));
+    assert_eq!(
+        (r.status, r.reason().as_str()),
+        (403, "signature_mismatch"),
+        "publicly a mismatch: which hosts are served is not told"
+    );
+    assert_eq!(
+        proxy.metric(r#"notify_proxy_rejections_total{reason="host_not_allowed",route="rebuilt"}"#),
+        1.0
+    );
+    assert_eq!(upstream.request_count(), 1);
 }
 
 /// Sent through a load balancer: `Host` is the balancer's view, `X-Forwarded-*` say what
@@ -161,6 +203,17 @@ fn twilio_sdk_vectors_through_the_real_proxy() {
     let vectors = serde_json::from_str::<Vectors>(&text).unwrap().vectors;
     assert_eq!(vectors.len(), 20);
     let upstream = MockUpstream::start(Behaviour::status(200, "ok"));
+    // The hosts the vectors were signed for, as the route allows them.
+    let mut hosts: Vec<String> = vectors
+        .iter()
+        .map(|v| {
+            let rest = v.url.split_once("://").unwrap().1;
+            format!("\"{}\"", &rest[..rest.find('/').unwrap()])
+        })
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    let hosts = hosts.join(", ");
     let spec = |body: &str| {
         let mut spec = ProxySpec::new(upstream.addr);
         spec.secrets = "  auth_token: { env: TNP_TOKEN }\n  shared_keys:\n    webhooks_sharedkey_0123456789abcdef: { env: TNP_SHARED }\n".into();
@@ -171,7 +224,8 @@ fn twilio_sdk_vectors_through_the_real_proxy() {
         // The notification vectors share one twi_message_id: each must be judged, not deduped.
         spec.top_extra = "trusted_proxies: [127.0.0.1]\ndedupe: { enabled: false }".into();
         spec.route_extra = format!(
-            "  - name: myapp\n    path: /myapp.php\n    upstream: handler\n    body: {body}"
+            "  - name: myapp\n    path: /myapp.php\n    upstream: handler\n    body: {body}\n    \
+             allowed_hosts: [{hosts}]"
         );
         Proxy::start(spec)
     };

@@ -128,7 +128,7 @@ const OUTCOMES: [&str; 13] = [
     "probe",
 ];
 /// Every rejection reason and the status the README gives it.
-const REASONS: [(&str, u16); 18] = [
+const REASONS: [(&str, u16); 19] = [
     ("unknown_route", 404),
     ("method", 405),
     ("content_type", 415),
@@ -142,6 +142,7 @@ const REASONS: [(&str, u16); 18] = [
     ("body_hash_missing", 403),
     ("body_hash_mismatch", 403),
     ("unknown_key", 403),
+    ("host_not_allowed", 403),
     ("unknown_account", 403),
     ("not_json", 400),
     ("schema", 400),
@@ -225,7 +226,7 @@ fn every_outcome_and_reason_is_reachable_and_counted_once() {
         dir.path().join("b.redb").display()
     );
     spec.route_extra = format!(
-        "    retry: {{ max_attempts: 1 }}\n  - name: buffered\n    public_url: {BUFFERED_URL}\n    upstream: handler\n    body: json\n    on_exhausted: buffer\n    retry: {{ max_attempts: 1 }}"
+        "    retry: {{ max_attempts: 1 }}\n  - name: buffered\n    public_url: {BUFFERED_URL}\n    upstream: handler\n    body: json\n    on_exhausted: buffer\n    retry: {{ max_attempts: 1 }}\n  - name: rebuilt\n    path: /rebuilt\n    allowed_hosts: [voice.example.com]\n    upstream: handler\n    body: json"
     );
     spec.upstream_extra = "    circuit_breaker: { failure_threshold: 1000 }".into();
     let proxy = Proxy::start(spec);
@@ -339,11 +340,12 @@ fn every_outcome_and_reason_is_reachable_and_counted_once() {
         ("not_json", twilio_request("{")),
         ("schema", twilio_request(&missing.to_string())),
         ("forbidden_header", with(&[("X-Twilio-Signature", &sig), ("Connection", "x-twilio-signature")], &body)),
+        ("host_not_allowed", String::from_utf8(request_with("/rebuilt", &[("X-Twilio-Signature", &sig)], &body)).unwrap().replace("Host: voice.example.com", "Host: elsewhere.example.com").into_bytes()),
     ];
     for (reason, raw) in cases {
         let r = expect_counted(&proxy, reason, "rejected", Some(reason), || send(raw));
         // `unknown_key` is counted as itself but answered as a mismatch (issue 12, item 4).
-        let public = if reason == "unknown_key" {
+        let public = if reason == "unknown_key" || reason == "host_not_allowed" {
             "signature_mismatch"
         } else {
             reason

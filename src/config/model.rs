@@ -285,6 +285,9 @@ pub struct Route {
     pub name: String,
     pub path: String,
     pub public_url: Option<PublicUrl>,
+    /// Without `public_url`: the authorities (`host` or `host:port`, lower case) the signed URL
+    /// may be rebuilt from. Never empty then; empty with `public_url`.
+    pub allowed_hosts: Vec<String>,
     /// Index into [`Config::upstreams`].
     pub upstream: usize,
     pub body: BodyKind,

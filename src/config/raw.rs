@@ -200,6 +200,9 @@ pub struct RawRoute {
     pub name: Option<String>,
     pub path: Option<String>,
     pub public_url: Option<String>,
+    /// Without `public_url`: the hosts Twilio may call this path on.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
     pub upstream: String,
     pub body: BodyKind,
     pub schema: Option<String>,

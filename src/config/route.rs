@@ -50,9 +50,10 @@ pub(super) fn route(
         )),
         Some(_) => {}
         None => warnings.push(format!(
-            "{key}: no public_url; the signed URL is rebuilt from Host (or X-Forwarded-* from trusted_proxies)"
+            "{key}: no public_url; the signed URL is rebuilt from Host (or X-Forwarded-* from trusted_proxies), for the hosts in allowed_hosts"
         )),
     }
+    let allowed_hosts = allowed_hosts(key, &r.allowed_hosts, public_url.is_some())?;
     let upstream = upstreams
         .iter()
         .position(|u| u.name == r.upstream)
@@ -70,6 +71,7 @@ pub(super) fn route(
         name: r.name.unwrap_or_else(|| path.clone()),
         path,
         public_url,
+        allowed_hosts,
         upstream,
         body: r.body,
         schema,
@@ -77,6 +79,41 @@ pub(super) fn route(
         retry,
         on_exhausted,
     })
+}
+
+/// A route's signed URL is pinned: by `public_url`, or, when it is rebuilt from each request,
+/// to the hosts in `allowed_hosts`. Otherwise a signature Twilio made for the same path on
+/// another host of the account would verify here.
+fn allowed_hosts(key: &str, raw: &[String], has_public_url: bool) -> Result<Vec<String>> {
+    match (has_public_url, raw.is_empty()) {
+        (true, false) => bail!(
+            "{key}.allowed_hosts: only for a route without public_url (public_url already fixes \
+             the host the signature is checked for); remove one of them"
+        ),
+        (true, true) => return Ok(Vec::new()),
+        (false, true) => bail!(
+            "{key}: set public_url (the URL configured in Twilio, e.g. \
+             https://voice.example.com/twilio/client-notify), or allowed_hosts (the hosts Twilio \
+             calls this path on, e.g. [voice.example.com]) to rebuild it from each request's Host"
+        ),
+        (false, false) => {}
+    }
+    raw.iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let valid = !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+            if !valid {
+                bail!(
+                    "{key}.allowed_hosts[{i}]: {host:?} is not a host or host:port (e.g. \
+                     voice.example.com or voice.example.com:8443)"
+                );
+            }
+            Ok(host.to_ascii_lowercase())
+        })
+        .collect()
 }
 
 fn public_url(key: &str, value: &str) -> Result<PublicUrl> {

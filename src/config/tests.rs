@@ -180,11 +180,41 @@ fn schema_on_form_route_and_duplicate_paths_are_rejected() {
     let e = err(&yaml("", "", TOKEN_VAR).replace("body: json", "body: form"));
     assert!(e.contains("routes[0].schema"), "{e}");
     let dup = format!(
-        "{}  - path: /notify\n    upstream: handler\n    body: form\n",
+        "{}  - path: /notify\n    allowed_hosts: [voice.example.com]\n    upstream: handler\n    body: form\n",
         yaml("", "", TOKEN_VAR)
     );
     let e = err(&dup);
     assert!(e.contains("routes[1].path"), "{e}");
+}
+
+#[test]
+fn a_route_pins_its_signed_url_by_public_url_or_allowed_hosts() {
+    let extra = |route: &str| format!("{}{route}", yaml("", "", TOKEN_VAR));
+    let e = err(&extra(
+        "  - path: /other\n    upstream: handler\n    body: form\n",
+    ));
+    assert!(
+        e.contains("routes[1]: set public_url") && e.contains("allowed_hosts"),
+        "{e}"
+    );
+    let e = err(&yaml(
+        "    allowed_hosts: [voice.example.com]",
+        "",
+        TOKEN_VAR,
+    ));
+    assert!(
+        e.contains("routes[0].allowed_hosts: only for a route without public_url"),
+        "{e}"
+    );
+    let e = err(&extra(
+        "  - path: /other\n    allowed_hosts: [\"a b\"]\n    upstream: handler\n    body: form\n",
+    ));
+    assert!(e.contains("routes[1].allowed_hosts[0]"), "{e}");
+    let c = load(&extra(
+        "  - path: /other\n    allowed_hosts: [Voice.Example.com, \"lb:8443\"]\n    upstream: handler\n    body: form\n",
+    ))
+    .unwrap();
+    assert_eq!(c.routes[1].allowed_hosts, ["voice.example.com", "lb:8443"]);
 }
 
 #[test]

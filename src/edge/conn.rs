@@ -244,7 +244,7 @@ fn prepare(
         trusted: snap.trusts(peer.ip),
     };
     let configured = route.route.public_url.as_ref().map(|p| p.as_signed_url());
-    let url = public_url(configured, &origin)?;
+    let url = public_url(configured, &route.route.allowed_hosts, &origin)?;
     let mut signatures: [&[u8]; 2] = [&[], &[]];
     let mut count = 0;
     for value in head.values(head_bytes, "x-twilio-signature") {

@@ -62,6 +62,7 @@ fn live_route(handler: Arc<dyn Deliver>, on_exhausted: OnExhausted) -> LiveRoute
             name: "notify".into(),
             path: "/notify".into(),
             public_url: None,
+            allowed_hosts: vec!["voice.example.com".into()],
             upstream: 0,
             body: BodyKind::Json,
             schema: None,

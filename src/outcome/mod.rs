@@ -32,6 +32,8 @@ pub enum Reason {
     BodyHashMissing,
     BodyHashMismatch,
     UnknownKey,
+    /// A route without `public_url` was called on a host not in its `allowed_hosts`.
+    HostNotAllowed,
     UnknownAccount,
     NotJson,
     Schema,
@@ -41,7 +43,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 19] = [
         Reason::Malformed,
         Reason::Method,
         Reason::ContentType,
@@ -56,6 +58,7 @@ impl Reason {
         Reason::BodyHashMissing,
         Reason::BodyHashMismatch,
         Reason::UnknownKey,
+        Reason::HostNotAllowed,
         Reason::UnknownAccount,
         Reason::NotJson,
         Reason::Schema,
@@ -79,6 +82,7 @@ impl Reason {
             Reason::BodyHashMissing => "body_hash_missing",
             Reason::BodyHashMismatch => "body_hash_mismatch",
             Reason::UnknownKey => "unknown_key",
+            Reason::HostNotAllowed => "host_not_allowed",
             Reason::UnknownAccount => "unknown_account",
             Reason::NotJson => "not_json",
             Reason::Schema => "schema",
@@ -87,11 +91,12 @@ impl Reason {
     }
 
     /// The reason an unauthenticated caller is told. `unknown_key` would tell anyone which
-    /// SharedKey ids and subaccounts are configured, so it is answered as `signature_mismatch`
-    /// (the metric label and the log keep `unknown_key`).
+    /// SharedKey ids and subaccounts are configured, and `host_not_allowed` which hosts a route
+    /// serves, so both are answered as `signature_mismatch` (the metric label and the log keep
+    /// the real reason).
     pub fn public(self) -> Reason {
         match self {
-            Reason::UnknownKey => Reason::SignatureMismatch,
+            Reason::UnknownKey | Reason::HostNotAllowed => Reason::SignatureMismatch,
             other => other,
         }
     }
@@ -116,7 +121,7 @@ impl Reason {
             Reason::SignatureDuplicate => {
                 "the request carries more than one X-Twilio-Signature header"
             }
-            Reason::SignatureMismatch | Reason::UnknownKey => {
+            Reason::SignatureMismatch | Reason::UnknownKey | Reason::HostNotAllowed => {
                 "X-Twilio-Signature does not match the public URL and body"
             }
             Reason::BodyHashMissing => {
@@ -149,6 +154,7 @@ impl Reason {
             | Reason::BodyHashMissing
             | Reason::BodyHashMismatch
             | Reason::UnknownKey
+            | Reason::HostNotAllowed
             | Reason::UnknownAccount => StatusCode::FORBIDDEN,
         }
     }
@@ -219,6 +225,7 @@ impl From<SignatureError> for Rejection {
             SignatureError::BodyHashMismatch => Reason::BodyHashMismatch,
             SignatureError::UnknownKey(_) => Reason::UnknownKey,
             SignatureError::NoPublicUrl => Reason::SignatureMismatch,
+            SignatureError::HostNotAllowed(_) => Reason::HostNotAllowed,
         };
         Rejection::new(reason, e.to_string())
     }

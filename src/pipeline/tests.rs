@@ -20,6 +20,7 @@ fn route(body: BodyKind, mode: SchemaMode) -> Route {
         name: "n".into(),
         path: "/twilio/client-notify".into(),
         public_url: None,
+        allowed_hosts: vec!["voice.example.com".into()],
         upstream: 0,
         body,
         schema: (body == BodyKind::Json)

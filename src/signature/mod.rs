@@ -39,6 +39,9 @@ pub enum SignatureError {
     UnknownKey(String),
     #[error("cannot rebuild the signed URL: no Host header and no public_url for this route")]
     NoPublicUrl,
+    /// The host the URL was rebuilt from is not one the route allows (the value, for the log).
+    #[error("the host {0:?} the signed URL was rebuilt from is not in the route's allowed_hosts")]
+    HostNotAllowed(String),
 }
 
 /// The HMAC flavour a key signs with.

@@ -127,9 +127,13 @@ pub struct RequestOrigin<'a> {
 
 /// The URL Twilio signed: the route's configured public URL (`configured`, its query ignored)
 /// with this request's raw query, or, without one, the URL rebuilt from `X-Forwarded-Proto` /
-/// `X-Forwarded-Host` (trusted peers only) or `Host` and the listener's scheme.
+/// `X-Forwarded-Host` (trusted peers only) or `Host` and the listener's scheme, whose
+/// authority must then be one of `allowed_hosts` (`host` or `host:port`, compared without
+/// case). Without that list a signature captured for the same path on another host of the
+/// account would verify here.
 pub fn public_url<'a>(
     configured: Option<SignedUrl<'a>>,
+    allowed_hosts: &[String],
     origin: &RequestOrigin<'a>,
 ) -> Result<SignedUrl<'a>, SignatureError> {
     let raw_target = origin.raw_target;
@@ -152,6 +156,12 @@ pub fn public_url<'a>(
     let authority = forwarded(origin.forwarded_host)
         .or_else(|| first(origin.host))
         .ok_or(SignatureError::NoPublicUrl)?;
+    if !allowed_hosts
+        .iter()
+        .any(|allowed| allowed.eq_ignore_ascii_case(authority))
+    {
+        return Err(SignatureError::HostNotAllowed(authority.to_owned()));
+    }
     let (host, port) = match authority.rfind(':') {
         Some(i) if !authority[i..].contains(']') => (&authority[..i], Some(&authority[i + 1..])),
         _ => (authority, None),
@@ -169,6 +179,32 @@ pub fn public_url<'a>(
 mod tests {
     use super::*;
 
+    fn allowed() -> Vec<String> {
+        vec!["internal:8080".into(), "Voice.Example.com".into()]
+    }
+
+    #[test]
+    fn a_rebuilt_url_must_name_an_allowed_host() {
+        let elsewhere = RequestOrigin {
+            host: Some("other.example.com"),
+            ..origin(false)
+        };
+        assert_eq!(
+            public_url(None, &allowed(), &elsewhere),
+            Err(SignatureError::HostNotAllowed("other.example.com".into()))
+        );
+        // The port is part of the authority: internal:8080 does not allow internal:9090.
+        let other_port = RequestOrigin {
+            host: Some("internal:9090"),
+            ..origin(false)
+        };
+        assert!(public_url(None, &allowed(), &other_port).is_err());
+        assert!(
+            public_url(None, &[], &origin(false)).is_err(),
+            "nothing allowed"
+        );
+    }
+
     fn origin(trusted: bool) -> RequestOrigin<'static> {
         RequestOrigin {
             raw_target: b"/twilio/notify?bodySHA256=ab",
@@ -182,7 +218,7 @@ mod tests {
 
     #[test]
     fn untrusted_peers_forwarding_headers_are_ignored() {
-        let url = public_url(None, &origin(false)).unwrap();
+        let url = public_url(None, &allowed(), &origin(false)).unwrap();
         assert_eq!(
             url.to_url_string(),
             "http://internal:8080/twilio/notify?bodySHA256=ab"
@@ -191,7 +227,7 @@ mod tests {
 
     #[test]
     fn trusted_peers_forwarding_headers_name_the_signed_url() {
-        let url = public_url(None, &origin(true)).unwrap();
+        let url = public_url(None, &allowed(), &origin(true)).unwrap();
         assert_eq!(
             url.to_url_string(),
             "https://voice.example.com/twilio/notify?bodySHA256=ab"
@@ -201,7 +237,7 @@ mod tests {
     #[test]
     fn configured_public_url_wins_and_keeps_the_raw_query() {
         let configured = SignedUrl::parse("https://voice.example.com:8443/public/path").unwrap();
-        let url = public_url(Some(configured), &origin(true)).unwrap();
+        let url = public_url(Some(configured), &[], &origin(true)).unwrap();
         assert_eq!(
             url.to_url_string(),
             "https://voice.example.com:8443/public/path?bodySHA256=ab"
@@ -217,12 +253,12 @@ mod tests {
             ..origin(true)
         };
         assert_eq!(
-            public_url(None, &tls).unwrap().to_url_string(),
+            public_url(None, &allowed(), &tls).unwrap().to_url_string(),
             "https://internal:8080/twilio/notify?bodySHA256=ab"
         );
         let hostless = RequestOrigin { host: None, ..tls };
         assert_eq!(
-            public_url(None, &hostless),
+            public_url(None, &allowed(), &hostless),
             Err(SignatureError::NoPublicUrl)
         );
     }

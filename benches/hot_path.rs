@@ -40,6 +40,7 @@ fn bench(c: &mut Criterion) {
         name: "bench".into(),
         path: "/twilio/client-notify".into(),
         public_url: None,
+        allowed_hosts: vec!["voice.example.com".into()],
         upstream: 0,
         body: BodyKind::Json,
         schema: Some(schema.clone()),

@@ -54,6 +54,7 @@ fn route(body: BodyKind, schema_mode: SchemaMode) -> Route {
         name: "fuzz".into(),
         path: "/n".into(),
         public_url: None,
+        allowed_hosts: vec!["fuzz.example.com".into()],
         upstream: 0,
         body,
         schema: (body == BodyKind::Json).then(schema),

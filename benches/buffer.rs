@@ -4,13 +4,16 @@
 //!
 //! Run: `cargo bench --bench buffer` (optional: `BUFFER_BENCH_MESSAGES=2000`).
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use twilio_notify_proxy::buffer::{now_ms, NewMessage, RedbStore};
+use twilio_notify_proxy::buffer::{NewMessage, RedbStore};
 use twilio_notify_proxy::config::UpstreamConfig;
 use twilio_notify_proxy::delivery::{new_balancer, UpstreamGroup};
 use twilio_notify_proxy::metrics::Metrics;
@@ -20,18 +23,7 @@ use twilio_notify_proxy::redelivery::{Redeliverer, RouteRedelivery};
 const REQUEST: &[u8] = b"POST /twilio/client-notify?bodySHA256=75fd537c4a84b8a2e052171b21fa1c7215c824f6f2b1a2b3fd02d11d0563481d HTTP/1.1\r\nHost: voice.example.com\r\nContent-Type: application/json\r\nX-Twilio-Signature: +PHhAihLyFOT0hloeSv/p/EE2lE=\r\nContent-Length: 2\r\n\r\n{}";
 
 fn message() -> NewMessage {
-    let now = now_ms();
-    NewMessage {
-        route: "notify".into(),
-        upstream: "handler".into(),
-        received_at_ms: now,
-        expires_at_ms: now + 600_000,
-        attempts: 1,
-        next_attempt_at_ms: now,
-        last_error: "bench".into(),
-        message_id: Some("WB0123456789abcdef0123456789abcdef".into()),
-        call_sid: Some("CA0123456789abcdef0123456789abcdef".into()),
-    }
+    support::message("WB0123456789abcdef0123456789abcdef")
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 pub use error::StoreError;
 pub use handoff::{HandoffService, RedbBuffer};
 pub use instrumented::Instrumented;
-pub use postgres::{instance_name, valid_schema, PgOptions, PgPool, PostgresStore};
+pub use postgres::{instance_name, PgOptions, PgPool, PostgresStore};
 pub use store::RedbStore;
 
 /// What the running proxy needs from a buffer: the live path inserts, the redelivery worker

@@ -37,6 +37,7 @@ pub use model::{
 pub use restart::restart_required;
 pub use source::{ProcessEnv, SecretSource};
 pub use summary::summary;
+pub use values::plain_identifier;
 
 /// Whether loading reads the signing keys (`secrets:`), or leaves the key ring empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -25,7 +25,9 @@ use super::route::route;
 use super::secrets::keys;
 use super::source::{existing_file, read_secret, resolve, SecretSource};
 use super::upstream::upstream;
-use super::values::{backoff, check_account_sid, duration, nonzero_duration, socket_addr};
+use super::values::{
+    backoff, check_account_sid, duration, nonzero_duration, plain_identifier, socket_addr,
+};
 use super::Keys;
 use crate::signature::KeyRing;
 
@@ -299,7 +301,7 @@ fn buffer_backend(
                 .schema
                 .clone()
                 .unwrap_or_else(|| "notify_proxy".to_owned());
-            if !crate::buffer::valid_schema(&schema) {
+            if !plain_identifier(&schema) {
                 bail!(
                     "buffer.schema: {schema:?} is not a plain identifier: use lower-case letters, \
                      digits and '_', starting with a letter or '_', at most 63 characters"

@@ -1,5 +1,5 @@
 //! Parsers for the scalar values the file holds as text: durations, addresses, backoffs,
-//! Account SIDs.
+//! Account SIDs, SQL identifiers.
 //!
 //! Each takes the dotted key it is parsing, so its error names the key and shows a valid
 //! example. Pure: no I/O, no knowledge of which section a value belongs to.
@@ -44,4 +44,13 @@ pub(super) fn check_account_sid(key: &str, sid: &str) -> Result<()> {
         bail!("{key}: {sid:?} is not an Account SID (AC followed by 32 hex digits)");
     }
     Ok(())
+}
+
+/// Whether `name` is a plain lower-case SQL identifier (a PostgreSQL schema name such as
+/// `buffer.schema`): it is spliced into SQL text, so nothing that would need quoting passes.
+pub fn plain_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= 63
 }

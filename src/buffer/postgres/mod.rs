@@ -31,6 +31,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod
 use tokio::sync::OnceCell;
 
 use super::StoreError;
+use crate::config::plain_identifier;
 pub use store::{instance_name, PostgresStore};
 
 /// How to reach the shared store.
@@ -136,15 +137,6 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// Whether `schema` is a plain identifier: it is spliced into SQL text, so nothing that would
-/// need quoting is accepted.
-pub fn valid_schema(schema: &str) -> bool {
-    let mut chars = schema.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && schema.len() <= 63
-}
-
 /// The URL as operators may see it: user, hosts, ports and database, never the password.
 fn redacted_location(config: &tokio_postgres::Config, schema: &str) -> String {
     let hosts: Vec<String> = config
@@ -176,7 +168,7 @@ impl PgPool {
     /// only buffering and dedupe wait for the store). Call [`PgPool::migrate`] to check
     /// at start instead.
     pub fn new(options: &PgOptions) -> Result<Self, StoreError> {
-        if !valid_schema(&options.schema) {
+        if !plain_identifier(&options.schema) {
             return Err(StoreError::Config {
                 detail: format!(
                     "schema {:?} is not a plain identifier: use lower-case letters, digits and \

@@ -2,10 +2,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::*;
+
+mod buffer;
 use crate::signature::{Algorithm, SigningKey};
 
 /// The environment variable the test configs name for their auth token.
-const TOKEN_VAR: &str = "TNP_TEST_TOKEN";
+pub(super) const TOKEN_VAR: &str = "TNP_TEST_TOKEN";
 
 /// Secrets as a test wants them: environment variables from a fixed list (the process
 /// environment is never read or changed), files from disk.
@@ -38,7 +40,7 @@ const SCHEMA: &str = concat!(
     "/conf/schemas/client-notification.schema.json"
 );
 
-fn yaml(route_extra: &str, top_extra: &str, token_var: &str) -> String {
+pub(super) fn yaml(route_extra: &str, top_extra: &str, token_var: &str) -> String {
     format!(
         r#"
 listeners:
@@ -62,7 +64,7 @@ routes:
     )
 }
 
-fn load(text: &str) -> anyhow::Result<Config> {
+pub(super) fn load(text: &str) -> anyhow::Result<Config> {
     Config::from_yaml_with(text, Path::new("/etc/tnp/test.yaml"), &SECRETS)
 }
 
@@ -365,60 +367,6 @@ fn secrets_come_from_the_injected_source_not_the_process() {
         Config::from_yaml(&text, Path::new("/etc/tnp/test.yaml")).unwrap_err()
     );
     assert!(e.contains(VAR) && e.contains("is not set"), "{e}");
-}
-
-#[test]
-fn a_postgres_buffer_reads_its_url_as_a_secret_and_never_shows_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let url_file = dir.path().join("database-url");
-    std::fs::write(&url_file, "postgres://proxy:s3cr3t@db:5432/notify\n").unwrap();
-    let text = yaml(
-        "    on_exhausted: buffer",
-        &format!(
-            "buffer: {{ backend: postgres, url: {{ file: {} }}, schema: fleet_a, pool_size: 4, \
-             lease: 20s, store_timeout: 1s }}",
-            url_file.display()
-        ),
-        TOKEN_VAR,
-    );
-    let c = load(&text).unwrap();
-    let BufferBackend::Postgres(pg) = &c.buffer.as_ref().unwrap().backend else {
-        panic!("{:?}", c.buffer)
-    };
-    assert_eq!(
-        pg.url, "postgres://proxy:s3cr3t@db:5432/notify",
-        "newline trimmed"
-    );
-    assert_eq!(pg.schema, "fleet_a");
-    assert_eq!(pg.pool_size.get(), 4);
-    assert_eq!(pg.lease, Duration::from_secs(20));
-    assert_eq!(pg.store_timeout, Duration::from_secs(1));
-    let shown = format!("{c:?} {:?}", summary(&c));
-    assert!(!shown.contains("s3cr3t"), "{shown}");
-    // Defaults.
-    let c = load(&yaml(
-        "",
-        "buffer: { backend: postgres, url: { env: TNP_TEST_DB } }",
-        TOKEN_VAR,
-    ))
-    .unwrap();
-    let BufferBackend::Postgres(pg) = &c.buffer.as_ref().unwrap().backend else {
-        panic!()
-    };
-    assert_eq!(
-        (
-            pg.schema.as_str(),
-            pg.pool_size.get(),
-            pg.lease,
-            pg.store_timeout
-        ),
-        (
-            "notify_proxy",
-            8,
-            Duration::from_secs(10),
-            Duration::from_secs(2)
-        )
-    );
 }
 
 #[test]

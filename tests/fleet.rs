@@ -8,6 +8,7 @@
 //! - Store outage: with PostgreSQL unreachable the proxy still forwards (dedupe degraded,
 //!   counted, shown in `/readyz`); with the handler down too it answers `503 buffer_failed`;
 //!   once PostgreSQL is back, buffering resumes.
+//! - A hanging PostgreSQL never holds an answer past the time Twilio waits.
 //! - The `buffer` command works on the running fleet's store.
 //!
 //! Without PostgreSQL these tests skip with a note, except under CI (`CI` set), where they fail.
@@ -262,6 +263,8 @@ fn one_notification_sent_to_two_instances_is_delivered_once() {
 struct Relay {
     addr: SocketAddr,
     open: Arc<AtomicBool>,
+    /// Connections are accepted and then never answered (a PostgreSQL that hangs).
+    stalled: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
     listener: Mutex<Option<thread::JoinHandle<()>>>,
 }
@@ -272,6 +275,7 @@ impl Relay {
         let relay = Relay {
             addr,
             open: Arc::new(AtomicBool::new(false)),
+            stalled: Arc::new(AtomicBool::new(false)),
             conns: Arc::new(Mutex::new(Vec::new())),
             listener: Mutex::new(None),
         };
@@ -287,11 +291,15 @@ impl Relay {
         let listener = TcpListener::bind(self.addr).expect("relay port");
         listener.set_nonblocking(true).unwrap();
         self.open.store(true, Ordering::SeqCst);
-        let (open, conns) = (self.open.clone(), self.conns.clone());
+        let (open, conns, stalled) = (self.open.clone(), self.conns.clone(), self.stalled.clone());
         let upstream: SocketAddr = "127.0.0.1:5432".parse().unwrap();
         *self.listener.lock().unwrap() = Some(thread::spawn(move || {
             while open.load(Ordering::SeqCst) {
                 match listener.accept() {
+                    Ok((client, _)) if stalled.load(Ordering::SeqCst) => {
+                        // Held open, never answered: the proxy's connect hangs.
+                        conns.lock().unwrap().push(client);
+                    }
                     Ok((client, _)) => {
                         client.set_nonblocking(false).unwrap();
                         let Ok(server) = TcpStream::connect(upstream) else {
@@ -308,6 +316,14 @@ impl Relay {
             }
             // The listener drops here: new connections are refused.
         }));
+    }
+
+    /// PostgreSQL hangs: open connections are cut, new ones accepted and never answered.
+    fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+        for conn in self.conns.lock().unwrap().drain(..) {
+            let _ = conn.shutdown(Shutdown::Both);
+        }
     }
 
     fn cut(&self) {
@@ -393,4 +409,42 @@ fn with_postgres_unreachable_the_proxy_forwards_refuses_to_buffer_and_recovers()
         proxy.send(&twilio_request(&notification()));
         http_get(proxy.admin, "/readyz").unwrap().json()["dedupe"] == "ok"
     });
+}
+
+/// Twilio waits 15 s. With the handler down and PostgreSQL hanging (connections accepted, never
+/// answered), every store call ends at `buffer.store_timeout`, so the answer (503, nothing
+/// claimed) comes within the route's deadline plus two store calls, as the config check promises.
+#[test]
+fn a_hanging_postgres_never_holds_the_answer_past_the_budget() {
+    let Some(schema) = Schema::new("hang") else {
+        return;
+    };
+    let relay = Relay::start();
+    let (_held, refusing) = refusing_address();
+    let mut spec = fleet_spec(refusing, &schema, &relay.url());
+    spec.top_extra = spec
+        .top_extra
+        .replace("store_timeout: 2s", "store_timeout: 1s");
+    spec.route_extra =
+        "    on_exhausted: buffer\n    retry: { max_attempts: 2, deadline: 2s }".into();
+    let proxy = Proxy::start(spec);
+    let answer = proxy.send(&twilio_request(&notification()));
+    assert_eq!(answer.json()["buffered"], true, "{}", answer.text());
+
+    relay.stall();
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let answer = proxy.send(&twilio_request(&notification()));
+        let took = started.elapsed();
+        assert_eq!(
+            (answer.status, answer.reason().as_str()),
+            (503, "buffer_failed"),
+            "{}",
+            answer.text()
+        );
+        // The bound is deadline 2 s + 2 × store_timeout 1 s (+ a quarter second); the promise
+        // checked is the one the config check makes: within 14 s, a second inside Twilio's 15.
+        assert!(took < Duration::from_secs(14), "answered after {took:?}");
+    }
+    assert_eq!(schema.count("pending"), 1, "nothing stored while it hung");
 }

@@ -448,3 +448,54 @@ fn a_hanging_postgres_never_holds_the_answer_past_the_budget() {
     }
     assert_eq!(schema.count("pending"), 1, "nothing stored while it hung");
 }
+
+/// The `buffer` commands on a running fleet's store: show a message, replay it to the handler
+/// (removed once delivered), and say so when an id is not there.
+#[test]
+fn buffer_commands_work_on_a_running_fleet() {
+    let Some(schema) = Schema::new("cli") else {
+        return;
+    };
+    let (held, handler_addr) = refusing_address();
+    let mut spec = fleet_spec(handler_addr, &schema, &postgres_url());
+    // The proxy's own worker must not deliver it first: it looks once an hour here.
+    spec.top_extra = spec
+        .top_extra
+        .replace("redelivery_interval: 100ms", "redelivery_interval: 1h");
+    let proxy = Proxy::start(spec);
+    let body = notification();
+    let answer = proxy.send(&twilio_request(&body));
+    let id = answer.json()["id"].as_u64().expect("a buffered id");
+    let cli = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["buffer", "--config"])
+            .arg(&proxy.config_path)
+            .args(args)
+            .env("TNP_DATABASE_URL", postgres_url())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, shown, err) = cli(&["show", &id.to_string()]);
+    assert!(ok, "{err}");
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["table"], "pending");
+    assert!(shown["request"].as_str().unwrap().ends_with(&body));
+
+    drop(held);
+    let handler = MockUpstream::start_on(handler_addr, Behaviour::status(200, "ok"));
+    let (ok, out, err) = cli(&["replay", &id.to_string()]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("delivered"), "{out}");
+    assert_eq!(deliveries(&handler).get(&message_id(&body)), Some(&1));
+    assert_eq!(schema.count("pending"), 0, "removed once delivered");
+    let (ok, _, err) = cli(&["remove", &id.to_string()]);
+    assert!(
+        !ok && err.contains(&format!("no buffered message with id {id}")),
+        "{err}"
+    );
+}

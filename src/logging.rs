@@ -34,6 +34,18 @@ pub const ECHO_BYTES: usize = 128;
 
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
+/// The queue [`init`] installed, for [`flush`].
+static INSTALLED: OnceLock<std::sync::Weak<Shared>> = OnceLock::new();
+
+/// Waits (at most `within`) until the lines logged so far are written. For the moments the
+/// process is about to end on its own (`run --test`, a failed start), where queued lines
+/// would otherwise be lost with the process.
+pub fn flush(within: std::time::Duration) {
+    if let Some(shared) = INSTALLED.get().and_then(std::sync::Weak::upgrade) {
+        BoundedQueue { shared }.flush(within);
+    }
+}
+
 /// Log lines dropped because the queue was full, since the process started.
 pub fn dropped_lines() -> u64 {
     DROPPED.load(Ordering::Relaxed)
@@ -44,7 +56,9 @@ pub fn init(config: &LoggingConfig, daemon: bool) {
     if daemon {
         install(config, std::io::stderr);
     } else {
-        install(config, BoundedQueue::start(QUEUE_BYTES, std::io::stderr()));
+        let queue = BoundedQueue::start(QUEUE_BYTES, std::io::stderr());
+        let _ = INSTALLED.set(std::sync::Arc::downgrade(&queue.shared));
+        install(config, queue);
     }
 }
 
@@ -109,6 +123,14 @@ impl BoundedQueue {
             shared.queued.store(usize::MAX / 2, Ordering::Relaxed);
         }
         BoundedQueue { shared }
+    }
+
+    /// Waits (at most `within`) until every queued line is written.
+    fn flush(&self, within: std::time::Duration) {
+        let started = std::time::Instant::now();
+        while self.shared.queued.load(Ordering::Relaxed) > 0 && started.elapsed() < within {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
     }
 
     fn push(&self, line: Vec<u8>) {
@@ -349,5 +371,35 @@ mod tests {
             .unwrap()
             .split(|&b| b == b'\n')
             .all(|l| l.is_empty() || l.len() == 99));
+    }
+
+    /// Regression: `run --test` ends the process right after building it; the hand-off line
+    /// logged while building was lost when the writer thread had not written it yet.
+    #[test]
+    fn flush_returns_once_every_queued_line_is_written() {
+        /// A writer that takes its time over each line.
+        struct Slow(Arc<Mutex<Vec<u8>>>);
+        impl Write for Slow {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let queue = BoundedQueue::start(100_000, Slow(written.clone()));
+        for _ in 0..20 {
+            let mut w = queue.make_writer();
+            w.write_all(b"a line\n").unwrap();
+        }
+        queue.flush(std::time::Duration::from_secs(10));
+        assert_eq!(
+            written.lock().unwrap().len(),
+            20 * 7,
+            "all written when flush returns"
+        );
     }
 }

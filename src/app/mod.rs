@@ -231,6 +231,11 @@ pub fn build_server(
     // Last: with --upgrade this takes the listening sockets over from the running instance, and
     // with --test it exits here. Either way everything that could fail (store, TLS files,
     // upstreams) has been built and checked by now.
+    if flags.test {
+        // Pingora ends the process inside bootstrap() under --test: what was logged while
+        // building (a hand-off file opened, a store unreachable) must be out first.
+        crate::logging::flush(std::time::Duration::from_secs(2));
+    }
     server.bootstrap();
     Ok(ProxyServer {
         server,

@@ -71,6 +71,8 @@ pub fn main() -> ExitCode {
     match run_command(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // Lines logged before the failure come first, then the reason.
+            crate::logging::flush(std::time::Duration::from_secs(2));
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }

@@ -35,6 +35,17 @@ pub struct PassSummary {
     pub expired: usize,
     pub orphaned: usize,
     pub skipped_open_circuit: usize,
+    /// The store returned as many due messages as one pass takes: more may be waiting.
+    pub batch_full: bool,
+}
+
+impl PassSummary {
+    /// More is due and this pass made way: the next pass should start at once rather than a
+    /// `redelivery_interval` later (a backlog after an outage drains at the handler's pace,
+    /// not 8 × concurrency messages per interval). A pass that only failed waits as usual.
+    pub fn backlog(&self) -> bool {
+        self.batch_full && self.delivered + self.final_answer + self.expired + self.orphaned > 0
+    }
 }
 
 /// What the worker knows about one route: how to judge its answers and where to count.
@@ -141,7 +152,10 @@ impl Redeliverer {
                 });
             }
         };
-        let mut summary = PassSummary::default();
+        let mut summary = PassSummary {
+            batch_full: due.len() >= limit,
+            ..PassSummary::default()
+        };
         let mut queue = due.into_iter();
         let mut running = tokio::task::JoinSet::new();
         loop {
@@ -298,16 +312,21 @@ impl BackgroundService for Redeliverer {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // A store that is down fails every pass (4 a second by default): say so once a minute.
         let mut last_error_log: Option<std::time::Instant> = None;
+        let mut backlog = false;
         loop {
-            tokio::select! {
-                _ = shutdown.changed() => break,
-                _ = tick.tick() => {}
+            if !backlog {
+                tokio::select! {
+                    _ = shutdown.changed() => break,
+                    _ = tick.tick() => {}
+                }
             }
             // Shutdown stops a pass between messages, never during one: a redelivery the
             // handler accepted must be removed from the store, or it would be delivered again
             // after the restart. The ones under way end within the shutdown budget.
             let stopping = || *shutdown.borrow();
-            match self.pass_until(&stopping).await {
+            let pass = self.pass_until(&stopping).await;
+            backlog = pass.as_ref().is_ok_and(PassSummary::backlog);
+            match pass {
                 Ok(s) if s != PassSummary::default() => tracing::debug!(?s, "redelivery pass"),
                 Ok(_) => {}
                 Err(e) => {

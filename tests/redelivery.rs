@@ -286,3 +286,31 @@ fn an_answer_settles_alike_on_the_live_path_in_the_worker_and_in_replay() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "[]");
 }
+
+/// A backlog larger than one pass (8 × `redelivery_concurrency`) drains pass after pass at the
+/// handler's pace, not one pass per `redelivery_interval`: here the interval is an hour, so
+/// everything past the first 8 would otherwise wait that long.
+#[test]
+fn a_backlog_drains_without_waiting_an_interval_between_full_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("b.redb");
+    let (held, handler_addr) = refusing_address();
+    let mut first = Proxy::start(buffering_spec(handler_addr, &store, ""));
+    for _ in 0..30 {
+        buffer_one(&first, &twilio_request(&notification()));
+    }
+    first.kill();
+    // Past the longest backoff (100 ms) of the first instance's failed tries: all are due.
+    std::thread::sleep(Duration::from_millis(300));
+    drop(held);
+    let upstream = MockUpstream::start_on(handler_addr, Behaviour::status(200, "ok"));
+    let mut spec = buffering_spec(upstream.addr, &store, "  redelivery_concurrency: 1\n");
+    spec.top_extra = spec
+        .top_extra
+        .replace("redelivery_interval: 50ms", "redelivery_interval: 1h");
+    let second = Proxy::start(spec);
+    eventually("all 30 redelivered", || {
+        redeliveries(&second, "delivered") == 30.0
+    });
+    assert_eq!(pending(&second), 0.0);
+}

@@ -143,6 +143,13 @@ fn check_answer(wire: &[u8], split: usize) {
                 "{name} forwarded"
             );
         }
+        // Read back by the proxy's own reader, which takes at most 100 header lines from a
+        // handler: the proxy adds up to two (Content-Length, Connection), so an answer that
+        // already had 99 or 100 is sent on with more than that reader takes. Clients have no
+        // such limit; the framing of those answers is checked by httparse above.
+        if resp.headers.len() > 100 {
+            continue;
+        }
         let again = read(&out, 0).expect("our own bytes read back");
         assert_eq!((again.status, &again.body), (answer.status, &answer.body));
         if close {

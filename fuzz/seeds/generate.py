@@ -82,6 +82,12 @@ def wire():
     for i, bytes_ in enumerate(WIRE):
         # First byte: how the answer is cut into reads (see the target).
         write("wire", f"case{i}", bytes([7 + i]) + b"\0" + bytes_)
+    # Found by the 10M run: an answer with 100 header lines (the reader's most), delimited by
+    # the close, is sent on with Content-Length (and Connection) added.
+    many = b"HTTP/1.1 404 Not Found\r\n" + b"".join(
+        b"X-H%d: v\r\n" % n for n in range(100)
+    ) + b"\r\nabc"
+    write("wire", "answer-with-100-headers", bytes([7]) + b"\0" + many)
 
 
 def config():

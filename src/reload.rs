@@ -21,7 +21,8 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::{restart_required, Config, ProcessEnv};
 use crate::delivery::{Deliver, UpstreamGroup};
-use crate::metrics::{Metrics, ReloadResult};
+use crate::metrics::Metrics;
+use crate::outcome::ReloadResult;
 use crate::route::Routes;
 use crate::runtime::{Runtime, Snapshot};
 

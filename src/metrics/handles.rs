@@ -6,7 +6,8 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge};
 
 use super::{Metrics, UNMATCHED_ROUTE};
 use crate::outcome::{
-    AttemptResult, DeadLetterReason, Outcome, Reason, RedeliveryResult, StoreOperation,
+    AttemptResult, DeadLetterReason, Outcome, Reason, RedeliveryResult, ReloadResult,
+    StoreOperation,
 };
 
 /// Re-resolution counters of one upstream group.
@@ -25,33 +26,6 @@ impl ResolveMetrics {
         ResolveMetrics {
             changes: c(),
             failures: c(),
-        }
-    }
-}
-
-/// The `result` label of `notify_proxy_config_reloads_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReloadResult {
-    /// The new config serves from the next request on.
-    Success,
-    /// The file does not load or validate (as `check` would say); the old config serves.
-    Invalid,
-    /// The file changes a key that needs a restart; the old config serves.
-    RestartRequired,
-}
-
-impl ReloadResult {
-    pub const ALL: [ReloadResult; 3] = [
-        ReloadResult::Success,
-        ReloadResult::Invalid,
-        ReloadResult::RestartRequired,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReloadResult::Success => "success",
-            ReloadResult::Invalid => "invalid",
-            ReloadResult::RestartRequired => "restart_required",
         }
     }
 }

@@ -61,9 +61,8 @@ pub struct Metrics {
 
 mod handles;
 
-pub use handles::{
-    EdgeMetrics, ReloadResult, ResolveMetrics, RouteMetrics, StoreMetrics, UpstreamMetrics,
-};
+use crate::outcome::ReloadResult;
+pub use handles::{EdgeMetrics, ResolveMetrics, RouteMetrics, StoreMetrics, UpstreamMetrics};
 
 impl Metrics {
     pub fn new() -> Self {

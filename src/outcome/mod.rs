@@ -2,15 +2,18 @@
 //! metric labels.
 //!
 //! Owns [`Reason`] (why the proxy itself refused a request) and [`Outcome`] (how every request
-//! ended), and in [`delivery`] the result kinds of attempts, redeliveries and dead letters.
+//! ended), in [`delivery`] the result kinds of attempts, redeliveries and dead letters, and in
+//! [`reload`] how a live reload ended.
 //! Adding a variant here is how the taxonomy grows; nothing else spells these strings.
 //! No I/O.
 
 mod delivery;
+mod reload;
 
 use http::StatusCode;
 
 pub use delivery::{AttemptResult, DeadLetterReason, RedeliveryResult, StoreOperation};
+pub use reload::ReloadResult;
 
 use crate::signature::SignatureError;
 

@@ -1,0 +1,28 @@
+//! How a live reload (SIGHUP) ended: the `result` label of `notify_proxy_config_reloads_total`.
+
+/// The `result` label of `notify_proxy_config_reloads_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadResult {
+    /// The new config serves from the next request on.
+    Success,
+    /// The file does not load or validate (as `check` would say); the old config serves.
+    Invalid,
+    /// The file changes a key that needs a restart; the old config serves.
+    RestartRequired,
+}
+
+impl ReloadResult {
+    pub const ALL: [ReloadResult; 3] = [
+        ReloadResult::Success,
+        ReloadResult::Invalid,
+        ReloadResult::RestartRequired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadResult::Success => "success",
+            ReloadResult::Invalid => "invalid",
+            ReloadResult::RestartRequired => "restart_required",
+        }
+    }
+}

@@ -22,6 +22,7 @@
 //! - [`flow`]: after the checks: dedupe, delivery, fail-or-buffer, the ending (no sockets).
 //! - [`policy`]: retry, circuit breaker and the one settlement rule (pure).
 //! - [`delivery`]: one exchange with a handler peer (wire framing, idle pool, peer choice).
+//! - [`chunked`]: the chunked transfer coding, decoded for both sides (pure).
 //! - [`dedupe`]: claims that keep a notification from being delivered twice.
 //! - [`buffer`], [`redelivery`]: the durable store (with its hand-off file across `run --upgrade`)
 //!   and the worker that drains it.
@@ -36,6 +37,7 @@
 pub mod admin;
 pub mod app;
 pub mod buffer;
+pub mod chunked;
 pub mod cli;
 pub mod config;
 pub mod dedupe;

@@ -1,5 +1,5 @@
 //! Fuzz target: the edge's request head parser (`edge::head::parse`) and chunked body decoder
-//! (`edge::Dechunker`), on the bytes a client sends.
+//! (`chunked::Dechunker`), on the bytes a client sends.
 //!
 //! Input: `split` byte, then the bytes of the connection. `split` picks how the body bytes are
 //! cut into reads (0: one read; n: reads of 1..=n bytes, varied).
@@ -17,7 +17,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use twilio_notify_proxy::edge::head::{self, Framing, HeadError, MAX_HEADERS};
-use twilio_notify_proxy::edge::{ChunkError, Dechunker};
+use twilio_notify_proxy::chunked::{ChunkError, Dechunker};
 
 const BODY_LIMIT: usize = 4096;
 

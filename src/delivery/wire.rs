@@ -10,6 +10,7 @@ use pingora::http::ResponseHeader;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::forwarded::Forwarding;
+use crate::chunked::{ChunkError, Dechunker};
 
 /// Header sections larger than this are refused (a notification handler answers a few lines).
 const MAX_HEAD: usize = 64 * 1024;
@@ -380,61 +381,29 @@ pub async fn read_answer<S: AsyncRead + Unpin>(
     })
 }
 
+/// A chunked answer, de-chunked by the same decoder as a client's chunked request.
 async fn read_chunked<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
     max_body: usize,
 ) -> Result<Bytes, ReadError> {
-    let mut body = BytesMut::new();
-    let closed = || ReadError::Broken("connection closed inside a chunked body".into());
+    let mut decoder = Dechunker::new(max_body);
+    let mut body = Vec::new();
     loop {
-        let (consumed, size) = loop {
-            match httparse::parse_chunk_size(buf) {
-                Ok(httparse::Status::Complete(found)) => break found,
-                Ok(httparse::Status::Partial) if buf.len() < 1024 => {
-                    if fill(stream, buf).await? == 0 {
-                        return Err(closed());
-                    }
-                }
-                _ => return Err(ReadError::Broken("invalid chunk size line".into())),
+        let used = decoder.feed(buf, &mut body).map_err(|e| match e {
+            ChunkError::TooLarge(_) => {
+                ReadError::Broken(format!("response body exceeds {max_body} bytes"))
             }
-        };
-        buf.advance(consumed);
-        let size = usize::try_from(size).unwrap_or(usize::MAX);
-        if size == 0 {
-            break;
-        }
-        if body.len().saturating_add(size) > max_body {
-            return Err(ReadError::Broken(format!(
-                "response body exceeds {max_body} bytes"
-            )));
-        }
-        while buf.len() < size + 2 {
-            if fill(stream, buf).await? == 0 {
-                return Err(closed());
-            }
-        }
-        body.extend_from_slice(&buf[..size]);
-        if &buf[size..size + 2] != b"\r\n" {
-            return Err(ReadError::Broken("chunk not terminated by CRLF".into()));
-        }
-        buf.advance(size + 2);
-    }
-    // Trailer section: header lines until an empty line. Trailers are dropped (never forwarded).
-    loop {
-        if let Some(end) = buf.windows(2).position(|w| w == b"\r\n") {
-            let empty = end == 0;
-            buf.advance(end + 2);
-            if empty {
-                return Ok(body.freeze());
-            }
-            continue;
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(ReadError::Broken("trailer section too large".into()));
+            other => ReadError::Broken(other.to_string()),
+        })?;
+        buf.advance(used);
+        if decoder.is_done() {
+            return Ok(Bytes::from(body));
         }
         if fill(stream, buf).await? == 0 {
-            return Err(closed());
+            return Err(ReadError::Broken(
+                "connection closed inside a chunked body".into(),
+            ));
         }
     }
 }

@@ -2,17 +2,16 @@
 //! TLS, as a raw stream) and this module serves it, request after request, until it closes.
 //!
 //! Owns the downstream exchange: the connection cap, reading heads ([`head`]) and bodies (with
-//! [`body`] for chunked ones) into one small per-connection buffer, keep-alive and pipelining by
-//! RFC 9112, `100 Continue`, answers in one write within the write timeout, and closing
-//! ([`respond`]). The checks live in [`crate::pipeline`], the signed URL in [`crate::signature`],
-//! everything after the checks in [`crate::flow`]. It never forwards a request that failed a
-//! check and never logs a signature, token or body.
+//! [`crate::chunked`] for chunked ones) into one small per-connection buffer, keep-alive and
+//! pipelining by RFC 9112, `100 Continue`, answers in one write within the write timeout, and
+//! closing ([`respond`]). The checks live in [`crate::pipeline`], the signed URL in
+//! [`crate::signature`], everything after the checks in [`crate::flow`]. It never forwards a
+//! request that failed a check and never logs a signature, token or body.
 //!
 //! Why not Pingora's downstream session: it keeps a 64 KiB buffered stream and a header map per
 //! connection, drops pipelined bytes when its stream is taken, and has no connection cap
 //! (DESIGN §9). Pingora keeps the listeners, TLS, upgrades, services and the upstream connectors.
 
-mod body;
 mod conn;
 pub mod head;
 mod read;
@@ -31,8 +30,6 @@ use crate::flow::Flow;
 use crate::lifecycle::Draining;
 use crate::metrics::EdgeMetrics;
 use crate::runtime::Runtime;
-
-pub use body::{ChunkError, Dechunker};
 
 /// What Pingora's listener buffers for each connection: nothing on plain TCP (the edge reads
 /// into its own buffer, sized to what arrives), a little under TLS (OpenSSL reads a 5-byte

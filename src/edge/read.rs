@@ -7,9 +7,9 @@ use pingora::protocols::Stream;
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant as Deadline;
 
-use super::body::{ChunkError, Dechunker};
 use super::head::{self, Head, HeadError};
 use super::respond::{write_within, CONTINUE};
+use crate::chunked::{ChunkError, Dechunker};
 use crate::outcome::{Reason, Rejection};
 use crate::pipeline::{self, BodyFraming};
 use crate::runtime::Snapshot;

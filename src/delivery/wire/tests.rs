@@ -213,3 +213,41 @@ mod properties {
         }
     }
 }
+
+/// Found by the `wire` fuzz target's 10M run: a chunked answer whose size line is long and odd
+/// (a `0` with an extension of tabs and non-ASCII bytes) was accepted when it arrived whole and
+/// refused when it arrived in pieces; the answer reader now shares the edge's decoder, which
+/// only ever judges whole size lines.
+#[test]
+fn fuzz_wire_chunked_verdict_does_not_depend_on_the_cut() {
+    // The fuzzer's input as found: a head, then that size line, then more junk and a trailer
+    // section that ends much later.
+    let wire = include_bytes!("fuzz-chunked-cut.bin");
+    let whole = read(wire).map(|a| a.body);
+    for piece in 1..16 {
+        let mut reader = Pieces(wire, piece);
+        let mut buf = BytesMut::new();
+        let cut = block_on(read_answer(&mut reader, &mut buf, 1024)).map(|a| a.body);
+        assert_eq!(
+            format!("{cut:?}"),
+            format!("{whole:?}"),
+            "in pieces of {piece}"
+        );
+    }
+}
+
+/// A stream that hands out at most `.1` bytes per read.
+struct Pieces<'a>(&'a [u8], usize);
+
+impl tokio::io::AsyncRead for Pieces<'_> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let n = self.1.min(self.0.len()).min(buf.remaining());
+        buf.put_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        std::task::Poll::Ready(Ok(()))
+    }
+}

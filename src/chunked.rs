@@ -1,9 +1,11 @@
-//! De-chunking a request body (RFC 9112 §7.1), incrementally and within limits.
+//! De-chunking an HTTP/1.1 body (RFC 9112 §7.1), incrementally and within limits: a client's
+//! request at the edge and a handler's answer in delivery go through this one decoder.
 //!
 //! Pure: bytes in, body bytes out, the caller reads from the socket. Chunk sizes go through
-//! httparse; chunk extensions are ignored and trailer fields are skipped (nothing downstream
-//! could use them: the upstream request is re-framed with a Content-Length). It bounds what it
-//! buffers (the body limit, one size line, the trailer section) and never panics on input.
+//! httparse, on whole size lines only; chunk extensions are ignored and trailer fields are
+//! skipped (nothing on the other side could use them: requests and answers are re-framed with a
+//! Content-Length). It bounds what it buffers (the body limit, one size line, the trailer
+//! section) and never panics on input. Nothing here knows about sockets, routes or peers.
 
 /// A chunk-size line (with extensions) longer than this is refused.
 const MAX_SIZE_LINE: usize = 1024;

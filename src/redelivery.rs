@@ -25,6 +25,7 @@ use crate::delivery::UpstreamGroup;
 use crate::metrics::{RouteMetrics, StoreMetrics};
 use crate::outcome::{DeadLetterReason, RedeliveryResult, StoreOperation};
 use crate::policy::{jitter_random, settle, Backoff, RetryPolicy};
+use crate::runtime::Runtime;
 
 /// What one pass did (for tests and logs).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -54,10 +55,48 @@ pub struct RouteRedelivery {
     pub metrics: RouteMetrics,
 }
 
+/// Where the worker finds a route's policy and metrics by name.
+pub enum RouteSource {
+    /// Fixed when the worker was built (tests, tools).
+    Fixed(HashMap<String, RouteRedelivery>),
+    /// The snapshot serving now: a live reload changes how the worker judges answers at the
+    /// same moment as the live path.
+    Live(Arc<Runtime>),
+}
+
+impl From<HashMap<String, RouteRedelivery>> for RouteSource {
+    fn from(routes: HashMap<String, RouteRedelivery>) -> Self {
+        RouteSource::Fixed(routes)
+    }
+}
+
+impl From<Arc<Runtime>> for RouteSource {
+    fn from(runtime: Arc<Runtime>) -> Self {
+        RouteSource::Live(runtime)
+    }
+}
+
+impl RouteSource {
+    /// Runs `f` with the route's retry policy and metrics, `None` when no route has that name
+    /// (any more).
+    fn with<R>(&self, name: &str, f: impl FnOnce(Option<(&RetryPolicy, &RouteMetrics)>) -> R) -> R {
+        match self {
+            RouteSource::Fixed(routes) => f(routes.get(name).map(|r| (&r.policy, &r.metrics))),
+            RouteSource::Live(runtime) => {
+                let snapshot = runtime.load();
+                f(snapshot
+                    .routes
+                    .named(name)
+                    .map(|r| (&r.route.retry, &r.metrics)))
+            }
+        }
+    }
+}
+
 struct Inner {
     store: Arc<dyn NotificationStore>,
     groups: HashMap<String, Arc<UpstreamGroup>>,
-    routes: HashMap<String, RouteRedelivery>,
+    routes: RouteSource,
     backoff: Backoff,
     store_metrics: StoreMetrics,
     clock: Arc<dyn Clock>,
@@ -81,7 +120,7 @@ impl Redeliverer {
     pub fn new(
         store: Arc<dyn NotificationStore>,
         groups: HashMap<String, Arc<UpstreamGroup>>,
-        routes: HashMap<String, RouteRedelivery>,
+        routes: impl Into<RouteSource>,
         backoff: Backoff,
         interval: Duration,
         concurrency: usize,
@@ -91,7 +130,7 @@ impl Redeliverer {
             inner: Arc::new(Inner {
                 store,
                 groups,
-                routes,
+                routes: routes.into(),
                 backoff,
                 store_metrics,
                 clock: Arc::new(SteadyClock::new()),
@@ -207,9 +246,11 @@ async fn dead_letter(
     let moved = inner.store.move_to_dead_letter(meta.id, detail).await;
     // Counted once, when the move happened (a failed move is retried next pass).
     if let Some(Some(moved)) = logged("move to dead letter", moved) {
-        if let Some(route) = inner.routes.get(&meta.message.route) {
-            route.metrics.dead_lettered(reason);
-        }
+        inner.routes.with(&meta.message.route, |route| {
+            if let Some((_, metrics)) = route {
+                metrics.dead_lettered(reason);
+            }
+        });
         if moved.evicted > 0 {
             tracing::warn!(
                 evicted = moved.evicted,
@@ -227,7 +268,6 @@ async fn dead_letter(
 async fn redeliver_one(inner: Arc<Inner>, message: BufferedMessage) -> Ended {
     let meta = &message.meta;
     let id = meta.id;
-    let route = inner.routes.get(&meta.message.route);
     let now = inner.clock.now_ms();
     if now >= meta.message.expires_at_ms {
         let detail = format!(
@@ -262,11 +302,12 @@ async fn redeliver_one(inner: Arc<Inner>, message: BufferedMessage) -> Ended {
     let result = group
         .deliver_once(&message.request, Some(deadline), None)
         .await;
-    // A route that left the config still has its answers judged by the documented defaults.
-    let default_policy = RetryPolicy::default();
-    let policy = route.map_or(&default_policy, |r| &r.policy);
     let status = result.as_ref().ok().map(|a| a.answer.status);
-    let settlement = settle(status, policy);
+    // A route that left the config still has its answers judged by the documented defaults.
+    let settlement = inner.routes.with(&meta.message.route, |route| match route {
+        Some((policy, _)) => settle(status, policy),
+        None => settle(status, &RetryPolicy::default()),
+    });
     let redelivery = RedeliveryResult::from(settlement);
     if settlement.is_final() {
         group.circuit().on_success();
@@ -296,9 +337,11 @@ async fn redeliver_one(inner: Arc<Inner>, message: BufferedMessage) -> Ended {
             inner.store.reschedule(id, attempts, next_at, error).await,
         );
     }
-    if let Some(route) = route {
-        route.metrics.redelivery(redelivery);
-    }
+    inner.routes.with(&meta.message.route, |route| {
+        if let Some((_, metrics)) = route {
+            metrics.redelivery(redelivery);
+        }
+    });
     Ended::Redelivered(redelivery)
 }
 

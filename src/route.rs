@@ -54,6 +54,11 @@ impl Routes {
         self.by_path.get(path).map(|&i| &self.routes[i])
     }
 
+    /// The route called `name` (routes are few: a scan).
+    pub fn named(&self, name: &str) -> Option<&LiveRoute> {
+        self.routes.iter().find(|r| r.route.name == name)
+    }
+
     /// Metrics for requests that matched no route (malformed heads, unknown paths).
     pub fn unmatched(&self) -> &RouteMetrics {
         &self.unmatched

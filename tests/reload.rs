@@ -196,3 +196,51 @@ fn a_reload_moves_the_route_to_a_new_handler_address() {
     assert_eq!(first.request_count(), 1);
     assert_eq!(second.request_count(), 1);
 }
+
+/// A reload changes how buffered notifications are judged at the same moment as live ones:
+/// with 500 added to `retry.on_status`, a 500 from the handler keeps a buffered message for
+/// another try instead of ending it as a final answer.
+#[test]
+fn a_reloaded_retry_policy_applies_to_redelivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = MockUpstream::start(Behaviour::status(503, "down"));
+    let mut spec = ProxySpec::new(upstream.addr);
+    spec.top_extra = format!(
+        "buffer:\n  path: {}\n  redelivery_interval: 50ms\n  redelivery_backoff: {{ initial: 50ms, max: 100ms }}",
+        dir.path().join("b.redb").display()
+    );
+    spec.route_extra =
+        "    on_exhausted: buffer\n    retry: { max_attempts: 1, on_status: [502, 503, 504] }"
+            .into();
+    spec.upstream_extra = "    circuit_breaker: { failure_threshold: 100000 }".into();
+    let proxy = Proxy::start(spec);
+    let answer = proxy.send(&twilio_request(&notification()));
+    assert_eq!(answer.json()["buffered"], true, "{}", answer.text());
+
+    let yaml = std::fs::read_to_string(&proxy.config_path).unwrap();
+    proxy.reload_with(
+        &yaml.replace(
+            "on_status: [502, 503, 504]",
+            "on_status: [500, 502, 503, 504]",
+        ),
+        "success",
+    );
+    upstream.set_behaviour(Behaviour::status(500, "still failing"));
+    let failed =
+        |p: &Proxy| p.metric(r#"notify_proxy_redeliveries_total{result="failed",route="notify"}"#);
+    let before = failed(&proxy);
+    eventually_within(
+        "redeliveries answered 500",
+        std::time::Duration::from_secs(20),
+        || failed(&proxy) >= before + 3.0,
+    );
+    assert_eq!(
+        proxy.metric(r#"notify_proxy_redeliveries_total{result="final_other",route="notify"}"#),
+        0.0,
+        "the 500 is retryable now, as on the live path"
+    );
+    assert_eq!(
+        proxy.metric(r#"notify_proxy_buffer_messages{table="pending"}"#),
+        1.0
+    );
+}

@@ -25,7 +25,7 @@ use crate::edge::{l4_buffers, Edge};
 use crate::flow::Flow;
 use crate::lifecycle::{Draining, GraceWatch};
 use crate::metrics::Metrics;
-use crate::redelivery::{Redeliverer, RouteRedelivery};
+use crate::redelivery::Redeliverer;
 use crate::reload::Reloader;
 use crate::route::Routes;
 use crate::runtime::{Runtime, Snapshot};
@@ -125,26 +125,23 @@ pub fn build_server(
     // One clock for arrival, expiry and schedules, immune to system clock steps while running.
     let clock: Arc<dyn Clock> = Arc::new(SteadyClock::new());
     let Stores { store, dedupe } = stores::open(&config, flags.upgrade, &mut server, &metrics)?;
+    let delivering: Vec<Arc<dyn Deliver>> = upstreams
+        .iter()
+        .map(|u| u.clone() as Arc<dyn Deliver>)
+        .collect();
+    let routes = Routes::new(&config, &delivering, &metrics);
+    let runtime = Arc::new(Runtime::new(Snapshot::new(&config, routes)));
     if let (Some(b), Some(store)) = (&config.buffer, &store) {
         let groups = upstreams
             .iter()
             .map(|u| (u.config.name.clone(), u.clone()))
             .collect();
-        let routes = config
-            .routes
-            .iter()
-            .map(|r| {
-                let redelivery = RouteRedelivery {
-                    policy: r.retry.clone(),
-                    metrics: metrics.route(&r.name),
-                };
-                (r.name.clone(), redelivery)
-            })
-            .collect();
+        // Policies and metrics come from the snapshot serving now: a reload applies to the
+        // worker at the same moment as to the live path.
         let worker = Redeliverer::new(
             store.clone(),
             groups,
-            routes,
+            runtime.clone(),
             b.redelivery_backoff,
             b.redelivery_interval,
             b.redelivery_concurrency.get(),
@@ -154,12 +151,6 @@ pub fn build_server(
         .with_shutdown_budget(config.server.graceful_shutdown_timeout);
         server.add_service(background_service("redelivery", worker));
     }
-    let delivering: Vec<Arc<dyn Deliver>> = upstreams
-        .iter()
-        .map(|u| u.clone() as Arc<dyn Deliver>)
-        .collect();
-    let routes = Routes::new(&config, &delivering, &metrics);
-    let runtime = Arc::new(Runtime::new(Snapshot::new(&config, routes)));
     let dedupe_claims = dedupe.as_ref().map(|d| d.claims.clone());
     let flow = Flow::new(dedupe, store.clone(), store_writable.clone()).with_clock(clock);
     let draining = Draining::default();

@@ -4,7 +4,8 @@
 //! proxies, limits, the access-log switch, the probe identity) and [`Runtime`], the atomic
 //! pointer to the current one. The edge loads the pointer once per request and keeps that
 //! `Arc` until the answer is written, so a request that started before a swap finishes on the
-//! old snapshot and never sees half of each. Building a snapshot and deciding whether a new
+//! old snapshot and never sees half of each; the redelivery worker loads it per message, for
+//! the route's retry policy and metrics. Building a snapshot and deciding whether a new
 //! config may replace the running one is `reload`'s job; this module only holds it.
 
 use std::collections::HashSet;

@@ -212,6 +212,7 @@ async fn drain(messages: usize, instances: usize) -> Option<(Duration, usize)> {
     let seen = seen.lock().unwrap().clone();
     let twice = seen.values().filter(|n| **n > 1).count();
     assert_eq!(seen.len(), messages, "every message reached the handler");
+    assert_eq!(twice, 0, "a message was delivered twice");
     let _ = client
         .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .await;

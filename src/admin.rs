@@ -21,6 +21,9 @@ use crate::lifecycle::Draining;
 use crate::metrics::Metrics;
 use crate::policy::CircuitState;
 
+/// How long `/readyz` waits for the store's counts before calling it unreadable.
+const READINESS_STORE_WAIT: std::time::Duration = std::time::Duration::from_millis(300);
+
 pub struct AdminApp {
     metrics: Arc<Metrics>,
     upstreams: Vec<Arc<UpstreamGroup>>,
@@ -108,10 +111,13 @@ impl AdminApp {
 }
 
 impl AdminApp {
-    /// Pending messages in the store, if there is one and it can be read.
+    /// Pending messages in the store, if there is one and it answers within
+    /// [`READINESS_STORE_WAIT`]: a probe with a 1 s timeout (Kubernetes' default) must get its
+    /// answer from a store that hangs too.
     async fn pending(&self) -> Option<u64> {
         let store = self.store.as_ref()?;
-        store.stats().await.ok().map(|stats| stats.pending)
+        let stats = tokio::time::timeout(READINESS_STORE_WAIT, store.stats()).await;
+        stats.ok()?.ok().map(|stats| stats.pending)
     }
 
     async fn refresh_buffer_gauges(&self) {

@@ -9,8 +9,9 @@
 //!
 //! Time comes from an injected [`Clock`] (a [`SteadyClock`] in the proxy), so a step of the
 //! system clock moves neither schedules nor expiry. Shutdown is checked before each message of
-//! a pass, and each attempt is bounded by the shutdown budget, so a pass under way ends within
-//! `server.graceful_shutdown_timeout` and an accepted redelivery is still removed.
+//! a pass, and each attempt is bounded by the shutdown budget (`server.graceful_shutdown_timeout`
+//! less the store calls that follow an attempt, see `app`), so a pass under way ends within it
+//! and an accepted redelivery is still removed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -175,7 +176,14 @@ impl Redeliverer {
         stop: &(dyn Fn() -> bool + Sync),
     ) -> Result<PassSummary, StoreError> {
         let store = self.inner.store.clone();
-        let limit = self.concurrency * 8;
+        // A store that leases what `due` returns gets no more than starts at once: a message
+        // waiting its turn inside this pass could outlive its lease and be claimed by another
+        // instance while this one still delivers it. Without leases, fewer store reads.
+        let limit = if store.lease().is_some() {
+            self.concurrency
+        } else {
+            self.concurrency * 8
+        };
         let now = self.inner.clock.now_ms();
         // No schedule is further ahead than the longest backoff, unless the clock stepped back.
         let horizon = u64::try_from(self.inner.backoff.delay(u32::MAX, 0.0).as_millis())

@@ -208,24 +208,32 @@ fn check_request(data: &[u8]) {
                 || name == "forwarded"
                 || name == "x-real-ip")
     };
-    let mut expected: Vec<(&str, &[u8])> = req
+    let mut expected: Vec<(&str, Vec<u8>)> = req
         .headers
         .iter()
         .filter(|h| end_to_end(h.name) && believed(h.name))
-        .map(|h| (h.name, h.value))
+        .map(|h| (h.name, h.value.to_vec()))
         .collect();
     let proto_kept = expected
         .iter()
         .any(|(name, _)| name.eq_ignore_ascii_case("x-forwarded-proto"));
-    expected.push(("X-Forwarded-For", b"192.0.2.1"));
+    // The peer joins the last kept X-Forwarded-For list, or gets a line of its own.
+    match expected
+        .iter_mut()
+        .rev()
+        .find(|(name, _)| name.eq_ignore_ascii_case("x-forwarded-for"))
+    {
+        Some((_, value)) => value.extend_from_slice(b", 192.0.2.1"),
+        None => expected.push(("X-Forwarded-For", b"192.0.2.1".to_vec())),
+    }
     if !proto_kept {
         let proto: &[u8] = if forwarding.tls { b"https" } else { b"http" };
-        expected.push(("X-Forwarded-Proto", proto));
+        expected.push(("X-Forwarded-Proto", proto.to_vec()));
     }
     let (framing, forwarded): (Vec<_>, Vec<_>) = sent
         .headers
         .iter()
-        .map(|h| (h.name, h.value))
+        .map(|h| (h.name, h.value.to_vec()))
         .partition(|(name, _)| name.eq_ignore_ascii_case("content-length"));
     assert_eq!(forwarded, expected);
     // One Content-Length for the body as read; it keeps the client's spelling of the name (and

@@ -52,6 +52,22 @@ fn whole_seconds(d: std::time::Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
+/// How long a redelivery attempt under way at shutdown may still take: what is left of
+/// `server.graceful_shutdown_timeout` once the store calls after it (recording the result,
+/// giving leases back: each up to `buffer.store_timeout` with PostgreSQL) are counted, so an
+/// accepted redelivery is removed before the process ends.
+fn attempt_budget(config: &Config) -> std::time::Duration {
+    let after = match config.buffer.as_ref().map(|b| &b.backend) {
+        Some(crate::config::BufferBackend::Postgres(pg)) => pg.store_timeout * 2,
+        _ => std::time::Duration::ZERO,
+    };
+    config
+        .server
+        .graceful_shutdown_timeout
+        .saturating_sub(after)
+        .max(std::time::Duration::from_millis(100))
+}
+
 /// The built server and the watcher that turns signals into its shutdown.
 pub struct ProxyServer {
     server: Server,
@@ -64,6 +80,8 @@ impl ProxyServer {
         self.server.run(RunArgs {
             shutdown_signal: Box::new(self.watch),
         });
+        // Lines logged while draining ("leases given back") are written before the process goes.
+        crate::logging::flush(std::time::Duration::from_secs(2));
         std::process::exit(0)
     }
 }
@@ -148,7 +166,7 @@ pub fn build_server(
             metrics.store(),
         )
         .with_clock(clock.clone())
-        .with_shutdown_budget(config.server.graceful_shutdown_timeout);
+        .with_shutdown_budget(attempt_budget(&config));
         server.add_service(background_service("redelivery", worker));
     }
     let dedupe_claims = dedupe.as_ref().map(|d| d.claims.clone());

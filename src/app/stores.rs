@@ -121,8 +121,9 @@ fn connect(pg: &PostgresBuffer) -> Result<PgPool> {
             tracing::info!(store = %pool.location(), "buffer: PostgreSQL schema is current");
             Ok(pool)
         }
-        // The server answered and refused: a configuration to fix, not an outage to ride out.
-        Err(e @ StoreError::Backend { .. }) => Err(anyhow!(
+        // The server refused this user, database or schema: a configuration to fix, not an
+        // outage to ride out (a server starting up or out of connections is the latter).
+        Err(e @ StoreError::Backend { .. }) if is_configuration_refusal(&e) => Err(anyhow!(
             "buffer.url: the PostgreSQL server refused the buffer's schema setup: {e} (check \
              the user's password and its privileges on the database and buffer.schema)"
         )),
@@ -135,4 +136,21 @@ fn connect(pg: &PostgresBuffer) -> Result<PgPool> {
             Ok(pool)
         }
     }
+}
+
+/// SQLSTATE classes that no retry will fix: 28 (authorization: password, role), 3D (no such
+/// database), 3F (no such schema), 42 (privilege or syntax). Everything else the server answers
+/// (57P03 starting up, 53300 too many connections, 40P01 deadlock...) passes with time.
+fn is_configuration_refusal(error: &StoreError) -> bool {
+    let StoreError::Backend {
+        source: Some(source),
+        ..
+    } = error
+    else {
+        return false;
+    };
+    source.code().is_some_and(|code| {
+        let class = &code.code()[..2];
+        matches!(class, "28" | "3D" | "3F" | "42")
+    })
 }

@@ -1,6 +1,7 @@
-//! A [`NotificationStore`] decorator that times every call and counts failures by operation,
-//! whatever the backend behind it, and apart from them the calls whose task died (a write may
-//! have committed then). Owns nothing else: results pass through unchanged.
+//! A [`NotificationStore`] decorator that times every data call (not `release_leases`, made
+//! once at shutdown) and counts failures by operation, whatever the backend behind it, and
+//! apart from them the calls whose task died (a write may have committed then). Owns nothing
+//! else: results pass through unchanged.
 
 use std::future::Future;
 use std::time::Instant;
@@ -91,6 +92,10 @@ impl<S: NotificationStore> NotificationStore for Instrumented<S> {
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         self.timed(StoreOperation::Stats, self.store.stats()).await
+    }
+
+    fn lease(&self) -> Option<std::time::Duration> {
+        self.store.lease()
     }
 
     async fn release_leases(&self) -> Result<u64, StoreError> {

@@ -68,6 +68,12 @@ pub trait NotificationStore: Send + Sync + std::fmt::Debug {
     async fn remove(&self, table: Table, id: u64) -> Result<bool, StoreError>;
     /// Counts and the oldest pending message, cheaply (called on every scrape).
     async fn stats(&self) -> Result<StoreStats, StoreError>;
+    /// How long a message returned by `due` stays claimed by this instance, for a store shared
+    /// by a fleet (`None`: no claims, one process owns the store). The worker takes no more
+    /// from one `due` than it starts at once, so no claim runs out while its message waits.
+    fn lease(&self) -> Option<std::time::Duration> {
+        None
+    }
     /// Gives back the claims this instance holds on messages returned by `due` (at shutdown,
     /// once no redelivery is under way), so other instances of a fleet redeliver them now
     /// rather than after the lease. How many; a store without leases has none.
@@ -123,6 +129,9 @@ impl<S: NotificationStore> NotificationStore for std::sync::Arc<S> {
     }
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         (**self).stats().await
+    }
+    fn lease(&self) -> Option<std::time::Duration> {
+        (**self).lease()
     }
     async fn release_leases(&self) -> Result<u64, StoreError> {
         (**self).release_leases().await

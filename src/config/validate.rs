@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 use ipnet::IpNet;
@@ -29,6 +30,7 @@ use super::values::{
     backoff, check_account_sid, duration, nonzero_duration, plain_identifier, socket_addr,
 };
 use super::Keys;
+use crate::policy::CLAIM_TAKE_OVER_WITHIN;
 use crate::signature::KeyRing;
 
 /// Validates `raw`, read from `source` (relative paths resolve against `base`). With
@@ -57,11 +59,14 @@ pub(super) fn config(
         Some(b) => Some(buffer(b, base, secrets)?),
         None => None,
     };
+    let dedupe = dedupe(raw.dedupe.unwrap_or_default())?;
     match &buffer {
         None => require_no_buffering(&routes)?,
-        Some(b) => require_answer_in_time(b, &routes)?,
+        Some(b) => {
+            require_answer_in_time(b, dedupe.is_some(), &routes)?;
+            require_lease_over_an_attempt(b, &upstreams)?;
+        }
     }
-    let dedupe = dedupe(raw.dedupe.unwrap_or_default())?;
     let logging = logging(raw.logging)?;
     let probe = probe(raw.probe)?;
     Ok(Config {
@@ -309,7 +314,7 @@ fn buffer_backend(
             }
             let pool_size = NonZeroUsize::new(raw.pool_size.unwrap_or(8))
                 .ok_or_else(|| anyhow!("buffer.pool_size: must be at least 1"))?;
-            let lease = nonzero_duration("buffer.lease", raw.lease.as_deref().unwrap_or("10s"))?;
+            let lease = nonzero_duration("buffer.lease", raw.lease.as_deref().unwrap_or("30s"))?;
             let store_timeout = nonzero_duration(
                 "buffer.store_timeout",
                 raw.store_timeout.as_deref().unwrap_or("2s"),
@@ -325,27 +330,68 @@ fn buffer_backend(
     }
 }
 
-/// Twilio waits 15 s for an answer. On a buffering route with PostgreSQL the answer can wait
-/// for the dedupe claim and the live attempts (together the longer of `retry.deadline` and one
-/// store call), then one insert and one dedupe settle, each bounded by `buffer.store_timeout`:
-/// together they must fit, with a second to spare.
-fn require_answer_in_time(buffer: &BufferConfig, routes: &[Route]) -> Result<()> {
+/// Twilio waits 15 s for an answer. With PostgreSQL the answer can wait for the dedupe claim
+/// and the live attempts (together the longer of `retry.deadline` and one store call, plus a
+/// quarter second for a take-over), then, on a buffering route, the insert, then the dedupe
+/// settle, each bounded by `buffer.store_timeout`: together they must fit, with a second to
+/// spare.
+fn require_answer_in_time(buffer: &BufferConfig, dedupe: bool, routes: &[Route]) -> Result<()> {
     let BufferBackend::Postgres(pg) = &buffer.backend else {
         return Ok(());
     };
-    let budget = std::time::Duration::from_secs(14);
+    let budget = Duration::from_secs(14);
     for r in routes {
-        if !matches!(r.on_exhausted, OnExhausted::Buffer { .. }) {
-            continue;
-        }
-        let worst = r.retry.deadline.max(pg.store_timeout) + pg.store_timeout * 2;
+        let buffers = matches!(r.on_exhausted, OnExhausted::Buffer { .. });
+        let (claim, settle) = if dedupe {
+            (CLAIM_TAKE_OVER_WITHIN, pg.store_timeout)
+        } else {
+            (Duration::ZERO, Duration::ZERO)
+        };
+        let insert = if buffers {
+            pg.store_timeout
+        } else {
+            Duration::ZERO
+        };
+        let live = if dedupe {
+            r.retry.deadline.max(pg.store_timeout)
+        } else {
+            r.retry.deadline
+        };
+        let worst = live + claim + insert + settle;
         if worst > budget {
             bail!(
                 "buffer.store_timeout: route {:?} could answer after {worst:?} (retry.deadline \
-                 {:?} + 2 × store_timeout {:?}), past the 14 s that leave a margin under \
-                 Twilio's 15 s; lower the route's retry.deadline or buffer.store_timeout",
+                 {:?}, then {} store call(s) of up to {:?}), past the 14 s that leave a margin \
+                 under Twilio's 15 s; lower the route's retry.deadline or buffer.store_timeout",
                 r.name,
                 r.retry.deadline,
+                u32::from(buffers) + u32::from(dedupe),
+                pg.store_timeout
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A message claimed for redelivery must stay claimed for its whole attempt and the store call
+/// that records it, or another instance could claim and deliver it meanwhile.
+fn require_lease_over_an_attempt(
+    buffer: &BufferConfig,
+    upstreams: &[UpstreamConfig],
+) -> Result<()> {
+    let BufferBackend::Postgres(pg) = &buffer.backend else {
+        return Ok(());
+    };
+    for u in upstreams {
+        let needed = u.response_timeout + pg.store_timeout * 2;
+        if pg.lease <= needed {
+            bail!(
+                "buffer.lease: {:?} does not outlast one redelivery to upstreams.{} \
+                 (response_timeout {:?} + 2 × store_timeout {:?}); set buffer.lease above {needed:?} \
+                 (e.g. 30s), or lower that response_timeout",
+                pg.lease,
+                u.name,
+                u.response_timeout,
                 pg.store_timeout
             );
         }

@@ -11,7 +11,8 @@
 //! are swept now and then by whichever instance claims.
 //!
 //! When the store fails, claims fail fast for a while (backing off from 250 ms to 10 s) instead
-//! of making every request wait for a store that is down; the flow then delivers without
+//! of making every request wait for a store that is down (settles and releases still try: a
+//! claim taken before the failure must not be left in flight); the flow then delivers without
 //! suppression (degraded), which is counted (`notify_proxy_dedupe_unavailable_total`), logged at
 //! most once per 10 s, and shown in `/readyz`.
 //!
@@ -49,7 +50,7 @@ const BACKOFF_MS: (u64, u64) = (250, 10_000);
 const DEGRADED_FOR_MS: u64 = 60_000;
 
 /// The longest the last look of a copy whose wait ran out may take (its take-over).
-const TAKE_OVER_WITHIN: Duration = Duration::from_millis(250);
+const TAKE_OVER_WITHIN: Duration = crate::policy::CLAIM_TAKE_OVER_WITHIN;
 
 const IN_FLIGHT: i16 = 0;
 
@@ -333,10 +334,6 @@ impl Dedupe for PostgresDedupe {
         if ids.is_empty() {
             return;
         }
-        if self.backing_off() {
-            self.count_failure();
-            return;
-        }
         let fps = fingerprints(ids);
         let sql = self.sql(
             "INSERT INTO {s}.dedupe (fingerprint, state, expires_at)
@@ -363,10 +360,6 @@ impl Dedupe for PostgresDedupe {
 
     async fn release(&self, ids: &Identities) {
         if ids.is_empty() {
-            return;
-        }
-        if self.backing_off() {
-            self.count_failure();
             return;
         }
         let fps = fingerprints(ids);

@@ -5,7 +5,7 @@
 //! handler only when the peer is one of `trusted_proxies` (a load balancer that wrote them);
 //! from anyone else they are dropped, since a handler that logs or trusts them would believe
 //! whatever the caller wrote. Either way the proxy adds what it knows itself: `X-Forwarded-For`
-//! with the peer's address (after a trusted proxy's list, as nginx's
+//! with the peer's address (appended to a trusted proxy's list, as nginx's
 //! `$proxy_add_x_forwarded_for` does) and `X-Forwarded-Proto` unless a trusted proxy set one.
 //! Pure: no I/O, no config; [`super::wire`] calls it while it writes the head.
 
@@ -37,12 +37,29 @@ impl Forwarding {
         self.trusted || !is_forwarding_header(name)
     }
 
-    /// The lines the proxy adds. `proto_kept`: a trusted proxy's `X-Forwarded-Proto` is
-    /// already in the head (it knows the scheme Twilio used; this connection may be plain).
-    pub(super) fn write_lines(&self, out: &mut Vec<u8>, proto_kept: bool) {
+    /// Adds what the proxy saw to the head written so far (`out`, up to the last header line).
+    /// `kept_for_end`: where the last `X-Forwarded-For` line kept from a trusted proxy ends
+    /// (before its CRLF); the peer joins that list there, on one line (readers that take the
+    /// first line only still see every hop). `proto_kept`: a trusted proxy's
+    /// `X-Forwarded-Proto` is in the head (it knows the scheme Twilio used; this hop may be
+    /// plain).
+    pub(super) fn complete(
+        &self,
+        out: &mut Vec<u8>,
+        kept_for_end: Option<usize>,
+        proto_kept: bool,
+    ) {
         if let Some(ip) = self.client {
-            // Writing into a Vec cannot fail.
-            let _ = write!(out, "X-Forwarded-For: {ip}\r\n");
+            match kept_for_end {
+                Some(end) => {
+                    let joined = format!(", {ip}");
+                    out.splice(end..end, joined.bytes());
+                }
+                // Writing into a Vec cannot fail.
+                None => {
+                    let _ = write!(out, "X-Forwarded-For: {ip}\r\n");
+                }
+            }
         }
         if !proto_kept {
             out.extend_from_slice(if self.tls {
@@ -95,16 +112,23 @@ mod tests {
             tls: true,
             trusted: false,
         };
-        f.write_lines(&mut out, false);
+        f.complete(&mut out, None, false);
         assert_eq!(
             out,
             b"X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: https\r\n"
         );
         let mut out = Vec::new();
-        Forwarding::default().write_lines(&mut out, true);
+        Forwarding::default().complete(&mut out, None, true);
         assert!(
             out.is_empty(),
             "no address, and the trusted proxy's proto kept"
+        );
+        // After a trusted list: the peer joins it, on its line.
+        let mut out = b"X-Forwarded-For: 198.51.100.9\r\nX-A: b\r\n".to_vec();
+        f.complete(&mut out, Some(29), true);
+        assert_eq!(
+            out,
+            b"X-Forwarded-For: 198.51.100.9, 203.0.113.7\r\nX-A: b\r\n"
         );
     }
 }

@@ -70,6 +70,7 @@ pub fn upstream_request(raw_head: &[u8], body: &[u8], forwarding: &Forwarding) -
     let length = body.len().to_string();
     let mut framed = false;
     let mut proto_kept = false;
+    let mut kept_for_end = None;
     for line in lines {
         let Some((name, _)) = header_name_value(line) else {
             continue;
@@ -95,10 +96,16 @@ pub fn upstream_request(raw_head: &[u8], body: &[u8], forwarding: &Forwarding) -
             continue;
         }
         proto_kept |= name.eq_ignore_ascii_case(b"x-forwarded-proto");
-        out.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+        let content = line.strip_suffix(b"\r").unwrap_or(line);
+        out.extend_from_slice(content);
+        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            // The list ends at its last non-blank byte: the peer goes right after it.
+            let blank_tail = content.len() - content.trim_ascii_end().len();
+            kept_for_end = Some(out.len() - blank_tail);
+        }
         out.extend_from_slice(b"\r\n");
     }
-    forwarding.write_lines(&mut out, proto_kept);
+    forwarding.complete(&mut out, kept_for_end, proto_kept);
     if !framed {
         out.extend_from_slice(b"Content-Length: ");
         out.extend_from_slice(length.as_bytes());

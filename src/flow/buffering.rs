@@ -101,7 +101,10 @@ impl Flow {
                 )
             }
             Err(e) => {
-                if !matches!(e, StoreError::Full { .. }) {
+                // Full or unreachable is what `/readyz` reads from the store's own stats, live;
+                // this flag is for the failures only a write finds (an I/O error, a refusal),
+                // which stay until a write succeeds.
+                if !matches!(e, StoreError::Full { .. } | StoreError::Unavailable { .. }) {
                     self.store_writable.store(false, Ordering::Relaxed);
                 }
                 tracing::error!(

@@ -12,3 +12,7 @@ mod settle;
 pub use breaker::{CircuitBreaker, CircuitState};
 pub use retry::{jitter_random, Backoff, RetryPolicy};
 pub use settle::{settle, Settlement};
+
+/// The longest the last look of a dedupe claim may take once the copy's wait ran out (its
+/// take-over). Part of the time budget the config check adds up against Twilio's 15 s.
+pub const CLAIM_TAKE_OVER_WITHIN: std::time::Duration = std::time::Duration::from_millis(250);

@@ -385,6 +385,10 @@ impl NotificationStore for PostgresStore {
             .await
     }
 
+    fn lease(&self) -> Option<Duration> {
+        Some(self.inner.lease)
+    }
+
     async fn release_leases(&self) -> Result<u64, StoreError> {
         self.release_claims().await
     }

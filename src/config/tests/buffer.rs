@@ -52,7 +52,7 @@ fn a_postgres_buffer_reads_its_url_as_a_secret_and_never_shows_it() {
         (
             "notify_proxy",
             8,
-            Duration::from_secs(10),
+            Duration::from_secs(30),
             Duration::from_secs(2)
         )
     );

@@ -304,12 +304,17 @@ fn delivery_settings_are_validated() {
         (
             "    on_exhausted: buffer\n    retry: { deadline: 10s }",
             "buffer: { backend: postgres, url: { env: TNP_TEST_DB }, store_timeout: 3s }",
-            "buffer.store_timeout: route \"/notify\" could answer after 16s",
+            "buffer.store_timeout: route \"/notify\" could answer after 16.25s",
         ),
         (
-            "    on_exhausted: buffer\n    retry: { deadline: 10s }",
+            "    on_exhausted: buffer\n    retry: { deadline: 9s }",
             "buffer: { backend: postgres, url: { env: TNP_TEST_DB } }",
             "",
+        ),
+        (
+            "",
+            "buffer: { backend: postgres, url: { env: TNP_TEST_DB }, lease: 14s }",
+            "buffer.lease: 14s does not outlast one redelivery to upstreams.handler",
         ),
         ("", "dedupe: { key: call_sid }", "dedupe.key"),
         ("", "logging: { format: xml }", "logging.format"),

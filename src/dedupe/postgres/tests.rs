@@ -212,7 +212,8 @@ async fn an_unreachable_store_is_an_error_not_a_hang_and_settle_counts_it() {
     );
     assert!(!err.to_string().contains("hunter2"), "{err}");
     assert!(dedupe.degraded(), "a failed claim shows as degraded");
-    // Backing off: the next calls skip the store at once, and each is counted.
+    // Backing off: the next claim skips the store at once; settle and release still try it (a
+    // claim taken before the failure must not stay in flight), fail fast here, and count.
     let again = Instant::now();
     dedupe
         .claim(&ids("t"), Duration::from_secs(5))

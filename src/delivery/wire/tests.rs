@@ -134,11 +134,11 @@ fn forwarding_headers_are_kept_from_trusted_proxies_only_and_completed() {
         from(false, true),
         "POST /n HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: https\r\nContent-Length: 2\r\n\r\n{}"
     );
-    // A trusted proxy's lines stay as written; the peer joins the X-Forwarded-For list and its
-    // X-Forwarded-Proto stands (this hop may be plain HTTP behind its TLS).
+    // A trusted proxy's lines stay as written; the peer joins its X-Forwarded-For list (on that
+    // line) and its X-Forwarded-Proto stands (this hop may be plain HTTP behind its TLS).
     assert_eq!(
         from(true, false),
-        "POST /n HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 198.51.100.9\r\nx-forwarded-proto: https\r\nForwarded: for=1.2.3.4\r\nX-Real-IP: 1.2.3.4\r\nX-Forwarded-Host: evil.example\r\nX-Forwarded-For: 203.0.113.7\r\nContent-Length: 2\r\n\r\n{}"
+        "POST /n HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 198.51.100.9, 203.0.113.7\r\nx-forwarded-proto: https\r\nForwarded: for=1.2.3.4\r\nX-Real-IP: 1.2.3.4\r\nX-Forwarded-Host: evil.example\r\nContent-Length: 2\r\n\r\n{}"
     );
 }
 

@@ -101,12 +101,7 @@ fn open_redb(path: &std::path::Path, b: &BufferConfig, upgrade: bool) -> Result<
 /// The pool, with the schema migrated now when the server is there. Migrations run under an
 /// advisory lock, so instances starting together apply each version once.
 fn connect(pg: &PostgresBuffer) -> Result<PgPool> {
-    let options = PgOptions {
-        url: pg.url.clone(),
-        schema: pg.schema.clone(),
-        pool_size: pg.pool_size.get(),
-        call_timeout: pg.store_timeout,
-    };
+    let options = PgOptions::from(pg);
     let pool = PgPool::new(&options).map_err(|e| anyhow!("buffer: {e}"))?;
     // Pingora's runtimes do not exist yet: check with a pool of our own on a runtime of our
     // own, so no connection outlives the runtime that drives it. The serving pool migrates

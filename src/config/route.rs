@@ -101,10 +101,16 @@ fn allowed_hosts(key: &str, raw: &[String], has_public_url: bool) -> Result<Vec<
     raw.iter()
         .enumerate()
         .map(|(i, host)| {
-            let valid = !host.is_empty()
-                && host
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+            // Split as a request's Host is split, so an entry that could never match (`host:`,
+            // `a:b:c`, a port above 65535) is refused here rather than ignored at run time.
+            let valid = crate::signature::split_host_port(host).is_ok_and(|(name, port)| {
+                !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+                    && (!name.contains(':') || name.starts_with('['))
+                    && port.is_none_or(|p| p.parse::<u16>().is_ok())
+            });
             if !valid {
                 bail!(
                     "{key}.allowed_hosts[{i}]: {host:?} is not a host or host:port (e.g. \

@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq;
 
 mod url;
 
-pub use url::{public_url, RequestOrigin, SignedUrl};
+pub use url::{public_url, split_host_port, RequestOrigin, SignedUrl};
 
 /// Why a request's signature does not hold. Each maps to one rejection reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

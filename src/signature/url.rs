@@ -90,7 +90,8 @@ impl<'a> SignedUrl<'a> {
     }
 }
 
-fn split_host_port(authority: &str) -> Result<(&str, Option<&str>), String> {
+/// `host` and `port` of an authority (`[v6]:port` kept whole), the port checked to be digits.
+pub fn split_host_port(authority: &str) -> Result<(&str, Option<&str>), String> {
     if authority.is_empty() {
         return Err("URL has no host".into());
     }

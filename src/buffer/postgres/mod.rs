@@ -73,6 +73,18 @@ impl PgOptions {
     }
 }
 
+impl From<&crate::config::PostgresBuffer> for PgOptions {
+    /// The options `buffer:` names (`store_timeout` bounds each call).
+    fn from(pg: &crate::config::PostgresBuffer) -> Self {
+        PgOptions {
+            url: pg.url.clone(),
+            schema: pg.schema.clone(),
+            pool_size: pg.pool_size.get(),
+            call_timeout: pg.store_timeout,
+        }
+    }
+}
+
 /// A pool of connections to the shared store, with the schema migrated before first use.
 /// Cheap to clone; clones share connections.
 #[derive(Clone)]

@@ -37,11 +37,11 @@ impl OperatorStore {
                 Backend::Redb(store)
             }
             BufferBackend::Postgres(pg) => {
+                // One connection; an operator waits longer than a live request would.
                 let pool = PgPool::new(&PgOptions {
-                    url: pg.url.clone(),
-                    schema: pg.schema.clone(),
                     pool_size: 1,
                     call_timeout: pg.store_timeout.max(std::time::Duration::from_secs(10)),
+                    ..PgOptions::from(pg)
                 })?;
                 let store = PostgresStore::new(
                     pool,

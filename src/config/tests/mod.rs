@@ -208,10 +208,12 @@ fn a_route_pins_its_signed_url_by_public_url_or_allowed_hosts() {
         e.contains("routes[0].allowed_hosts: only for a route without public_url"),
         "{e}"
     );
-    let e = err(&extra(
-        "  - path: /other\n    allowed_hosts: [\"a b\"]\n    upstream: handler\n    body: form\n",
-    ));
-    assert!(e.contains("routes[1].allowed_hosts[0]"), "{e}");
+    for bad in ["a b", "host:", "a:b:c", "h:99999", ":80"] {
+        let e = err(&extra(&format!(
+            "  - path: /other\n    allowed_hosts: [\"{bad}\"]\n    upstream: handler\n    body: form\n"
+        )));
+        assert!(e.contains("routes[1].allowed_hosts[0]"), "{bad}: {e}");
+    }
     let c = load(&extra(
         "  - path: /other\n    allowed_hosts: [Voice.Example.com, \"lb:8443\"]\n    upstream: handler\n    body: form\n",
     ))

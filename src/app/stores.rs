@@ -36,21 +36,22 @@ pub(super) fn open(
     server: &mut Server,
     metrics: &Metrics,
 ) -> Result<Stores> {
-    let pool = match config.buffer.as_ref().map(|b| &b.backend) {
-        Some(BufferBackend::Postgres(pg)) => Some(connect(pg)?),
-        _ => None,
-    };
-    let store = match &config.buffer {
-        None => None,
-        Some(b) => Some(match (&b.backend, &pool) {
-            (BufferBackend::Postgres(pg), Some(pool)) => {
+    // The store, and with PostgreSQL the pool its dedupe claims share.
+    let (store, pool): (Option<Arc<dyn NotificationStore>>, Option<PgPool>) = match &config.buffer {
+        None => (None, None),
+        Some(b) => match &b.backend {
+            BufferBackend::Postgres(pg) => {
+                let pool = connect(pg)?;
                 let store =
                     PostgresStore::new(pool.clone(), b.max_messages, pg.lease, instance_name())
                         .with_max_dead_letters(b.max_dead_letters)
                         .with_takeover_counter(metrics.store().lease_takeovers);
-                Arc::new(Instrumented::new(store, metrics.store())) as Arc<dyn NotificationStore>
+                (
+                    Some(Arc::new(Instrumented::new(store, metrics.store()))),
+                    Some(pool),
+                )
             }
-            (BufferBackend::Redb { path }, _) => {
+            BufferBackend::Redb { path } => {
                 let buffer = Arc::new(
                     open_redb(path, b, upgrade)?.with_max_dead_letters(b.max_dead_letters),
                 );
@@ -60,10 +61,12 @@ pub(super) fn open(
                     "buffer hand-off",
                     HandoffService(buffer.clone()),
                 ));
-                Arc::new(Instrumented::new(buffer, metrics.store())) as Arc<dyn NotificationStore>
+                (
+                    Some(Arc::new(Instrumented::new(buffer, metrics.store()))),
+                    None,
+                )
             }
-            (BufferBackend::Postgres(_), None) => unreachable!("the pool is opened above"),
-        }),
+        },
     };
     let dedupe = config.dedupe.as_ref().map(|d| {
         // With a shared buffer the claims are shared too: a copy landing on another instance

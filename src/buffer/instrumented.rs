@@ -106,6 +106,7 @@ impl<S: NotificationStore> NotificationStore for Instrumented<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::buffer::fixtures::{Script, Scripted};
     use crate::metrics::Metrics;
 
     /// A store whose insert task always dies (as `RedbStore` reports a panicked blocking task).
@@ -113,33 +114,11 @@ mod tests {
     struct Dying;
 
     #[async_trait]
-    impl NotificationStore for Dying {
-        fn location(&self) -> String {
-            "dying".into()
-        }
-        async fn insert(&self, _: NewMessage, _: Vec<u8>) -> Result<u64, StoreError> {
+    impl Script for Dying {
+        async fn insert(&self, _: NewMessage) -> Result<u64, StoreError> {
             Err(StoreError::Aborted {
                 operation: "insert",
             })
-        }
-        async fn due(&self, _: u64, _: u64, _: usize) -> Result<Vec<BufferedMessage>, StoreError> {
-            Ok(Vec::new())
-        }
-        async fn reschedule(&self, _: u64, _: u32, _: u64, _: String) -> Result<bool, StoreError> {
-            Ok(false)
-        }
-        async fn move_to_dead_letter(
-            &self,
-            _: u64,
-            _: String,
-        ) -> Result<Option<DeadLettered>, StoreError> {
-            Ok(None)
-        }
-        async fn remove(&self, _: Table, _: u64) -> Result<bool, StoreError> {
-            Ok(false)
-        }
-        async fn stats(&self) -> Result<StoreStats, StoreError> {
-            Ok(StoreStats::default())
         }
     }
 
@@ -148,7 +127,7 @@ mod tests {
     #[tokio::test]
     async fn an_aborted_write_is_counted_apart() {
         let metrics = Metrics::new();
-        let store = Instrumented::new(Dying, metrics.store());
+        let store = Instrumented::new(Scripted(Dying), metrics.store());
         let msg = NewMessage {
             route: "r".into(),
             upstream: "u".into(),

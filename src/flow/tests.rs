@@ -12,7 +12,8 @@ use http::StatusCode;
 use tokio::sync::Semaphore;
 
 use super::*;
-use crate::buffer::{BufferedMessage, NewMessage, StoreError, StoreStats, Table};
+use crate::buffer::fixtures::{Script, Scripted};
+use crate::buffer::{NewMessage, StoreError};
 use crate::config::{BodyKind, Route, SchemaMode};
 use crate::dedupe::DedupeCache;
 use crate::delivery::{Answer, Deliver, DeliveryError, Failure, UpstreamAnswer};
@@ -80,7 +81,7 @@ const BUFFER_202: OnExhausted = OnExhausted::Buffer {
     status: StatusCode::ACCEPTED,
 };
 
-fn flow(store: Option<Arc<FakeStore>>) -> (Flow, Arc<AtomicBool>) {
+fn flow(store: Option<Arc<Scripted<FakeStore>>>) -> (Flow, Arc<AtomicBool>) {
     let writable = Arc::new(AtomicBool::new(true));
     let dedupe = DedupeSetup {
         key: DedupeKey::Auto,

@@ -207,7 +207,7 @@ async fn dead_letters_beyond_the_cap_are_evicted_and_counted() {
 mod flaky {
     use super::*;
 
-    use crate::buffer::StoreStats;
+    use crate::buffer::fixtures::{Script, Scripted};
 
     /// A store whose first `due` panics and whose second fails; after that it is empty.
     #[derive(Debug, Default)]
@@ -216,35 +216,13 @@ mod flaky {
     }
 
     #[async_trait]
-    impl NotificationStore for FlakyStore {
-        fn location(&self) -> String {
-            "flaky".into()
-        }
-        async fn insert(&self, _: NewMessage, _: Vec<u8>) -> Result<u64, StoreError> {
-            unreachable!("the worker never inserts")
-        }
-        async fn due(&self, _: u64, _: u64, _: usize) -> Result<Vec<BufferedMessage>, StoreError> {
+    impl Script for FlakyStore {
+        async fn due(&self) -> Result<Vec<BufferedMessage>, StoreError> {
             match self.due_calls.fetch_add(1, Ordering::SeqCst) {
                 0 => panic!("a bug in a store backend"),
                 1 => Err(StoreError::Aborted { operation: "due" }),
                 _ => Ok(Vec::new()),
             }
-        }
-        async fn reschedule(&self, _: u64, _: u32, _: u64, _: String) -> Result<bool, StoreError> {
-            Ok(false)
-        }
-        async fn move_to_dead_letter(
-            &self,
-            _: u64,
-            _: String,
-        ) -> Result<Option<crate::buffer::DeadLettered>, StoreError> {
-            Ok(None)
-        }
-        async fn remove(&self, _: Table, _: u64) -> Result<bool, StoreError> {
-            Ok(false)
-        }
-        async fn stats(&self) -> Result<StoreStats, StoreError> {
-            Ok(StoreStats::default())
         }
     }
 
@@ -252,7 +230,7 @@ mod flaky {
     async fn the_worker_survives_a_panicking_and_a_failing_store_read() {
         let metrics = Metrics::new();
         let worker = Redeliverer::new(
-            Arc::new(FlakyStore::default()),
+            Arc::new(Scripted(FlakyStore::default())),
             HashMap::new(),
             HashMap::new(),
             Backoff::try_new(Duration::from_millis(10), Duration::from_millis(20), 0.0).unwrap(),

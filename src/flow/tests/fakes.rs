@@ -69,23 +69,19 @@ pub(super) struct FakeStore {
 }
 
 impl FakeStore {
-    pub(super) fn new(mode: Inserts) -> Arc<Self> {
-        Arc::new(FakeStore {
+    pub(super) fn new(mode: Inserts) -> Arc<Scripted<Self>> {
+        Arc::new(Scripted(FakeStore {
             inserts: Mutex::new(Vec::new()),
             gate: Semaphore::new(0),
             mode,
             committed: AtomicBool::new(false),
-        })
+        }))
     }
 }
 
 #[async_trait]
-impl NotificationStore for FakeStore {
-    fn location(&self) -> String {
-        "fake".into()
-    }
-
-    async fn insert(&self, msg: NewMessage, _request: Vec<u8>) -> Result<u64, StoreError> {
+impl Script for FakeStore {
+    async fn insert(&self, msg: NewMessage) -> Result<u64, StoreError> {
         match self.mode {
             Inserts::Full => return Err(StoreError::Full { max_messages: 1 }),
             Inserts::Broken => {
@@ -100,29 +96,5 @@ impl NotificationStore for FakeStore {
         inserts.push(msg);
         self.committed.store(true, Ordering::SeqCst);
         Ok(inserts.len() as u64)
-    }
-
-    async fn due(&self, _: u64, _: u64, _: usize) -> Result<Vec<BufferedMessage>, StoreError> {
-        Ok(Vec::new())
-    }
-
-    async fn reschedule(&self, _: u64, _: u32, _: u64, _: String) -> Result<bool, StoreError> {
-        Ok(false)
-    }
-
-    async fn move_to_dead_letter(
-        &self,
-        _: u64,
-        _: String,
-    ) -> Result<Option<crate::buffer::DeadLettered>, StoreError> {
-        Ok(None)
-    }
-
-    async fn remove(&self, _: Table, _: u64) -> Result<bool, StoreError> {
-        Ok(false)
-    }
-
-    async fn stats(&self) -> Result<StoreStats, StoreError> {
-        Ok(StoreStats::default())
     }
 }

@@ -305,10 +305,8 @@ impl NotificationStore for PostgresStore {
             .await
     }
 
-    /// One statement: the message leaves pending and enters dead letter together, with its
-    /// bytes, metadata and `reason`.
-    /// Moves the message and, in the same transaction, deletes the oldest dead letters beyond
-    /// the cap.
+    /// One transaction: the message leaves pending and enters dead letter together, with its
+    /// bytes, metadata and `reason`, and the oldest dead letters beyond the cap are deleted.
     async fn move_to_dead_letter(
         &self,
         id: u64,

@@ -194,3 +194,32 @@ fn forwarded_headers_are_the_checked_ones() {
     );
     assert_eq!(upstream.request_count(), 0, "neither reached the handler");
 }
+
+/// A buffered notification's log lines carry the id its answer carries: the failed delivery
+/// and the buffer insert are both found by it.
+#[test]
+fn a_buffered_notification_is_found_in_the_log_by_its_request_id() {
+    let upstream = MockUpstream::start(Behaviour::status(503, "{}"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = ProxySpec::new(upstream.addr);
+    spec.capture_stderr = true;
+    spec.env.push(("RUST_LOG".into(), "info".into()));
+    spec.top_extra = format!(
+        "buffer:\n  path: {}",
+        dir.path().join("buffer.redb").display()
+    );
+    spec.route_extra = "    on_exhausted: buffer\n    retry: { max_attempts: 1 }".into();
+    let proxy = Proxy::start(spec);
+    let resp = proxy.send(&twilio_request(&notification()));
+    assert_eq!(resp.json()["buffered"], true, "{}", resp.text());
+    let id = request_id(&resp);
+    eventually_within(
+        "both log lines of the buffered request",
+        std::time::Duration::from_secs(5),
+        || {
+            let lines = proxy.log_lines();
+            let with_id = |what: &str| lines.iter().any(|l| l.contains(&id) && l.contains(what));
+            with_id("delivery failed") && with_id("buffered for redelivery")
+        },
+    );
+}

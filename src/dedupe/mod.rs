@@ -14,7 +14,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -96,9 +96,43 @@ enum State {
     Ended(Seen),
 }
 
+/// The map's keys are already keyed hashes (SipHash under a per-process random key), so the
+/// map uses them as they are instead of hashing them a second time.
+#[derive(Debug, Default, Clone, Copy)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed here; fold anything else in rather than lose it.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = key;
+    }
+}
+
+/// The map keys of one notification's identities.
+struct Fingerprints {
+    keys: [u64; 2],
+    len: usize,
+}
+
+impl Fingerprints {
+    fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.keys[..self.len].iter().copied()
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
-    entries: HashMap<u64, (State, Instant)>,
+    entries: HashMap<u64, (State, Instant), BuildHasherDefault<Prehashed>>,
     /// Insertion order, for eviction; stale rows (re-inserted keys) are skipped.
     order: VecDeque<(u64, Instant)>,
 }
@@ -125,7 +159,7 @@ impl DedupeCache {
             ttl,
             keyer: RandomState::new(),
             inner: Mutex::new(Inner {
-                entries: HashMap::new(),
+                entries: HashMap::default(),
                 order: VecDeque::new(),
             }),
             ended: Notify::new(),
@@ -137,20 +171,24 @@ impl DedupeCache {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn fingerprints(&self, ids: &Identities) -> impl Iterator<Item = u64> + '_ {
-        ids.keys()
-            .map(|k| self.keyer.hash_one(k))
-            .collect::<Vec<_>>()
-            .into_iter()
+    /// The keys of `ids` in the map: at most two (a token and a message id), no allocation.
+    fn fingerprints(&self, ids: &Identities) -> Fingerprints {
+        let mut keys = [0; 2];
+        let mut len = 0;
+        for (slot, identity) in keys.iter_mut().zip(ids.keys()) {
+            *slot = self.keyer.hash_one(identity);
+            len += 1;
+        }
+        Fingerprints { keys, len }
     }
 
     /// One look: `Some(claim)` when decided, `None` while another delivery holds it.
     fn try_claim(&self, ids: &Identities, now: Instant, take_over: bool) -> Option<Claim> {
-        let keys: Vec<u64> = self.fingerprints(ids).collect();
+        let keys = self.fingerprints(ids);
         let mut inner = self.lock();
         let mut in_flight = false;
-        for key in &keys {
-            match inner.entries.get(key) {
+        for key in keys.iter() {
+            match inner.entries.get(&key) {
                 Some((State::Ended(seen), at)) if now.duration_since(*at) < self.ttl => {
                     return Some(Claim::Duplicate(*seen));
                 }
@@ -163,7 +201,7 @@ impl DedupeCache {
         if in_flight && !take_over {
             return None;
         }
-        for key in keys {
+        for key in keys.iter() {
             self.put(&mut inner, key, State::InFlight, now);
         }
         Some(Claim::Won)
@@ -195,10 +233,10 @@ impl DedupeCache {
     }
 
     fn end(&self, ids: &Identities, seen: Option<Seen>, now: Instant) {
-        let keys: Vec<u64> = self.fingerprints(ids).collect();
+        let keys = self.fingerprints(ids);
         {
             let mut inner = self.lock();
-            for key in keys {
+            for key in keys.iter() {
                 match seen {
                     Some(seen) => self.put(&mut inner, key, State::Ended(seen), now),
                     None => {
@@ -226,6 +264,10 @@ impl Dedupe for DedupeCache {
     async fn claim(&self, ids: &Identities, wait: Duration) -> Result<Claim, DedupeError> {
         if ids.is_empty() {
             return Ok(Claim::Won);
+        }
+        // The usual case, nothing in flight: decided at the first look, no timer, no waiter.
+        if let Some(claim) = self.try_claim(ids, Instant::now(), false) {
+            return Ok(claim);
         }
         let give_up = tokio::time::Instant::now() + wait;
         loop {

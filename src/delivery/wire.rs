@@ -46,7 +46,9 @@ pub fn upstream_request(raw_head: &[u8], body: &[u8], forwarding: &Forwarding) -
         .position(|&b| b != b'\r' && b != b'\n')
         .unwrap_or(raw_head.len());
     let raw_head = &raw_head[start..];
-    let mut out = Vec::with_capacity(raw_head.len() + body.len() + 32);
+    // Room for what is added (X-Forwarded-For with an IPv6 address, -Proto, a Content-Length):
+    // the head is written without growing the buffer.
+    let mut out = Vec::with_capacity(raw_head.len() + body.len() + 128);
     let mut lines = raw_head.split(|&b| b == b'\n');
     if let Some(request_line) = lines.next() {
         let request_line = request_line.strip_suffix(b"\r").unwrap_or(request_line);

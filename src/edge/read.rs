@@ -79,7 +79,9 @@ pub(super) async fn read_body(
     framing: BodyFraming,
 ) -> BodyResult {
     let limits = &snap.limits;
-    let deadline = Deadline::now() + limits.body_timeout;
+    // From here: the whole body must arrive within this (read only when a body is still to
+    // come: a notification's body usually came with its head).
+    let deadline = || Deadline::now() + limits.body_timeout;
     let timed_out = || {
         Rejection::new(
             Reason::BodyTimeout,
@@ -104,17 +106,21 @@ pub(super) async fn read_body(
             if buf.capacity() < end {
                 buf.reserve(end - buf.len());
             }
-            while buf.len() < end {
-                match read_more(stream, buf, deadline).await {
-                    Some(0) => return Err(incomplete()),
-                    Some(_) => {}
-                    None if Deadline::now() >= deadline => return Err(timed_out()),
-                    None => return Err(incomplete()),
+            if buf.len() < end {
+                let deadline = deadline();
+                while buf.len() < end {
+                    match read_more(stream, buf, deadline).await {
+                        Some(0) => return Err(incomplete()),
+                        Some(_) => {}
+                        None if Deadline::now() >= deadline => return Err(timed_out()),
+                        None => return Err(incomplete()),
+                    }
                 }
             }
             Ok(Body::InBuffer(n))
         }
         BodyFraming::Chunked => {
+            let deadline = deadline();
             let head_bytes = buf[..head.len].to_vec();
             buf.advance(head.len);
             let mut dechunker = Dechunker::new(limits.max_body_bytes);

@@ -37,6 +37,8 @@ pub struct Accepted {
     pub message_id: Option<String>,
     /// `I-Twilio-Idempotency-Token`, if the request carried one.
     pub idempotency_token: Option<String>,
+    /// The id of the request's log lines and of its proxy-made answer.
+    pub request_id: String,
 }
 
 /// Duplicate suppression as configured: which identities count, and where claims live.
@@ -110,7 +112,7 @@ impl Flow {
             Err(e) => {
                 // Degraded, not down: delivering twice beats not delivering. The dedupe store
                 // counts and logs its own failures (rate-limited), so only a debug line here.
-                tracing::debug!(route = %route.route.name, error = %e, "dedupe unavailable; delivering without it");
+                tracing::debug!(request_id = accepted.request_id, route = %route.route.name, error = %e, "dedupe unavailable; delivering without it");
             }
         }
         let ending = self.deliver(route, accepted, arrived).await;
@@ -151,6 +153,7 @@ impl Flow {
             Delivery::Exhausted { last, attempts } => {
                 let (outcome, status, public_detail) = failure_answer(&last);
                 tracing::warn!(
+                    request_id = accepted.request_id,
                     route = %config.name,
                     call_sid = accepted.call_sid.as_deref().unwrap_or("-"),
                     message_id = accepted.message_id.as_deref().unwrap_or("-"),

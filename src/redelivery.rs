@@ -21,12 +21,15 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use crate::buffer::{BufferedMessage, Clock, NotificationStore, SteadyClock, StoreError, Table};
+use crate::buffer::{BufferedMessage, Clock, NotificationStore, SteadyClock, StoreError};
 use crate::delivery::UpstreamGroup;
 use crate::metrics::{RouteMetrics, StoreMetrics};
 use crate::outcome::{DeadLetterReason, RedeliveryResult, StoreOperation};
-use crate::policy::{jitter_random, settle, Backoff, RetryPolicy};
+use crate::policy::{jitter_random, settle, Admission, Backoff, RetryPolicy, Settlement};
 use crate::runtime::Runtime;
+
+/// How long a call rings (`buffer.ring_window`'s default).
+pub const DEFAULT_RING_WINDOW: Duration = Duration::from_secs(30);
 
 /// What one pass did (for tests and logs).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +106,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     /// Each attempt ends within this (see [`Redeliverer::with_shutdown_budget`]).
     attempt_bound: Option<Duration>,
+    /// Deliveries later than this after arrival are counted as after the ring window.
+    ring_window: Duration,
 }
 
 pub struct Redeliverer {
@@ -136,6 +141,7 @@ impl Redeliverer {
                 store_metrics,
                 clock: Arc::new(SteadyClock::new()),
                 attempt_bound: None,
+                ring_window: DEFAULT_RING_WINDOW,
             }),
             interval,
             concurrency: concurrency.max(1),
@@ -149,6 +155,13 @@ impl Redeliverer {
     /// Reads time from `clock` instead of a [`SteadyClock`] of its own (share the flow's).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.inner_mut().clock = clock;
+        self
+    }
+
+    /// Counts deliveries later than `window` after arrival as after the ring window
+    /// (`buffer.ring_window`).
+    pub fn with_ring_window(mut self, window: Duration) -> Self {
+        self.inner_mut().ring_window = window;
         self
     }
 
@@ -189,16 +202,26 @@ impl Redeliverer {
         let horizon = u64::try_from(self.inner.backoff.delay(u32::MAX, 0.0).as_millis())
             .unwrap_or(u64::MAX)
             .saturating_mul(2);
-        let due = match tokio::spawn(async move { store.due(now, horizon, limit).await }).await {
-            Ok(due) => due?,
-            Err(_) => {
-                // A returned error is counted where it happened; a panic only here.
-                self.inner.store_metrics.error(StoreOperation::Due);
-                return Err(StoreError::Aborted {
-                    operation: StoreOperation::Due.as_str(),
-                });
-            }
-        };
+        // Groups whose circuit lets nothing through now: a leasing store claims none of their
+        // messages (but still returns the expired ones, to dead-letter them).
+        let held: Vec<String> = self
+            .inner
+            .groups
+            .iter()
+            .filter(|(_, group)| group.admission() == Admission::None)
+            .map(|(name, _)| name.clone())
+            .collect();
+        let due =
+            match tokio::spawn(async move { store.due(now, horizon, limit, &held).await }).await {
+                Ok(due) => due?,
+                Err(_) => {
+                    // A returned error is counted where it happened; a panic only here.
+                    self.inner.store_metrics.error(StoreOperation::Due);
+                    return Err(StoreError::Aborted {
+                        operation: StoreOperation::Due.as_str(),
+                    });
+                }
+            };
         let mut summary = PassSummary {
             batch_full: due.len() >= limit,
             ..PassSummary::default()
@@ -291,14 +314,16 @@ async fn redeliver_one(inner: Arc<Inner>, message: BufferedMessage) -> Ended {
         );
         return dead_letter(&inner, &message, DeadLetterReason::Orphaned, detail).await;
     };
-    let attempts = meta.message.attempts + 1;
-    let wait = inner.backoff.delay(attempts, jitter_random());
-    let next_at = now.saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
-    if !group.circuit().allow(Instant::now()) {
+    if !group.attempt_allowed() {
         // Not an attempt, and nothing written: during an outage every write would be an fsync
-        // competing with the live path's buffer inserts. The next pass looks again.
+        // competing with the live path's buffer inserts. A claim taken with it (the group
+        // allowed only a probe, which another message got) goes back at once.
+        if inner.store.lease().is_some() {
+            logged("release", inner.store.release(id).await);
+        }
         return Ended::SkippedOpenCircuit;
     }
+    let attempts = meta.message.attempts + 1;
     let remaining = Duration::from_millis(meta.message.expires_at_ms.saturating_sub(now));
     let started = Instant::now();
     let bound = inner
@@ -318,7 +343,7 @@ async fn redeliver_one(inner: Arc<Inner>, message: BufferedMessage) -> Ended {
     });
     let redelivery = RedeliveryResult::from(settlement);
     if settlement.is_final() {
-        group.circuit().on_success();
+        group.record_answered();
         tracing::info!(
             buffer_id = id,
             route = %meta.message.route,
@@ -329,15 +354,49 @@ async fn redeliver_one(inner: Arc<Inner>, message: BufferedMessage) -> Ended {
             result = redelivery.as_str(),
             "redelivered"
         );
-        logged(
-            "remove delivered",
-            inner.store.remove(Table::Pending, id).await,
-        );
+        let removed = logged("remove delivered", inner.store.remove_redelivered(id).await);
+        if removed == Some(false) && inner.store.lease().is_some() {
+            // This instance was frozen or cut off long enough for another to take the message
+            // over: that one may deliver it again (README: when a double delivery can happen).
+            inner.store_metrics.claims_lost.inc();
+            tracing::warn!(
+                buffer_id = id,
+                message_id = meta.message.message_id.as_deref().unwrap_or("-"),
+                "redelivered, but another instance had taken the message over meanwhile; it may reach the handler twice"
+            );
+            return Ended::Redelivered(redelivery);
+        }
+        if settlement == Settlement::Delivered {
+            let waited_ms = inner
+                .clock
+                .now_ms()
+                .saturating_sub(meta.message.received_at_ms);
+            let inside =
+                waited_ms <= u64::try_from(inner.ring_window.as_millis()).unwrap_or(u64::MAX);
+            inner.routes.with(&meta.message.route, |route| {
+                if let Some((_, metrics)) = route {
+                    metrics.buffered_delivered(waited_ms as f64 / 1000.0, inside);
+                }
+            });
+        }
     } else {
-        group.circuit().on_failure(started, Instant::now());
         let error = match &result {
             Ok(a) => format!("{} answered {}", a.peer, a.answer.status),
             Err(e) => e.to_string(),
+        };
+        group.record_failed(started, result.as_ref().err());
+        // The upstream's failure is not the message's: with the circuit no longer closed, or
+        // no connection made at all, the message stays due and waits for the circuit (which
+        // probes on its own schedule), so it goes out the moment the handler is back. Only a
+        // failure that may be this message's (an answer or a timeout while the circuit stays
+        // closed) earns it a backoff.
+        let upstreams_fault = group.admission() != Admission::All
+            || result.as_ref().err().is_some_and(|e| e.is_unreachable());
+        let next_at = if upstreams_fault {
+            now
+        } else {
+            let wait = inner.backoff.delay(attempts, jitter_random());
+            now.saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX))
         };
         tracing::debug!(buffer_id = id, attempts, error = %error, "redelivery failed");
         logged(

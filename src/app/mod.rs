@@ -19,7 +19,7 @@ use crate::admin::AdminApp;
 use crate::buffer::{Clock, SteadyClock};
 use crate::config::Config;
 use crate::delivery::resolve::{PeerRefresher, SystemResolver};
-use crate::delivery::{new_balancer, Deliver, UpstreamGroup};
+use crate::delivery::{new_balancer, Deliver, RecoveryWatch, UpstreamGroup};
 use crate::demo::DemoHandler;
 use crate::edge::{l4_buffers, Edge};
 use crate::flow::Flow;
@@ -166,6 +166,7 @@ pub fn build_server(
             metrics.store(),
         )
         .with_clock(clock.clone())
+        .with_ring_window(b.ring_window)
         .with_shutdown_budget(attempt_budget(&config));
         server.add_service(background_service("redelivery", worker));
     }
@@ -219,6 +220,10 @@ pub fn build_server(
         Arc::new(SystemResolver),
     );
     server.add_service(background_service("peer re-resolution", refresher));
+    server.add_service(background_service(
+        "circuit recovery",
+        RecoveryWatch::new(upstreams.clone()),
+    ));
     let reloader = Reloader::new(
         config.source.clone(),
         text,

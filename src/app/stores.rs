@@ -14,7 +14,7 @@ use pingora::server::Server;
 use pingora::services::background::background_service;
 
 use crate::buffer::{
-    instance_name, HandoffService, Instrumented, NotificationStore, PgOptions, PgPool,
+    instance_name, HandoffService, Heartbeat, Instrumented, NotificationStore, PgOptions, PgPool,
     PostgresStore, RedbBuffer, StoreError,
 };
 use crate::config::{BufferBackend, BufferConfig, Config, PostgresBuffer};
@@ -46,6 +46,11 @@ pub(super) fn open(
                     PostgresStore::new(pool.clone(), b.max_messages, pg.lease, instance_name())
                         .with_max_dead_letters(b.max_dead_letters)
                         .with_takeover_counter(metrics.store().lease_takeovers);
+                // Its claims live while it beats (buffer/postgres/liveness.rs).
+                server.add_service(background_service(
+                    "buffer heartbeat",
+                    Heartbeat::new(store.clone()),
+                ));
                 (
                     Some(Arc::new(Instrumented::new(store, metrics.store()))),
                     Some(pool),

@@ -63,7 +63,13 @@ impl<S: Script> NotificationStore for Scripted<S> {
     async fn insert(&self, msg: NewMessage, _request: Vec<u8>) -> Result<u64, StoreError> {
         self.0.insert(msg).await
     }
-    async fn due(&self, _: u64, _: u64, _: usize) -> Result<Vec<BufferedMessage>, StoreError> {
+    async fn due(
+        &self,
+        _: u64,
+        _: u64,
+        _: usize,
+        _: &[String],
+    ) -> Result<Vec<BufferedMessage>, StoreError> {
         self.0.due().await
     }
     async fn reschedule(&self, _: u64, _: u32, _: u64, _: String) -> Result<bool, StoreError> {

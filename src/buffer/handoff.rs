@@ -259,12 +259,13 @@ impl NotificationStore for RedbBuffer {
         now_ms: u64,
         horizon_ms: u64,
         limit: usize,
+        held: &[String],
     ) -> Result<Vec<BufferedMessage>, StoreError> {
         let state = self.state.read().await;
         match &*state {
-            State::Main(main) => main.due(now_ms, horizon_ms, limit).await,
+            State::Main(main) => main.due(now_ms, horizon_ms, limit, held).await,
             State::Handoff(sibling) => {
-                let mut due = sibling.due(now_ms, horizon_ms, limit).await?;
+                let mut due = sibling.due(now_ms, horizon_ms, limit, held).await?;
                 for message in &mut due {
                     message.meta.id = message.meta.id.saturating_add(HANDOFF_ID_BASE);
                 }

@@ -58,8 +58,9 @@ impl<S: NotificationStore> NotificationStore for Instrumented<S> {
         now_ms: u64,
         horizon_ms: u64,
         limit: usize,
+        held: &[String],
     ) -> Result<Vec<BufferedMessage>, StoreError> {
-        let call = self.store.due(now_ms, horizon_ms, limit);
+        let call = self.store.due(now_ms, horizon_ms, limit, held);
         self.timed(StoreOperation::Due, call).await
     }
 
@@ -92,6 +93,16 @@ impl<S: NotificationStore> NotificationStore for Instrumented<S> {
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         self.timed(StoreOperation::Stats, self.store.stats()).await
+    }
+
+    async fn remove_redelivered(&self, id: u64) -> Result<bool, StoreError> {
+        let call = self.store.remove_redelivered(id);
+        self.timed(StoreOperation::Remove, call).await
+    }
+
+    async fn release(&self, id: u64) -> Result<(), StoreError> {
+        self.timed(StoreOperation::Release, self.store.release(id))
+            .await
     }
 
     fn lease(&self) -> Option<std::time::Duration> {

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 pub use error::StoreError;
 pub use handoff::{HandoffService, RedbBuffer};
 pub use instrumented::Instrumented;
-pub use postgres::{instance_name, PgOptions, PgPool, PostgresStore};
+pub use postgres::{instance_name, Heartbeat, PgOptions, PgPool, PostgresStore};
 pub use store::RedbStore;
 
 /// What the running proxy needs from a buffer: the live path inserts, the redelivery worker
@@ -42,11 +42,18 @@ pub trait NotificationStore: Send + Sync + std::fmt::Debug {
     /// later than `now_ms + horizon_ms`. No schedule is that far ahead (the worker passes its
     /// longest backoff) unless the clock stepped back since it was written, so those are due
     /// too instead of stalling until the clock catches up.
+    ///
+    /// `held` names upstream groups whose circuit lets no attempt through now: their messages
+    /// need not be returned unless expired (`expires_at_ms <= now_ms`, to be dead-lettered). A
+    /// store that claims what it returns ([`Self::lease`]) must leave them out, so no claim is
+    /// taken for a message that cannot be attempted; one without claims may return them (the
+    /// worker skips them, and reading is cheaper than filtering).
     async fn due(
         &self,
         now_ms: u64,
         horizon_ms: u64,
         limit: usize,
+        held: &[String],
     ) -> Result<Vec<BufferedMessage>, StoreError>;
     /// Records a failed attempt of a pending message; false if it no longer exists.
     async fn reschedule(
@@ -68,9 +75,22 @@ pub trait NotificationStore: Send + Sync + std::fmt::Debug {
     async fn remove(&self, table: Table, id: u64) -> Result<bool, StoreError>;
     /// Counts and the oldest pending message, cheaply (called on every scrape).
     async fn stats(&self) -> Result<StoreStats, StoreError>;
-    /// How long a message returned by `due` stays claimed by this instance, for a store shared
-    /// by a fleet (`None`: no claims, one process owns the store). The worker takes no more
-    /// from one `due` than it starts at once, so no claim runs out while its message waits.
+    /// Removes a pending message the worker redelivered. With claims, only while this instance
+    /// still holds the message's claim: false when another instance took it over meanwhile (it
+    /// may deliver it again), or it is gone. Without claims, [`Self::remove`].
+    async fn remove_redelivered(&self, id: u64) -> Result<bool, StoreError> {
+        self.remove(Table::Pending, id).await
+    }
+    /// Gives back the claim on one message returned by `due` that is not attempted now (its
+    /// circuit let only a probe through), so another instance may take it at once. A store
+    /// without claims has nothing to give back.
+    async fn release(&self, _id: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// How long a message returned by `due` stays claimed by this instance at most, for a store
+    /// shared by a fleet (`None`: no claims, one process owns the store). A claim ends sooner
+    /// when its instance stops renewing its heartbeat. The worker takes no more from one `due`
+    /// than it starts at once, so no claim runs out while its message waits.
     fn lease(&self) -> Option<std::time::Duration> {
         None
     }
@@ -103,8 +123,9 @@ impl<S: NotificationStore> NotificationStore for std::sync::Arc<S> {
         now_ms: u64,
         horizon_ms: u64,
         limit: usize,
+        held: &[String],
     ) -> Result<Vec<BufferedMessage>, StoreError> {
-        (**self).due(now_ms, horizon_ms, limit).await
+        (**self).due(now_ms, horizon_ms, limit, held).await
     }
     async fn reschedule(
         &self,
@@ -129,6 +150,12 @@ impl<S: NotificationStore> NotificationStore for std::sync::Arc<S> {
     }
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         (**self).stats().await
+    }
+    async fn remove_redelivered(&self, id: u64) -> Result<bool, StoreError> {
+        (**self).remove_redelivered(id).await
+    }
+    async fn release(&self, id: u64) -> Result<(), StoreError> {
+        (**self).release(id).await
     }
     fn lease(&self) -> Option<std::time::Duration> {
         (**self).lease()

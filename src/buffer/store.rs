@@ -318,7 +318,10 @@ impl NotificationStore for RedbStore {
         now_ms: u64,
         horizon_ms: u64,
         limit: usize,
+        _held: &[String],
     ) -> Result<Vec<BufferedMessage>, StoreError> {
+        // Held groups' messages are returned too: one process, no claims, and a read of the
+        // schedule is cheaper than decoding every entry to filter it.
         self.off_thread("due", move |s| {
             s.blocking_due_within(now_ms, horizon_ms, limit)
         })

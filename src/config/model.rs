@@ -172,6 +172,8 @@ pub struct BufferConfig {
     pub redelivery_interval: Duration,
     pub redelivery_concurrency: NonZeroUsize,
     pub redelivery_backoff: Backoff,
+    /// How long a call rings: the SLI counts buffered deliveries inside and after it.
+    pub ring_window: Duration,
 }
 
 /// Where buffered notifications live (`buffer.backend`).

@@ -189,7 +189,7 @@ impl Default for RawCircuitBreaker {
     fn default() -> Self {
         RawCircuitBreaker {
             failure_threshold: 5,
-            open_for: "10s".into(),
+            open_for: "1s".into(),
         }
     }
 }
@@ -313,6 +313,9 @@ pub struct RawBuffer {
     pub redelivery_concurrency: usize,
     #[serde(default = "default_redelivery_backoff")]
     pub redelivery_backoff: RawBackoff,
+    /// How long a call rings: buffered notifications delivered later are counted apart.
+    #[serde(default = "default_ring_window")]
+    pub ring_window: String,
 }
 
 /// `buffer.backend:`.
@@ -329,6 +332,9 @@ fn default_max_messages() -> u64 {
 }
 fn default_max_dead_letters() -> u64 {
     10_000
+}
+fn default_ring_window() -> String {
+    "30s".into()
 }
 fn default_redelivery_interval() -> String {
     "250ms".into()

@@ -252,6 +252,7 @@ fn buffer(raw: &RawBuffer, base: &Path, secrets: &dyn SecretSource) -> Result<Bu
         redelivery_concurrency: NonZeroUsize::new(raw.redelivery_concurrency)
             .ok_or_else(|| anyhow!("buffer.redelivery_concurrency: must be at least 1"))?,
         redelivery_backoff: backoff("buffer.redelivery_backoff", &raw.redelivery_backoff)?,
+        ring_window: nonzero_duration("buffer.ring_window", &raw.ring_window)?,
     })
 }
 

@@ -22,6 +22,7 @@ use pingora::lb::LoadBalancer;
 use pingora::upstreams::peer::HttpPeer;
 use tokio::io::{AsyncRead, AsyncWriteExt};
 
+mod circuit;
 mod forwarded;
 mod outcome;
 mod peers;
@@ -29,6 +30,7 @@ mod pool;
 pub mod resolve;
 mod wire;
 
+pub use circuit::{RecoveryWatch, CONNECT_CHECK_EVERY};
 pub use forwarded::Forwarding;
 pub use outcome::{Delivery, DeliveryError, Failure, UpstreamAnswer};
 pub use peers::{new_balancer, PeerList};
@@ -41,7 +43,9 @@ pub use wire::{upstream_request, Answer};
 use crate::config::{flatten_peers, ResolvedPeer, UpstreamConfig};
 use crate::metrics::UpstreamMetrics;
 use crate::outcome::AttemptResult;
-use crate::policy::{jitter_random, settle, CircuitBreaker, RetryPolicy, Settlement};
+use crate::policy::{
+    jitter_random, settle, CircuitBreaker, ProbeSchedule, RetryPolicy, Settlement,
+};
 
 /// Handler answers larger than this are refused: a notification handler answers a few bytes.
 pub const MAX_RESPONSE_BODY: usize = 1024 * 1024;
@@ -111,7 +115,12 @@ impl UpstreamGroup {
         // Pingora's connector makes the connections (socket options, connect timeouts); reuse
         // goes through our own pool, which skips a per-release watcher task (DESIGN §7).
         let connector = TransportConnector::new(Some(ConnectorOptions::new(0)));
-        let breaker = CircuitBreaker::new(config.breaker_threshold, config.breaker_open_for);
+        // A probe takes at most one attempt's time; one that has not reported by then was lost.
+        let schedule = ProbeSchedule::new(
+            config.breaker_open_for,
+            config.response_timeout + std::time::Duration::from_secs(1),
+        );
+        let breaker = CircuitBreaker::new(config.breaker_threshold, schedule);
         UpstreamGroup {
             resolved: Mutex::new(config.resolved.clone()),
             config,
@@ -237,7 +246,7 @@ impl UpstreamGroup {
         let mut avoid = None;
         let mut last = Failure::CircuitOpen;
         loop {
-            if !self.breaker.allow(Instant::now()) {
+            if !self.attempt_allowed() {
                 if attempts == 0 {
                     last = Failure::CircuitOpen;
                 }
@@ -247,16 +256,16 @@ impl UpstreamGroup {
             let started = Instant::now();
             match self.deliver_once(request, Some(deadline), avoid).await {
                 Ok(answer) if settle(Some(answer.answer.status), policy) != Settlement::Retry => {
-                    self.breaker.on_success();
+                    self.record_answered();
                     return Delivery::Answered { answer, attempts };
                 }
                 Ok(answer) => {
-                    self.breaker.on_failure(started, Instant::now());
+                    self.record_failed(started, None);
                     avoid = Some(answer.peer);
                     last = Failure::Status(answer);
                 }
                 Err(e) => {
-                    self.breaker.on_failure(started, Instant::now());
+                    self.record_failed(started, Some(&e));
                     avoid = e.peer();
                     last = Failure::Error(e);
                 }

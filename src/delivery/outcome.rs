@@ -34,6 +34,15 @@ impl DeliveryError {
         }
     }
 
+    /// No connection could be made: a peer that accepts one again is news (see
+    /// [`crate::policy::CircuitBreaker::on_connectable`]).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            DeliveryError::NoHealthyPeer(_) | DeliveryError::Connect { .. }
+        )
+    }
+
     pub fn attempt_result(&self) -> AttemptResult {
         match self {
             DeliveryError::NoHealthyPeer(_) | DeliveryError::Connect { .. } => {

@@ -42,6 +42,10 @@ pub struct RouteMetrics {
     pub duplicate_of_buffered: IntCounter,
     redeliveries: Vec<IntCounter>,
     dead_lettered: Vec<IntCounter>,
+    /// Arrival → delivered of buffered notifications, and whether inside the ring window.
+    buffered_delivery: Histogram,
+    delivered_inside_ring: IntCounter,
+    delivered_after_ring: IntCounter,
 }
 
 impl RouteMetrics {
@@ -57,6 +61,17 @@ impl RouteMetrics {
     /// Counts one redelivery attempt of a buffered message by its `result` label.
     pub fn redelivery(&self, result: RedeliveryResult) {
         self.redeliveries[result as usize].inc();
+    }
+
+    /// A buffered notification reached the handler (2xx) `seconds` after it arrived at the
+    /// proxy; `inside_ring` when that was within `buffer.ring_window` (the call still rang).
+    pub fn buffered_delivered(&self, seconds: f64, inside_ring: bool) {
+        self.buffered_delivery.observe(seconds);
+        if inside_ring {
+            self.delivered_inside_ring.inc();
+        } else {
+            self.delivered_after_ring.inc();
+        }
     }
 
     /// Counts a message moved to the dead-letter table (once, when the move happened).
@@ -82,6 +97,8 @@ pub struct StoreMetrics {
     pub dead_letters_evicted: IntCounter,
     /// Leases taken over from another instance (a shared store).
     pub lease_takeovers: IntCounter,
+    /// Redeliveries whose claim another instance had taken over meanwhile.
+    pub claims_lost: IntCounter,
 }
 
 impl StoreMetrics {
@@ -120,6 +137,12 @@ impl std::fmt::Debug for StoreMetrics {
 pub struct UpstreamMetrics {
     attempts: Vec<IntCounter>,
     pub duration: Histogram,
+    /// Probes of an open circuit, by result.
+    pub probe_passed: IntCounter,
+    pub probe_failed: IntCounter,
+    /// Connect checks of a circuit opened on refused connections, by result.
+    pub connect_checks_ok: IntCounter,
+    pub connect_checks_failed: IntCounter,
 }
 
 impl UpstreamMetrics {
@@ -183,6 +206,7 @@ impl Metrics {
                 .collect(),
             dead_letters_evicted: self.dead_letters_evicted.clone(),
             lease_takeovers: self.lease_takeovers.clone(),
+            claims_lost: self.claims_lost.clone(),
         }
     }
 
@@ -232,6 +256,11 @@ impl Metrics {
                 .iter()
                 .map(|r| self.dead_lettered.with_label_values(&[route, r.as_str()]))
                 .collect(),
+            buffered_delivery: self.buffered_delivery.with_label_values(&[route]),
+            delivered_inside_ring: self
+                .buffered_delivered
+                .with_label_values(&[route, "inside"]),
+            delivered_after_ring: self.buffered_delivered.with_label_values(&[route, "after"]),
         }
     }
 
@@ -270,6 +299,9 @@ impl Metrics {
             duplicate_of_buffered: detached(),
             redeliveries: RedeliveryResult::ALL.iter().map(|_| detached()).collect(),
             dead_lettered: DeadLetterReason::ALL.iter().map(|_| detached()).collect(),
+            buffered_delivery: detached_histogram(),
+            delivered_inside_ring: detached(),
+            delivered_after_ring: detached(),
         }
     }
 
@@ -284,6 +316,14 @@ impl Metrics {
                 })
                 .collect(),
             duration: self.upstream_duration.with_label_values(&[upstream]),
+            probe_passed: self.circuit_probes.with_label_values(&[upstream, "passed"]),
+            probe_failed: self.circuit_probes.with_label_values(&[upstream, "failed"]),
+            connect_checks_ok: self
+                .circuit_connect_checks
+                .with_label_values(&[upstream, "connected"]),
+            connect_checks_failed: self
+                .circuit_connect_checks
+                .with_label_values(&[upstream, "failed"]),
         }
     }
 

@@ -20,6 +20,12 @@ const STORE_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
+/// Arrival → delivered buckets for buffered notifications (seconds): around a call's ~30 s of
+/// ringing, then up to a long TTL.
+const BUFFERED_DELIVERY_BUCKETS: &[f64] = &[
+    0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 120.0, 300.0, 600.0,
+];
+
 /// Attempts-per-request buckets: 1 is the healthy case; the tail shows retries.
 const ATTEMPT_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0];
 
@@ -42,6 +48,10 @@ pub struct Metrics {
     redeliveries: IntCounterVec,
     dead_lettered: IntCounterVec,
     circuit_state: IntGaugeVec,
+    circuit_probes: IntCounterVec,
+    circuit_connect_checks: IntCounterVec,
+    buffered_delivery: HistogramVec,
+    buffered_delivered: IntCounterVec,
     buffer_messages: IntGaugeVec,
     buffer_oldest_age: prometheus::Gauge,
     store_duration: HistogramVec,
@@ -56,6 +66,7 @@ pub struct Metrics {
     dead_letters_evicted: IntCounter,
     log_lines_dropped: IntCounter,
     lease_takeovers: IntCounter,
+    claims_lost: IntCounter,
     dedupe_unavailable: IntCounter,
 }
 
@@ -181,6 +192,33 @@ impl Metrics {
             "Circuit breaker state per upstream group: 0 closed, 1 open, 2 half-open.",
             &["upstream"],
         );
+        let circuit_probes = counter(
+            "notify_proxy_circuit_probes_total",
+            "Probe attempts of an open circuit, by upstream group and result (passed closes the circuit).",
+            &["upstream", "result"],
+        );
+        let circuit_connect_checks = counter(
+            "notify_proxy_circuit_connect_checks_total",
+            "Connect checks of a circuit opened on refused connections, by upstream group and result.",
+            &["upstream", "result"],
+        );
+        let buffered_delivery = HistogramVec::new(
+            HistogramOpts::new(
+                "notify_proxy_buffered_delivery_seconds",
+                "Arrival at the proxy to delivery (2xx) for buffered notifications, by route.",
+            )
+            .buckets(BUFFERED_DELIVERY_BUCKETS.to_vec()),
+            &["route"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(buffered_delivery.clone()))
+            .expect("registered once");
+        let buffered_delivered = counter(
+            "notify_proxy_buffered_delivered_total",
+            "Buffered notifications delivered (2xx), by route and whether within buffer.ring_window of their arrival (inside, after).",
+            &["route", "ring_window"],
+        );
         let buffer_messages = gauge(
             "notify_proxy_buffer_messages",
             "Messages in the durable buffer, by table (pending, dead_letter).",
@@ -211,7 +249,11 @@ impl Metrics {
         };
         let lease_takeovers = plain_counter(
             "notify_proxy_buffer_lease_takeovers_total",
-            "Buffered notifications this instance claimed for redelivery after another instance's lease on them ran out (that instance died or stalled mid-redelivery). PostgreSQL buffer only.",
+            "Buffered notifications this instance claimed for redelivery from another instance whose heartbeat had stopped or whose lease ran out (it died, froze or was cut off mid-redelivery). PostgreSQL buffer only.",
+        );
+        let claims_lost = plain_counter(
+            "notify_proxy_buffer_claims_lost_total",
+            "Redeliveries this instance made after another instance had taken the message over (this one was frozen or cut off): the handler may get that notification twice. PostgreSQL buffer only.",
         );
         let dedupe_unavailable = plain_counter(
             "notify_proxy_dedupe_unavailable_total",
@@ -305,6 +347,10 @@ impl Metrics {
             redeliveries,
             dead_lettered,
             circuit_state,
+            circuit_probes,
+            circuit_connect_checks,
+            buffered_delivery,
+            buffered_delivered,
             buffer_messages,
             buffer_oldest_age,
             store_duration,
@@ -319,6 +365,7 @@ impl Metrics {
             dead_letters_evicted,
             log_lines_dropped,
             lease_takeovers,
+            claims_lost,
             dedupe_unavailable,
         }
     }

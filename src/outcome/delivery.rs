@@ -125,16 +125,18 @@ pub enum StoreOperation {
     Reschedule,
     MoveToDeadLetter,
     Remove,
+    Release,
     Stats,
 }
 
 impl StoreOperation {
-    pub const ALL: [StoreOperation; 6] = [
+    pub const ALL: [StoreOperation; 7] = [
         StoreOperation::Insert,
         StoreOperation::Due,
         StoreOperation::Reschedule,
         StoreOperation::MoveToDeadLetter,
         StoreOperation::Remove,
+        StoreOperation::Release,
         StoreOperation::Stats,
     ];
 
@@ -145,6 +147,7 @@ impl StoreOperation {
             StoreOperation::Reschedule => "reschedule",
             StoreOperation::MoveToDeadLetter => "move_to_dead_letter",
             StoreOperation::Remove => "remove",
+            StoreOperation::Release => "release",
             StoreOperation::Stats => "stats",
         }
     }

@@ -1,8 +1,16 @@
-//! The circuit breaker of one upstream group: after enough consecutive failures, stop trying
-//! for a while, then let one probe through to see whether the handler is back.
+//! The circuit breaker of one upstream group: after enough consecutive failures, stop sending
+//! every notification to a failing handler, and find out within a second when it is back.
 //!
-//! Owns only the state machine; the clock is passed in. It never performs an attempt: the
-//! delivery code asks [`CircuitBreaker::allow`] before one and reports how it went.
+//! Owns only the state machine; the clock is passed in. It never performs an attempt or a
+//! connect: the delivery code asks [`CircuitBreaker::allow`] before an attempt, reports how it
+//! went, and tells it when a peer accepts connections again ([`CircuitBreaker::on_connectable`]).
+//!
+//! Why recovery is quick: a call rings ~30 s, so a handler that is back but not yet tried
+//! costs rings. While open, one probe attempt (a real notification: failing it only buffers it
+//! again) is let through on a short, growing schedule: `first_probe` after opening, doubling
+//! after each failed probe, never more than `max_wait` apart. A circuit opened by refused
+//! connections does not even wait for that: the first accepted connect makes the probe due.
+//! A dead handler so sees at most one attempt per `max_wait`, one at a time.
 
 use std::num::NonZeroU32;
 use std::sync::Mutex;
@@ -12,9 +20,9 @@ use std::time::{Duration, Instant};
 pub enum CircuitState {
     /// Attempts flow.
     Closed,
-    /// Attempts are skipped until the open period ends.
+    /// Attempts are skipped until the next probe is due.
     Open,
-    /// One probe attempt is allowed; its result closes or reopens the circuit.
+    /// A probe attempt is due or under way; its result closes or reopens the circuit.
     HalfOpen,
 }
 
@@ -29,183 +37,217 @@ impl CircuitState {
     }
 }
 
+/// How many attempts may start now, for a caller that takes work in batches (the redelivery
+/// worker claims no more messages than it may attempt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Closed: as many as the caller likes.
+    All,
+    /// A probe is due: one.
+    Probe,
+    /// Open, or a probe is under way: none.
+    None,
+}
+
+/// What a reported result changed, for the caller to count and log (once per change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Unchanged,
+    /// The threshold was reached: the circuit opened.
+    Opened,
+    /// A probe failed: open again, the next probe later.
+    ProbeFailed,
+    /// A probe (or a late answer while open) succeeded: closed.
+    Closed {
+        probe: bool,
+    },
+}
+
+/// When probes are let through while the circuit is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeSchedule {
+    /// The wait before the first probe after opening.
+    pub first: Duration,
+    /// The longest wait between two probes (`circuit_breaker.open_for`).
+    pub max_wait: Duration,
+    /// A probe whose result has not come after this is taken as lost (its request was
+    /// cancelled) and replaced: longer than one attempt can take.
+    pub lost_after: Duration,
+}
+
+impl ProbeSchedule {
+    /// The first probe 250 ms after opening (or `max_wait`, if shorter).
+    pub fn new(max_wait: Duration, lost_after: Duration) -> Self {
+        ProbeSchedule {
+            first: Duration::from_millis(250).min(max_wait),
+            max_wait,
+            lost_after,
+        }
+    }
+}
+
 #[derive(Debug)]
 enum State {
     Closed {
         failures: u32,
     },
+    /// `wait`: the gap that led to `probe_at` (doubled after a failed probe). `unreachable`:
+    /// the failure that opened it was a refused or failed connect, so an accepted connect is news.
     Open {
-        until: Instant,
+        probe_at: Instant,
+        wait: Duration,
+        unreachable: bool,
     },
-    /// `probe_started`: when the one allowed probe began (a probe whose result never comes,
-    /// e.g. a cancelled request, is replaced after `open_for`).
     HalfOpen {
-        probe_started: Option<Instant>,
+        probe_started: Instant,
+        wait: Duration,
     },
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: State,
+    /// When the circuit last opened. Failures of attempts that started before it are old news:
+    /// they must neither push the next probe back nor fail the probe.
+    opened_at: Option<Instant>,
 }
 
 #[derive(Debug)]
 pub struct CircuitBreaker {
     threshold: NonZeroU32,
-    open_for: Duration,
-    state: Mutex<State>,
-    /// When the circuit last opened. Failures of attempts that started before it are old news:
-    /// they must neither extend the open period nor fail the half-open probe.
-    opened_at: Mutex<Option<Instant>>,
+    schedule: ProbeSchedule,
+    inner: Mutex<Inner>,
 }
 
 impl CircuitBreaker {
-    pub fn new(threshold: NonZeroU32, open_for: Duration) -> Self {
+    pub fn new(threshold: NonZeroU32, schedule: ProbeSchedule) -> Self {
         CircuitBreaker {
             threshold,
-            open_for,
-            state: Mutex::new(State::Closed { failures: 0 }),
-            opened_at: Mutex::new(None),
+            schedule,
+            inner: Mutex::new(Inner {
+                state: State::Closed { failures: 0 },
+                opened_at: None,
+            }),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether an attempt may go ahead now. In half-open state only one caller gets `true`.
-    pub fn allow(&self, now: Instant) -> bool {
-        let mut state = self.lock();
+    fn admission_of(&self, state: &State, now: Instant) -> Admission {
         match *state {
-            State::Closed { .. } => true,
-            State::Open { until } if now < until => false,
-            State::Open { .. } => {
-                *state = State::HalfOpen {
-                    probe_started: Some(now),
+            State::Closed { .. } => Admission::All,
+            State::Open { probe_at, .. } if now < probe_at => Admission::None,
+            State::Open { .. } => Admission::Probe,
+            State::HalfOpen { probe_started, .. }
+                if now.duration_since(probe_started) < self.schedule.lost_after =>
+            {
+                Admission::None
+            }
+            State::HalfOpen { .. } => Admission::Probe,
+        }
+    }
+
+    /// Whether an attempt may go ahead now. When a probe is due only one caller gets `true`.
+    pub fn allow(&self, now: Instant) -> bool {
+        let mut inner = self.lock();
+        match self.admission_of(&inner.state, now) {
+            Admission::All => true,
+            Admission::None => false,
+            Admission::Probe => {
+                let wait = match inner.state {
+                    State::Open { wait, .. } | State::HalfOpen { wait, .. } => wait,
+                    State::Closed { .. } => self.schedule.first,
+                };
+                inner.state = State::HalfOpen {
+                    probe_started: now,
+                    wait,
                 };
                 true
             }
-            State::HalfOpen { probe_started } => match probe_started {
-                Some(started) if now.duration_since(started) < self.open_for => false,
-                _ => {
-                    *state = State::HalfOpen {
-                        probe_started: Some(now),
-                    };
-                    true
-                }
-            },
         }
+    }
+
+    /// How many attempts [`Self::allow`] would let start now, without taking the probe.
+    pub fn admission(&self, now: Instant) -> Admission {
+        self.admission_of(&self.lock().state, now)
     }
 
     /// The handler answered (any status that is not a retryable failure).
-    pub fn on_success(&self) {
-        *self.lock() = State::Closed { failures: 0 };
+    pub fn on_success(&self) -> Transition {
+        let mut inner = self.lock();
+        let transition = match inner.state {
+            State::Closed { .. } => Transition::Unchanged,
+            State::HalfOpen { .. } => Transition::Closed { probe: true },
+            State::Open { .. } => Transition::Closed { probe: false },
+        };
+        inner.state = State::Closed { failures: 0 };
+        transition
     }
 
-    /// An attempt that started at `started` failed in a way that counts against the handler.
-    pub fn on_failure(&self, started: Instant, now: Instant) {
-        let mut opened_at = self.opened_at.lock().unwrap_or_else(|e| e.into_inner());
-        if opened_at.is_some_and(|opened| started < opened) {
-            return;
+    /// An attempt that started at `started` failed in a way that counts against the handler;
+    /// `unreachable` when no connection could be made (refused, no route, connect timeout).
+    pub fn on_failure(&self, started: Instant, now: Instant, unreachable: bool) -> Transition {
+        let mut inner = self.lock();
+        if inner.opened_at.is_some_and(|opened| started < opened) {
+            return Transition::Unchanged;
         }
-        let mut state = self.lock();
-        match *state {
+        let (wait, transition) = match inner.state {
             State::Closed { failures } if failures + 1 < self.threshold.get() => {
-                *state = State::Closed {
+                inner.state = State::Closed {
                     failures: failures + 1,
-                }
-            }
-            // Threshold reached, or the half-open probe failed: (re)open.
-            _ => {
-                *state = State::Open {
-                    until: now + self.open_for,
                 };
-                *opened_at = Some(now);
+                return Transition::Unchanged;
             }
+            State::Closed { .. } => (self.schedule.first, Transition::Opened),
+            State::HalfOpen { wait, .. } => (
+                wait.saturating_mul(2).min(self.schedule.max_wait),
+                Transition::ProbeFailed,
+            ),
+            // A lost probe's replacement is under way or due; a late failure changes nothing.
+            State::Open { .. } => return Transition::Unchanged,
+        };
+        inner.state = State::Open {
+            probe_at: now + wait,
+            wait,
+            unreachable,
+        };
+        inner.opened_at = Some(now);
+        transition
+    }
+
+    /// Whether knowing that a peer accepts connections again would be news: the circuit is
+    /// open because connections failed, and its next probe is not due yet.
+    pub fn wants_connect_check(&self, now: Instant) -> bool {
+        matches!(self.lock().state, State::Open { probe_at, unreachable: true, .. } if now < probe_at)
+    }
+
+    /// A peer accepted a connection: if the circuit is open because connections failed, the
+    /// probe is due now rather than at its scheduled time. Whether it made the probe due.
+    pub fn on_connectable(&self, now: Instant) -> bool {
+        let mut inner = self.lock();
+        match &mut inner.state {
+            State::Open {
+                probe_at,
+                unreachable: true,
+                ..
+            } if now < *probe_at => {
+                *probe_at = now;
+                true
+            }
+            _ => false,
         }
     }
 
     pub fn state(&self, now: Instant) -> CircuitState {
-        match *self.lock() {
+        match self.lock().state {
             State::Closed { .. } => CircuitState::Closed,
-            State::Open { until } if now < until => CircuitState::Open,
+            State::Open { probe_at, .. } if now < probe_at => CircuitState::Open,
             State::Open { .. } | State::HalfOpen { .. } => CircuitState::HalfOpen,
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn breaker() -> CircuitBreaker {
-        CircuitBreaker::new(NonZeroU32::new(3).unwrap(), Duration::from_secs(10))
-    }
-
-    #[test]
-    fn opens_after_threshold_consecutive_failures() {
-        let b = breaker();
-        let t = Instant::now();
-        b.on_failure(t, t);
-        b.on_failure(t, t);
-        assert_eq!(b.state(t), CircuitState::Closed);
-        b.on_success(); // a success resets the count
-        b.on_failure(t, t);
-        b.on_failure(t, t);
-        assert!(b.allow(t));
-        b.on_failure(t, t);
-        assert_eq!(b.state(t), CircuitState::Open);
-        assert!(!b.allow(t + Duration::from_secs(9)));
-    }
-
-    #[test]
-    fn half_open_lets_one_probe_through() {
-        let b = breaker();
-        let t = Instant::now();
-        for _ in 0..3 {
-            b.on_failure(t, t);
-        }
-        let later = t + Duration::from_secs(10);
-        assert_eq!(b.state(later), CircuitState::HalfOpen);
-        assert!(b.allow(later), "the probe");
-        assert!(!b.allow(later), "only one probe at a time");
-        b.on_success();
-        assert_eq!(b.state(later), CircuitState::Closed);
-        assert!(b.allow(later));
-    }
-
-    #[test]
-    fn failures_of_attempts_older_than_the_opening_are_ignored() {
-        let b = breaker();
-        let t = Instant::now();
-        let slow_attempt_started = t;
-        let opened = t + Duration::from_secs(1);
-        for _ in 0..3 {
-            b.on_failure(opened, opened);
-        }
-        // A slow attempt from before the opening fails late: the open period is not extended.
-        b.on_failure(slow_attempt_started, opened + Duration::from_secs(9));
-        let later = opened + Duration::from_secs(10);
-        assert!(b.allow(later), "the probe is due as planned");
-        // ...and a late failure of an old attempt does not fail the probe either.
-        b.on_failure(slow_attempt_started, later);
-        assert_eq!(b.state(later), CircuitState::HalfOpen);
-        b.on_success();
-        assert_eq!(b.state(later), CircuitState::Closed);
-    }
-
-    #[test]
-    fn failed_probe_reopens_and_lost_probe_is_replaced() {
-        let b = breaker();
-        let t = Instant::now();
-        for _ in 0..3 {
-            b.on_failure(t, t);
-        }
-        let probe = t + Duration::from_secs(10);
-        assert!(b.allow(probe));
-        b.on_failure(probe, probe);
-        assert_eq!(b.state(probe), CircuitState::Open);
-        assert!(!b.allow(probe + Duration::from_secs(5)));
-
-        let probe2 = probe + Duration::from_secs(10);
-        assert!(b.allow(probe2));
-        // Its result never comes; after another open period a new probe is allowed.
-        assert!(!b.allow(probe2 + Duration::from_secs(1)));
-        assert!(b.allow(probe2 + Duration::from_secs(10)));
-    }
-}
+mod tests;

@@ -9,7 +9,7 @@ pub mod breaker;
 pub mod retry;
 mod settle;
 
-pub use breaker::{CircuitBreaker, CircuitState};
+pub use breaker::{Admission, CircuitBreaker, CircuitState, ProbeSchedule, Transition};
 pub use retry::{jitter_random, Backoff, RetryPolicy};
 pub use settle::{settle, Settlement};
 

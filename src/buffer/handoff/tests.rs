@@ -158,7 +158,7 @@ async fn upgrade_buffers_into_a_handoff_file_then_switches_to_the_main_file() {
     let b = buffer.insert(message(3), request(3)).await.unwrap();
     assert!(a >= HANDOFF_ID_BASE && b > a, "hand-off ids: {a}, {b}");
     // The new process's worker sees (only) the hand-off file's messages, by hand-off ids.
-    let due = buffer.due(u64::MAX, u64::MAX, 10).await.unwrap();
+    let due = buffer.due(u64::MAX, u64::MAX, 10, &[]).await.unwrap();
     assert_eq!(due.iter().map(|m| m.meta.id).collect::<Vec<_>>(), [a, b]);
     assert_eq!(due[0].request, request(2));
     // The old process still holds the main file: no switch.
@@ -177,14 +177,17 @@ async fn upgrade_buffers_into_a_handoff_file_then_switches_to_the_main_file() {
     assert!(buffer.reschedule(b, 3, 9, "again".into()).await.unwrap());
     assert!(buffer.remove(Table::Pending, a).await.unwrap());
     assert!(!buffer.remove(Table::Pending, a).await.unwrap(), "once");
-    let left = buffer.due(u64::MAX, u64::MAX, 10).await.unwrap();
+    let left = buffer.due(u64::MAX, u64::MAX, 10, &[]).await.unwrap();
     let left: Vec<(Vec<u8>, u32)> = left
         .into_iter()
         .map(|m| (m.request, m.meta.message.attempts))
         .collect();
     assert_eq!(left, [(request(1), 2), (request(3), 3)]);
     assert!(
-        buffer.due(u64::MAX, u64::MAX, 10).await.unwrap()[0].meta.id == old_id,
+        buffer.due(u64::MAX, u64::MAX, 10, &[]).await.unwrap()[0]
+            .meta
+            .id
+            == old_id,
         "the old process's message keeps its id"
     );
     // New messages go to the main file, with main ids.

@@ -13,6 +13,7 @@
 //! interval, the next request) spaces the attempts.
 
 mod batch;
+pub mod liveness;
 mod operator;
 pub mod schema;
 mod store;
@@ -32,6 +33,7 @@ use tokio::sync::OnceCell;
 
 use super::StoreError;
 use crate::config::plain_identifier;
+pub use liveness::Heartbeat;
 pub use store::{instance_name, PostgresStore};
 
 /// How to reach the shared store.

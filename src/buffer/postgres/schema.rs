@@ -13,6 +13,8 @@
 //!   of the instance redelivering one now.
 //! - `dead_letter`: messages given up on, with the reason.
 //! - `dedupe`: in-flight and settled claims by fingerprint, each with an expiry.
+//! - `instances`: each running instance's heartbeat; a claim in `pending` lives while its
+//!   owner's is fresh.
 
 use super::{Failure, PgPool};
 
@@ -65,6 +67,15 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
              expires_at timestamptz NOT NULL
          );
          CREATE INDEX dedupe_expires ON {schema}.dedupe (expires_at);",
+    ),
+    (
+        3,
+        "instance heartbeats",
+        // A claim lives while its owner renews heartbeat_at (buffer/postgres/liveness.rs).
+        "CREATE TABLE {schema}.instances (
+             name text PRIMARY KEY,
+             heartbeat_at timestamptz NOT NULL
+         );",
     ),
 ];
 

@@ -18,6 +18,7 @@ use prometheus::IntCounter;
 use tokio_postgres::Row;
 
 use super::batch::BatchState;
+use super::liveness;
 use super::{storable, to_i64, Failure, PgPool};
 use crate::buffer::{
     BufferedMessage, BufferedMeta, DeadLettered, NewMessage, NotificationStore, StoreError,
@@ -189,23 +190,26 @@ impl NotificationStore for PostgresStore {
         super::batch::insert(&self.inner, msg, request).await
     }
 
-    /// Claims up to `limit` due messages for `lease`: the longest overdue first, returned by
-    /// id. Messages another instance holds a live lease on are skipped, not waited for. A
-    /// schedule beyond `now_ms + horizon_ms` (left by a clock step back) counts as due.
+    /// Claims up to `limit` due messages: the longest overdue first, returned by id. Messages
+    /// another live instance holds a claim on are skipped, not waited for; those of `held`
+    /// groups too, unless expired. A schedule beyond `now_ms + horizon_ms` (left by a clock
+    /// step back) counts as due.
     async fn due(
         &self,
         now_ms: u64,
         horizon_ms: u64,
         limit: usize,
+        held: &[String],
     ) -> Result<Vec<BufferedMessage>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         let sql = self.sql(&format!(
             "WITH picked AS (
-                 SELECT id, claimed_by AS previous FROM {{s}}.pending
+                 SELECT id, claimed_by AS previous FROM {{s}}.pending p
                  WHERE (next_attempt_at_ms <= $1 OR next_attempt_at_ms > $5)
-                   AND (lease_until IS NULL OR lease_until <= clock_timestamp())
+                   AND (upstream <> ALL($6) OR expires_at_ms <= $1)
+                   AND {free}
                  ORDER BY next_attempt_at_ms, id
                  LIMIT $2
                  FOR UPDATE SKIP LOCKED)
@@ -217,7 +221,8 @@ impl NotificationStore for PostgresStore {
             META.split(", ")
                 .map(|c| format!("p.{c}"))
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            free = liveness::claim_is_free("$7"),
         ));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let lease_ms = i64::try_from(self.inner.lease.as_millis()).unwrap_or(i64::MAX);
@@ -236,6 +241,8 @@ impl NotificationStore for PostgresStore {
                             &lease_ms,
                             &self.inner.instance,
                             &to_i64(now_ms.saturating_add(horizon_ms)),
+                            &held,
+                            &liveness::stale_ms(),
                         ],
                     )
                     .await?)
@@ -269,8 +276,10 @@ impl NotificationStore for PostgresStore {
         Ok(due)
     }
 
-    /// Records a failed attempt and gives the lease back: the message is due again at
-    /// `next_attempt_at_ms`, for whichever instance looks first.
+    /// Records a failed attempt and gives the claim back: the message is due again at
+    /// `next_attempt_at_ms`, for whichever instance looks first. Only while the claim is this
+    /// instance's (or nobody's: `buffer replay`): a message another instance took over
+    /// meanwhile is that instance's to record.
     async fn reschedule(
         &self,
         id: u64,
@@ -282,7 +291,7 @@ impl NotificationStore for PostgresStore {
             "UPDATE {s}.pending
              SET attempts = $2, next_attempt_at_ms = $3, last_error = $4,
                  lease_until = NULL, claimed_by = NULL
-             WHERE id = $1",
+             WHERE id = $1 AND (claimed_by IS NULL OR claimed_by = $5)",
         );
         self.inner
             .pool
@@ -297,6 +306,7 @@ impl NotificationStore for PostgresStore {
                             &i64::from(attempts),
                             &to_i64(next_attempt_at_ms),
                             &storable(&last_error),
+                            &self.inner.instance,
                         ],
                     )
                     .await?;
@@ -383,11 +393,51 @@ impl NotificationStore for PostgresStore {
             .await
     }
 
+    /// Removes a redelivered message only while this instance's claim on it stands: the
+    /// fencing that keeps a resumed instance from removing (and counting) a message another
+    /// instance took over while it was frozen.
+    async fn remove_redelivered(&self, id: u64) -> Result<bool, StoreError> {
+        let sql = self.sql("DELETE FROM {s}.pending WHERE id = $1 AND claimed_by = $2");
+        self.inner
+            .pool
+            .call("remove", async {
+                let client = self.inner.pool.client().await?;
+                let statement = client.prepare_cached(&sql).await?;
+                let n = client
+                    .execute(&statement, &[&to_i64(id), &self.inner.instance])
+                    .await?;
+                Ok(n == 1)
+            })
+            .await
+    }
+
+    async fn release(&self, id: u64) -> Result<(), StoreError> {
+        let sql = self.sql(
+            "UPDATE {s}.pending SET lease_until = NULL, claimed_by = NULL
+             WHERE id = $1 AND claimed_by = $2",
+        );
+        self.inner
+            .pool
+            .call("release", async {
+                let client = self.inner.pool.client().await?;
+                let statement = client.prepare_cached(&sql).await?;
+                client
+                    .execute(&statement, &[&to_i64(id), &self.inner.instance])
+                    .await?;
+                Ok(())
+            })
+            .await
+    }
+
     fn lease(&self) -> Option<Duration> {
         Some(self.inner.lease)
     }
 
+    /// Gives every claim back, then deletes this instance's heartbeat: it redelivers nothing
+    /// more, and a stopped instance is not a stale one.
     async fn release_leases(&self) -> Result<u64, StoreError> {
-        self.release_claims().await
+        let released = self.release_claims().await?;
+        self.retire().await?;
+        Ok(released)
     }
 }

@@ -75,19 +75,29 @@ async fn due_filters_by_time_takes_the_most_overdue_and_orders_by_id() {
     let c = store.insert(message(3, 200), request(3)).await.unwrap();
     let d = store.insert(message(4, 900), request(4)).await.unwrap();
 
-    assert!(store.due(99, u64::MAX, 10).await.unwrap().is_empty());
-    assert_eq!(ids(&store.due(100, u64::MAX, 10).await.unwrap()), vec![b]);
+    assert!(store.due(99, u64::MAX, 10, &[]).await.unwrap().is_empty());
     assert_eq!(
-        ids(&store.due(300, u64::MAX, 10).await.unwrap()),
+        ids(&store.due(100, u64::MAX, 10, &[]).await.unwrap()),
+        vec![b]
+    );
+    assert_eq!(
+        ids(&store.due(300, u64::MAX, 10, &[]).await.unwrap()),
         vec![a, b, c]
     );
-    assert_eq!(ids(&store.due(300, u64::MAX, 2).await.unwrap()), vec![b, c]);
     assert_eq!(
-        ids(&store.due(u64::MAX, u64::MAX, 10).await.unwrap()),
+        ids(&store.due(300, u64::MAX, 2, &[]).await.unwrap()),
+        vec![b, c]
+    );
+    assert_eq!(
+        ids(&store.due(u64::MAX, u64::MAX, 10, &[]).await.unwrap()),
         vec![a, b, c, d]
     );
-    assert!(store.due(u64::MAX, u64::MAX, 0).await.unwrap().is_empty());
-    let due = store.due(100, u64::MAX, 10).await.unwrap();
+    assert!(store
+        .due(u64::MAX, u64::MAX, 0, &[])
+        .await
+        .unwrap()
+        .is_empty());
+    let due = store.due(100, u64::MAX, 10, &[]).await.unwrap();
     assert_eq!(due[0].request, request(2));
     assert_eq!(due[0].meta, meta(&message(2, 100), b));
 }
@@ -97,9 +107,12 @@ async fn reschedule_updates_meta_and_gives_the_lease_back() {
     let schema = schema_or_skip!("reschedule");
     let store = instance(&schema, "a", 10, LEASE);
     let id = store.insert(message(1, 100), request(1)).await.unwrap();
-    assert_eq!(ids(&store.due(100, u64::MAX, 10).await.unwrap()), vec![id]);
+    assert_eq!(
+        ids(&store.due(100, u64::MAX, 10, &[]).await.unwrap()),
+        vec![id]
+    );
     assert!(
-        store.due(100, u64::MAX, 10).await.unwrap().is_empty(),
+        store.due(100, u64::MAX, 10, &[]).await.unwrap().is_empty(),
         "leased"
     );
 
@@ -107,8 +120,8 @@ async fn reschedule_updates_meta_and_gives_the_lease_back() {
         .reschedule(id, 2, 500, "503 from handler".into())
         .await
         .unwrap());
-    assert!(store.due(499, u64::MAX, 10).await.unwrap().is_empty());
-    let due = store.due(500, u64::MAX, 10).await.unwrap();
+    assert!(store.due(499, u64::MAX, 10, &[]).await.unwrap().is_empty());
+    let due = store.due(500, u64::MAX, 10, &[]).await.unwrap();
     assert_eq!(ids(&due), vec![id], "rescheduled: no lease left");
     assert_eq!(due[0].meta.message.attempts, 2);
     assert_eq!(due[0].meta.message.next_attempt_at_ms, 500);
@@ -155,7 +168,7 @@ async fn move_to_dead_letter_keeps_reason_bytes_and_metadata_and_stats_follow() 
     assert_eq!(got.meta, expected);
     assert_eq!(got.request, request(1));
     assert_eq!(
-        ids(&store.due(u64::MAX, u64::MAX, 10).await.unwrap()),
+        ids(&store.due(u64::MAX, u64::MAX, 10, &[]).await.unwrap()),
         vec![b]
     );
     // Seen from another instance: the counts are the fleet's.
@@ -198,7 +211,7 @@ async fn requeue_dead_makes_it_due_now_and_purge_respects_the_cutoff() {
     assert_eq!(got.meta.message.received_at_ms, 1_000);
     assert_eq!(got.request, request(1));
     assert_eq!(
-        ids(&store.due(70_000, u64::MAX, 10).await.unwrap()),
+        ids(&store.due(70_000, u64::MAX, 10, &[]).await.unwrap()),
         vec![id]
     );
 

@@ -81,27 +81,33 @@ async fn a_lease_keeps_other_instances_off_until_it_runs_out() {
         inserted.push(a.insert(message(i, 1), request(i)).await.unwrap());
     }
     // Both instances ask at once: every message goes to exactly one of them.
-    let (from_a, from_b) = tokio::join!(a.due(u64::MAX, u64::MAX, 6), b.due(u64::MAX, u64::MAX, 6));
+    let (from_a, from_b) = tokio::join!(
+        a.due(u64::MAX, u64::MAX, 6, &[]),
+        b.due(u64::MAX, u64::MAX, 6, &[])
+    );
     let (from_a, from_b) = (ids(&from_a.unwrap()), ids(&from_b.unwrap()));
     let mut all: Vec<u64> = from_a.iter().chain(&from_b).copied().collect();
     all.sort_unstable();
     assert_eq!(all, inserted, "a: {from_a:?} b: {from_b:?}");
-    assert!(a.due(u64::MAX, u64::MAX, 10).await.unwrap().is_empty());
-    assert!(b.due(u64::MAX, u64::MAX, 10).await.unwrap().is_empty());
+    assert!(a.due(u64::MAX, u64::MAX, 10, &[]).await.unwrap().is_empty());
+    assert!(b.due(u64::MAX, u64::MAX, 10, &[]).await.unwrap().is_empty());
 
     // A "dies" holding its claims: B takes them once A's lease has run out, not before.
     tokio::time::sleep(Duration::from_millis(900)).await;
-    let taken = ids(&b.due(u64::MAX, u64::MAX, 10).await.unwrap());
+    let taken = ids(&b.due(u64::MAX, u64::MAX, 10, &[]).await.unwrap());
     assert_eq!(taken, from_a);
     assert_eq!(b.lease_takeovers(), from_a.len() as u64);
     assert!(
-        a.due(u64::MAX, u64::MAX, 10).await.unwrap().is_empty(),
+        a.due(u64::MAX, u64::MAX, 10, &[]).await.unwrap().is_empty(),
         "B's lease holds"
     );
 
     // At shutdown an instance gives its leases back at once.
     assert_eq!(b.release_claims().await.unwrap(), 10);
-    assert_eq!(ids(&a.due(u64::MAX, u64::MAX, 10).await.unwrap()), inserted);
+    assert_eq!(
+        ids(&a.due(u64::MAX, u64::MAX, 10, &[]).await.unwrap()),
+        inserted
+    );
 }
 
 #[tokio::test]
@@ -166,7 +172,7 @@ async fn an_unreachable_database_fails_promptly_and_never_shows_the_password() {
     let shown = format!("{err} {err:?} {store:?} {options:?} {}", store.location());
     assert!(!shown.contains("s3cr3t"), "{shown}");
     assert!(shown.contains(&format!("127.0.0.1:{port}")), "{shown}");
-    let err = store.due(1, u64::MAX, 10).await.unwrap_err();
+    let err = store.due(1, u64::MAX, 10, &[]).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
 
     // A URL that does not parse is reported without its text.
@@ -259,5 +265,8 @@ async fn the_dead_letter_cap_evicts_the_oldest_and_a_far_schedule_is_due() {
         .insert(message(9, 1_000_000), request(9))
         .await
         .unwrap();
-    assert_eq!(ids(&store.due(10, 1_000, 10).await.unwrap()), vec![far]);
+    assert_eq!(
+        ids(&store.due(10, 1_000, 10, &[]).await.unwrap()),
+        vec![far]
+    );
 }

@@ -83,11 +83,12 @@ fn final_answers_remove_the_message_and_are_counted_by_result() {
     );
 }
 
-/// Regression guard for the worker ignoring the circuit: while `handler`'s circuit is open,
-/// its buffered message is not sent, though the worker is busy (it redelivers the other
-/// group's message in the same passes). The age of the waiting message is exported.
+/// Regression guard for the worker ignoring the circuit: while `handler`'s circuit is open and
+/// its probes fail, its buffered message goes out only as those probes (one at a time, 250 ms
+/// after opening, then twice the last wait), though the worker is busy (it redelivers the
+/// other group's message in the same passes). The age of the waiting message is exported.
 #[test]
-fn worker_waits_while_the_circuit_is_open() {
+fn worker_sends_only_probes_while_the_circuit_is_open() {
     let dir = tempfile::tempdir().unwrap();
     let handler = MockUpstream::start(Behaviour::status(503, "down"));
     let other = MockUpstream::start(Behaviour::status(503, "down"));
@@ -100,6 +101,7 @@ fn worker_waits_while_the_circuit_is_open() {
         "\n  - name: second\n    public_url: https://voice.example.com/second\n    upstream: other\n    body: json\n    on_exhausted: buffer\n    retry: { max_attempts: 1 }",
     );
     let proxy = Proxy::start(spec);
+    let opened = Instant::now();
     buffer_one(&proxy, &twilio_request(&notification()));
     assert_eq!(
         proxy.metric(r#"notify_proxy_circuit_state{upstream="handler"}"#),
@@ -114,25 +116,110 @@ fn worker_waits_while_the_circuit_is_open() {
         &request_with(target, &[("X-Twilio-Signature", &sig)], &body),
     );
 
-    handler.set_behaviour(Behaviour::status(200, "ok"));
     other.set_behaviour(Behaviour::status(200, "ok"));
     eventually("the other group's message redelivered", || {
         proxy.metric(r#"notify_proxy_redeliveries_total{result="delivered",route="second"}"#) == 1.0
     });
-    // Passes keep running every 50 ms; give them time to (wrongly) send the waiting message.
-    let until = Instant::now() + Duration::from_millis(500);
-    while Instant::now() < until {
-        assert_eq!(handler.request_count(), 1, "sent while the circuit is open");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually("the first probe, 250 ms after opening", || {
+        proxy.metric(r#"notify_proxy_circuit_probes_total{result="failed",upstream="handler"}"#)
+            >= 1.0
+    });
+    // Passes run every 50 ms, 20 a second; probes come at 0.25, 0.75, 1.75, 3.75 s...
+    std::thread::sleep(Duration::from_millis(600));
+    let elapsed = opened.elapsed().as_secs_f64();
+    let probes = (handler.request_count() - 1) as f64;
+    let at_most = (elapsed / 0.25 + 1.0).log2().floor() + 1.0;
+    assert!(
+        (1.0..=at_most).contains(&probes),
+        "{probes} probes in {elapsed:.2} s (at most {at_most})"
+    );
+    assert_eq!(
+        proxy.metric(r#"notify_proxy_circuit_probes_total{result="failed",upstream="handler"}"#),
+        probes
+    );
+    assert_eq!(
+        redeliveries(&proxy, "failed"),
+        probes,
+        "only probes were attempted"
+    );
     assert_eq!(pending(&proxy), 1.0);
-    assert_eq!(redeliveries(&proxy, "failed"), 0.0, "skipped, not failed");
     assert_eq!(proxy.attempts("2xx"), 0.0);
     // The message waiting behind the open circuit is at least as old as the wait above.
     eventually("oldest age exported", || {
         let age = proxy.metric("notify_proxy_buffer_oldest_age_seconds");
         (0.5..60.0).contains(&age)
     });
+}
+
+/// The ring window: a handler that was down comes back, and although `open_for` is 10 s the
+/// backlog reaches it within ~1.5 s (the connect check makes the probe due), with no backoff
+/// earned during the outage; a live notification sent after that is forwarded, not buffered.
+/// Each buffered delivery is counted inside the ring window.
+#[test]
+fn a_recovered_handler_gets_the_backlog_within_seconds_whatever_open_for_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut spec = buffering_spec(addr, &dir.path().join("b.redb"), "");
+    // The defaults' pace, and a backoff that would show if the outage earned one.
+    spec.top_extra = format!(
+        "buffer:\n  path: {}\n  redelivery_backoff: {{ initial: 5s, max: 10s }}\n",
+        dir.path().join("b.redb").display()
+    );
+    spec.upstream_extra = "    circuit_breaker: { failure_threshold: 2, open_for: 10s }".into();
+    let proxy = Proxy::start(spec);
+    // Nothing listens: connects are refused, the circuit opens, every message is buffered.
+    for _ in 0..20 {
+        buffer_one(&proxy, &twilio_request(&notification()));
+    }
+    eventually("the circuit opened", || {
+        proxy.metric(r#"notify_proxy_circuit_state{upstream="handler"}"#) > 0.0
+    });
+    // Until the waits between probes have grown to 8 s (0.25, 0.5, 1, 2, 4, then 8): without
+    // the connect check the next probe would come ~8 s after the handler is back.
+    eventually("five probes failed", || {
+        proxy.metric(r#"notify_proxy_circuit_probes_total{result="failed",upstream="handler"}"#)
+            >= 5.0
+    });
+    let handler = MockUpstream::start_on(addr, Behaviour::status(200, "ok"));
+    let back = Instant::now();
+    eventually("all 20 delivered", || handler.request_count() >= 20);
+    let took = back.elapsed();
+    assert!(took < Duration::from_millis(1500), "backlog took {took:?}");
+    assert_eq!(handler.request_count(), 20, "each once");
+    assert_eq!(
+        proxy.metric(r#"notify_proxy_circuit_probes_total{result="passed",upstream="handler"}"#),
+        1.0
+    );
+    assert!(
+        proxy.metric(
+            r#"notify_proxy_circuit_connect_checks_total{result="connected",upstream="handler"}"#
+        ) >= 1.0
+    );
+    // The handler has them; the worker counts each once it read the answer.
+    eventually("each delivery counted", || {
+        proxy.metric(r#"notify_proxy_buffered_delivery_seconds_count{route="notify"}"#) == 20.0
+    });
+    assert_eq!(
+        proxy.metric(
+            r#"notify_proxy_buffered_delivered_total{ring_window="inside",route="notify"}"#
+        ),
+        20.0
+    );
+    assert_eq!(
+        proxy
+            .metric(r#"notify_proxy_buffered_delivered_total{ring_window="after",route="notify"}"#),
+        0.0
+    );
+    assert_eq!(
+        proxy.metric(r#"notify_proxy_buffered_delivery_seconds_count{route="notify"}"#),
+        20.0
+    );
+    // Live again: forwarded, answered by the handler.
+    let r = proxy.send(&twilio_request(&notification()));
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    assert_eq!(handler.request_count(), 21);
+    eventually("drained", || pending(&proxy) == 0.0);
 }
 
 /// `redelivery_concurrency: 2`: never more than two redeliveries at the handler at once, and

@@ -123,16 +123,19 @@ fn fleet_spec(upstream: SocketAddr, schema: &Schema, url: &str) -> ProxySpec {
 fn deliveries(handler: &MockUpstream) -> HashMap<String, usize> {
     let mut seen = HashMap::new();
     for request in handler.requests() {
-        let text = String::from_utf8_lossy(&request);
-        let id = text
-            .split("\"twi_message_id\":\"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .expect("a notification body")
-            .to_owned();
-        *seen.entry(id).or_insert(0) += 1;
+        *seen.entry(message_id_in(&request)).or_insert(0) += 1;
     }
     seen
+}
+
+/// The `twi_message_id` of one request the handler received.
+fn message_id_in(request: &[u8]) -> String {
+    String::from_utf8_lossy(request)
+        .split("\"twi_message_id\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a notification body")
+        .to_owned()
 }
 
 fn message_id(body: &str) -> String {
@@ -548,4 +551,102 @@ fn a_refusing_database_stops_the_start_and_an_absent_one_does_not() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("PostgreSQL is unreachable at start"), "{err}");
+}
+
+/// Sends `n` notifications to `proxy` at once, each answered `buffered`; their message ids.
+fn buffer_at_once(proxy: &Proxy, n: usize) -> Vec<String> {
+    let bodies: Vec<String> = (0..n).map(|_| notification()).collect();
+    thread::scope(|s| {
+        for body in &bodies {
+            s.spawn(move || {
+                let answer = proxy.send(&twilio_request(body));
+                assert_eq!(answer.json()["buffered"], true, "{}", answer.text());
+            });
+        }
+    });
+    bodies.iter().map(|b| message_id(b)).collect()
+}
+
+/// How an instance holding claims stops answering for itself.
+#[derive(Clone, Copy, PartialEq)]
+enum Loss {
+    Killed,
+    Frozen,
+}
+
+/// An instance holding claims mid-redelivery (its attempts hang at the handler) is SIGKILLed
+/// or SIGSTOPped; the handler answers again at that moment. Another instance delivers every
+/// message within seconds, although the lease is 30 s: the claims died with their owner's
+/// heartbeat (3 s), not with the lease. Each message reaches the handler once, and the frozen
+/// instance, once resumed, neither delivers nor removes what it lost.
+fn claims_are_taken_over_in_seconds(loss: Loss) {
+    let Some(schema) = Schema::new(if loss == Loss::Killed {
+        "takeover_kill"
+    } else {
+        "takeover_stop"
+    }) else {
+        return;
+    };
+    let handler = MockUpstream::start(Behaviour::Hang);
+    let spec = || {
+        let mut spec = fleet_spec(handler.addr, &schema, &postgres_url());
+        spec.top_extra = spec.top_extra.replace("lease: 9s", "lease: 30s");
+        spec.response_timeout = "20s";
+        spec
+    };
+    let mut a = Proxy::start(spec());
+    let acknowledged = buffer_at_once(&a, 20);
+    // A's worker claims 16 (its concurrency) and waits on the handler for up to 20 s.
+    eventually("A holds claims", || {
+        schema.count("pending WHERE claimed_by IS NOT NULL") == 16
+    });
+    handler.set_behaviour(Behaviour::status(200, "ok"));
+    // What reached the handler so far was never answered (the live attempts, A's claims).
+    let hung = handler.request_count();
+    let answered = || {
+        let mut seen = HashMap::new();
+        for request in handler.requests().iter().skip(hung) {
+            *seen.entry(message_id_in(request)).or_insert(0) += 1;
+        }
+        seen
+    };
+    let lost_at = std::time::Instant::now();
+    match loss {
+        Loss::Killed => a.kill(),
+        Loss::Frozen => a.signal("-STOP"),
+    }
+    let b = Proxy::start(spec());
+    eventually_within("B to deliver all 20", Duration::from_secs(28), || {
+        answered().len() == 20 && schema.count("pending") == 0
+    });
+    let took = lost_at.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "took {took:?}: the lease (30 s), not the heartbeat, freed the claims"
+    );
+    assert_eq!(
+        b.metric("notify_proxy_buffer_lease_takeovers_total"),
+        16.0,
+        "A's claims, taken over"
+    );
+    if loss == Loss::Frozen {
+        a.signal("-CONT");
+        // A's hung attempts end with its 20 s timeout at the latest; then it records nothing.
+        thread::sleep(Duration::from_secs(1));
+    }
+    let delivered = answered();
+    for id in &acknowledged {
+        assert_eq!(delivered.get(id), Some(&1), "{id} delivered once");
+    }
+    assert_eq!(schema.count("dead_letter"), 0);
+}
+
+#[test]
+fn a_killed_instances_claims_are_taken_over_in_seconds_not_a_lease() {
+    claims_are_taken_over_in_seconds(Loss::Killed);
+}
+
+#[test]
+fn a_frozen_instances_claims_are_taken_over_in_seconds_not_a_lease() {
+    claims_are_taken_over_in_seconds(Loss::Frozen);
 }

@@ -554,6 +554,15 @@ routes:
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Sends a signal (`-STOP`, `-CONT`, ...) to the proxy process.
+    pub fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill {signal} failed");
+    }
 }
 
 impl Drop for Proxy {

@@ -14,7 +14,8 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use prometheus::IntGauge;
 
-use crate::buffer::{now_ms, NotificationStore};
+use crate::buffer::NotificationStore;
+use crate::clock::now_ms;
 use crate::dedupe::Dedupe;
 use crate::delivery::UpstreamGroup;
 use crate::lifecycle::Draining;

@@ -39,6 +39,7 @@ pub mod app;
 pub mod buffer;
 pub mod chunked;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod dedupe;
 pub mod delivery;

@@ -21,7 +21,8 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use crate::buffer::{BufferedMessage, Clock, NotificationStore, SteadyClock, StoreError};
+use crate::buffer::{BufferedMessage, NotificationStore, StoreError};
+use crate::clock::{Clock, SteadyClock};
 use crate::delivery::UpstreamGroup;
 use crate::metrics::{RouteMetrics, StoreMetrics};
 use crate::outcome::{DeadLetterReason, RedeliveryResult, StoreOperation};

@@ -1,6 +1,7 @@
 //! What the buffer benchmarks share: a buffered notification as the live path stores it.
 
-use twilio_notify_proxy::buffer::{now_ms, NewMessage};
+use twilio_notify_proxy::buffer::NewMessage;
+use twilio_notify_proxy::clock::now_ms;
 
 /// A pending message due now, expiring in 10 minutes, for `message_id`.
 pub fn message(message_id: &str) -> NewMessage {

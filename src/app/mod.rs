@@ -16,7 +16,7 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
-use crate::buffer::{Clock, SteadyClock};
+use crate::clock::{Clock, SteadyClock};
 use crate::config::Config;
 use crate::delivery::resolve::{PeerRefresher, SystemResolver};
 use crate::delivery::{new_balancer, Deliver, RecoveryWatch, UpstreamGroup};

@@ -35,7 +35,7 @@ pub enum StoreError {
     Io {
         path: PathBuf,
         #[source]
-        source: redb::Error,
+        source: ::redb::Error,
     },
     /// The blocking task running a store call died (a panic inside it). A write may or may
     /// not have committed before that: callers treat it as failed, and a message that did

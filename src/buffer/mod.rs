@@ -1,7 +1,7 @@
 //! The durable buffer: notifications the handler could not take, kept until it can.
 //!
 //! Owns the message types, the [`NotificationStore`] seam, the embedded store
-//! ([`store::RedbStore`], one instance; its hand-off across `run --upgrade` is
+//! ([`redb::RedbStore`], one instance; its hand-off across `run --upgrade` is
 //! [`handoff::RedbBuffer`]) and the shared one ([`postgres::PostgresStore`], a fleet). A message
 //! is stored (committed and fsynced) before the proxy answers
 //! Twilio, so an answer of "accepted" never depends on memory alone. Deciding *when* to buffer,
@@ -11,21 +11,17 @@
 mod error;
 #[cfg(test)]
 pub(crate) mod fixtures;
-pub mod handoff;
 mod instrumented;
 pub mod postgres;
-pub mod store;
-
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+pub mod redb;
 
 use async_trait::async_trait;
 
+pub use self::redb::handoff::{self, HandoffService, RedbBuffer};
+pub use self::redb::RedbStore;
 pub use error::StoreError;
-pub use handoff::{HandoffService, RedbBuffer};
 pub use instrumented::Instrumented;
 pub use postgres::{instance_name, Heartbeat, PgOptions, PgPool, PostgresStore};
-pub use store::RedbStore;
 
 /// What the running proxy needs from a buffer: the live path inserts, the redelivery worker
 /// drains, the admin listener reports. The embedded [`RedbStore`] runs each call on tokio's
@@ -221,70 +217,4 @@ pub struct StoreStats {
     pub dead: u64,
     /// `received_at_ms` of the pending message with the lowest id (ids follow arrival order).
     pub oldest_pending_received_at_ms: Option<u64>,
-}
-
-/// Where the buffer's times (arrival, expiry, next attempt) come from: unix ms. Injected into
-/// the request flow and the redelivery worker, so tests can step time.
-pub trait Clock: Send + Sync + std::fmt::Debug {
-    fn now_ms(&self) -> u64;
-}
-
-/// Unix ms read from the wall clock once, at start, then advanced by the monotonic clock. A
-/// step of the system clock while the proxy runs (NTP, an operator, a VM resume) moves
-/// neither schedules nor expiry: a step forward no longer dead-letters everything at once, a
-/// step back no longer stalls redelivery. Across a restart the wall clock is read again; a
-/// schedule left far ahead by a step back is then caught by the `due` horizon.
-#[derive(Debug, Clone, Copy)]
-pub struct SteadyClock {
-    wall_ms: u64,
-    start: Instant,
-}
-
-impl SteadyClock {
-    pub fn new() -> Self {
-        SteadyClock {
-            wall_ms: now_ms(),
-            start: Instant::now(),
-        }
-    }
-}
-
-impl Default for SteadyClock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Clock for SteadyClock {
-    fn now_ms(&self) -> u64 {
-        let elapsed = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.wall_ms.saturating_add(elapsed)
-    }
-}
-
-/// A clock that moves only when told (tests, and stepping time in a simulation).
-#[derive(Debug, Default)]
-pub struct ManualClock(AtomicU64);
-
-impl ManualClock {
-    pub fn at(now_ms: u64) -> Self {
-        ManualClock(AtomicU64::new(now_ms))
-    }
-
-    pub fn set(&self, now_ms: u64) {
-        self.0.store(now_ms, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-/// Unix time in ms from the system clock; 0 before 1970, `u64::MAX` past the year 584 million.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

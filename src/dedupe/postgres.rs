@@ -29,7 +29,8 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
 use super::{Claim, Dedupe, DedupeError, Identities, Seen};
-use crate::buffer::{now_ms, PgPool, StoreError};
+use crate::buffer::{PgPool, StoreError};
+use crate::clock::now_ms;
 
 /// How often a copy looks again while its twin is in flight. Short against Twilio's 15 s;
 /// each look is one small transaction.

@@ -19,7 +19,8 @@ use std::time::Instant;
 
 use http::StatusCode;
 
-use crate::buffer::{Clock, NotificationStore, SteadyClock};
+use crate::buffer::NotificationStore;
+use crate::clock::{Clock, SteadyClock};
 use crate::config::{DedupeKey, OnExhausted};
 use crate::dedupe::{Claim, Dedupe, Identities, Seen};
 use crate::delivery::Delivery;

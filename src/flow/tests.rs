@@ -331,7 +331,7 @@ async fn a_buffered_message_expires_a_ttl_after_arrival_on_the_injected_clock() 
     let store = FakeStore::new(Inserts::Succeed);
     let buffering = live_route(ScriptedHandler::new(vec![timed_out(3)]), BUFFER_202);
     let (flow, _) = flow(Some(store.clone()));
-    let clock = Arc::new(crate::buffer::ManualClock::at(1_000_000));
+    let clock = Arc::new(crate::clock::ManualClock::at(1_000_000));
     let flow = flow.with_clock(clock);
     // The live attempts took 5 s.
     let arrived = Instant::now() - Duration::from_secs(5);

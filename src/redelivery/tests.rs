@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
-use crate::buffer::{ManualClock, NewMessage, RedbStore};
+use crate::buffer::{NewMessage, RedbStore};
+use crate::clock::ManualClock;
 use crate::config::UpstreamConfig;
 use crate::delivery::new_balancer;
 use crate::metrics::Metrics;

@@ -17,7 +17,8 @@ use super::output::OutputFormat;
 use backend::OperatorStore;
 
 mod backend;
-use crate::buffer::{now_ms, BufferedMeta, Table};
+use crate::buffer::{BufferedMeta, Table};
+use crate::clock::now_ms;
 use crate::config::Config;
 use crate::delivery::{new_balancer, UpstreamGroup};
 use crate::metrics::Metrics;

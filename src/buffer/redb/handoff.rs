@@ -29,10 +29,9 @@ use tokio::sync::RwLock;
 
 mod siblings;
 
-use super::store::Adopted;
-use super::{
-    BufferedMessage, DeadLettered, NewMessage, NotificationStore, RedbStore, StoreError,
-    StoreStats, Table,
+use super::{Adopted, RedbStore};
+use crate::buffer::{
+    BufferedMessage, DeadLettered, NewMessage, NotificationStore, StoreError, StoreStats, Table,
 };
 use siblings::name_of;
 pub use siblings::{adopt_leftovers, handoff_files, handoff_path, Leftovers};

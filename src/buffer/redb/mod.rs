@@ -28,7 +28,7 @@ use redb::{
     WriteTransaction,
 };
 
-use super::{
+use crate::buffer::{
     BufferedMessage, BufferedMeta, DeadLettered, NewMessage, NotificationStore, StoreError,
     StoreStats, Table,
 };
@@ -36,6 +36,7 @@ use super::{
 mod adopt;
 mod blocking;
 mod error;
+pub mod handoff;
 mod records;
 
 pub use adopt::Adopted;

@@ -67,7 +67,7 @@ impl RedbStore {
                 moved.push((*table, message.meta.id, id));
             }
             txn.open_table(ADOPTED)?
-                .insert(source_name, crate::buffer::now_ms())?;
+                .insert(source_name, crate::clock::now_ms())?;
             Ok((
                 Adopted {
                     moved,

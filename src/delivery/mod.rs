@@ -24,17 +24,17 @@ use tokio::io::{AsyncRead, AsyncWriteExt};
 
 mod circuit;
 mod forwarded;
-mod outcome;
 mod peers;
 mod pool;
 pub mod resolve;
+mod result;
 mod wire;
 
 pub use circuit::{RecoveryWatch, CONNECT_CHECK_EVERY};
 pub use forwarded::Forwarding;
-pub use outcome::{Delivery, DeliveryError, Failure, UpstreamAnswer};
 pub use peers::{new_balancer, PeerList};
 use pool::{Conn, IdlePool};
+pub use result::{Delivery, DeliveryError, Failure, UpstreamAnswer};
 // Public only for the fuzz targets in fuzz/ (response framing); not part of the API.
 #[doc(hidden)]
 pub use wire::{read_answer, ReadError};

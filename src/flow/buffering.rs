@@ -9,11 +9,10 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 
-use super::ending::{made, made_error, BUFFER_FAILED_DETAIL};
 use super::{Accepted, Ending, Flow};
 use crate::buffer::{NewMessage, StoreError};
 use crate::delivery::Failure;
-use crate::outcome::Outcome;
+use crate::outcome::MadeAnswer;
 use crate::route::LiveRoute;
 
 /// How the live path ended, for the stored message.
@@ -43,24 +42,15 @@ impl Flow {
             status,
             arrived,
         } = how;
-        let ending = |outcome, reply| Ending {
-            outcome,
-            reason: None,
-            reply,
-            attempts,
-            call_sid: accepted.call_sid.clone(),
-            message_id: accepted.message_id.clone(),
-        };
-        let failed = || {
-            ending(
-                Outcome::BufferFailed,
-                made_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Outcome::BufferFailed,
-                    BUFFER_FAILED_DETAIL,
-                ),
+        let ending = |answer| {
+            Ending::made(
+                answer,
+                attempts,
+                accepted.call_sid.clone(),
+                accepted.message_id.clone(),
             )
         };
+        let failed = || ending(MadeAnswer::buffer_failed());
         let Some(store) = &self.store else {
             // Config validation guarantees a store for buffering routes.
             tracing::error!(request_id = accepted.request_id, route = %route.route.name, "no buffer is configured; answering 503");
@@ -96,10 +86,7 @@ impl Flow {
                     buffer_id = id,
                     "buffered for redelivery"
                 );
-                ending(
-                    Outcome::Buffered,
-                    made(status, serde_json::json!({"buffered": true, "id": id})),
-                )
+                ending(MadeAnswer::buffered(status, id))
             }
             Err(e) => {
                 // Full or unreachable is what `/readyz` reads from the store's own stats, live;

@@ -1,14 +1,15 @@
 //! How one request ended and what goes back: the [`Ending`] the flow (or a check) produces and
 //! the edge writes, counts and logs.
 //!
-//! No I/O and no HTTP library types: a [`Reply`] is a status and JSON bytes, or the handler's
-//! answer as read. The edge turns it into bytes on the wire.
+//! A carrier, not a decider: which outcome, status and body a proxy-made answer has is
+//! [`crate::outcome`]'s call (`MadeAnswer`, `Reason`). No I/O: a [`Reply`] is a status and JSON
+//! bytes, or the handler's answer as read. The edge turns it into bytes on the wire.
 
 use bytes::Bytes;
 use http::StatusCode;
 
-use crate::delivery::{Answer, DeliveryError, Failure};
-use crate::outcome::{error_body, Outcome, Reason, Rejection};
+use crate::delivery::Answer;
+use crate::outcome::{MadeAnswer, Outcome, Reason, Rejection};
 
 /// What goes back to the client.
 #[derive(Debug)]
@@ -34,23 +35,29 @@ pub struct Ending {
 }
 
 impl Ending {
+    /// An answer the proxy made itself (see [`crate::outcome::MadeAnswer`]).
+    pub fn made(
+        answer: MadeAnswer,
+        attempts: u32,
+        call_sid: Option<String>,
+        message_id: Option<String>,
+    ) -> Ending {
+        Ending {
+            outcome: answer.outcome,
+            reason: None,
+            reply: Reply::Made {
+                status: answer.status,
+                body: answer.body.into(),
+            },
+            attempts,
+            call_sid,
+            message_id,
+        }
+    }
+
     /// A probe, verified in full and answered here (see [`crate::probe`]).
     pub fn probe(route: &str) -> Ending {
-        Ending {
-            outcome: Outcome::Probe,
-            reason: None,
-            reply: made(
-                StatusCode::OK,
-                serde_json::json!({
-                    "probe": "ok",
-                    "route": route,
-                    "checked": ["signature", "body_hash", "json", "allowed_accounts", "schema"],
-                }),
-            ),
-            attempts: 0,
-            call_sid: None,
-            message_id: None,
-        }
+        Ending::made(MadeAnswer::probe(route), 0, None, None)
     }
 
     /// A refusal by the proxy's own checks.
@@ -75,59 +82,3 @@ impl Ending {
         }
     }
 }
-
-/// A JSON answer made by the proxy.
-pub fn made(status: StatusCode, body: serde_json::Value) -> Reply {
-    Reply::Made {
-        status,
-        body: serde_json::to_vec(&body)
-            .expect("a json value serializes")
-            .into(),
-    }
-}
-
-/// `{"error": outcome, "detail": ...}` with `status`.
-pub fn made_error(status: StatusCode, outcome: Outcome, detail: &str) -> Reply {
-    Reply::Made {
-        status,
-        body: error_body(outcome.as_str(), detail).into(),
-    }
-}
-
-/// The outcome, status and public detail of a live path that gave up under policy `fail`.
-///
-/// The detail is fixed per kind of failure: the specifics (peer address, OS error) go to the
-/// log line only, because Twilio shows these bodies to anyone with access to the account.
-pub fn failure_answer(last: &Failure) -> (Outcome, StatusCode, &'static str) {
-    match last {
-        Failure::Status(_) => (
-            Outcome::Upstream5xx,
-            StatusCode::BAD_GATEWAY,
-            "the notification handler answered with a server error",
-        ),
-        Failure::Error(DeliveryError::Timeout { .. }) => (
-            Outcome::UpstreamTimeout,
-            StatusCode::GATEWAY_TIMEOUT,
-            "the notification handler did not answer in time",
-        ),
-        Failure::Error(DeliveryError::Protocol { .. }) => (
-            Outcome::UpstreamProtocol,
-            StatusCode::BAD_GATEWAY,
-            "the notification handler's answer was not valid HTTP",
-        ),
-        Failure::Error(_) => (
-            Outcome::UpstreamUnreachable,
-            StatusCode::BAD_GATEWAY,
-            "the notification handler could not be reached",
-        ),
-        Failure::CircuitOpen => (
-            Outcome::UpstreamUnreachable,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the notification handler failed repeatedly (circuit open); not tried",
-        ),
-    }
-}
-
-/// The public detail of `503 buffer_failed` (the store's error, with its path, is logged).
-pub const BUFFER_FAILED_DETAIL: &str =
-    "the notification handler failed and the buffer could not store the notification";

@@ -17,16 +17,13 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::StatusCode;
-
 use crate::buffer::NotificationStore;
 use crate::clock::{Clock, SteadyClock};
 use crate::config::{DedupeKey, OnExhausted};
 use crate::dedupe::{Claim, Dedupe, Identities, Seen};
 use crate::delivery::Delivery;
-use crate::outcome::Outcome;
+use crate::outcome::{MadeAnswer, Original, Outcome};
 use crate::route::LiveRoute;
-use ending::{failure_answer, made, made_error};
 pub use ending::{Ending, Reply};
 
 /// A request that passed every check, ready to deliver.
@@ -152,26 +149,21 @@ impl Flow {
                 message_id: accepted.message_id,
             },
             Delivery::Exhausted { last, attempts } => {
-                let (outcome, status, public_detail) = failure_answer(&last);
+                let failed = MadeAnswer::gave_up(last.gave_up());
                 tracing::warn!(
                     request_id = accepted.request_id,
                     route = %config.name,
                     call_sid = accepted.call_sid.as_deref().unwrap_or("-"),
                     message_id = accepted.message_id.as_deref().unwrap_or("-"),
                     attempts,
-                    outcome = outcome.as_str(),
+                    outcome = failed.outcome.as_str(),
                     error = %last,
                     "delivery failed"
                 );
                 match config.on_exhausted {
-                    OnExhausted::Fail => Ending {
-                        outcome,
-                        reason: None,
-                        reply: made_error(status, outcome, public_detail),
-                        attempts,
-                        call_sid: accepted.call_sid,
-                        message_id: accepted.message_id,
-                    },
+                    OnExhausted::Fail => {
+                        Ending::made(failed, attempts, accepted.call_sid, accepted.message_id)
+                    }
                     OnExhausted::Buffer { ttl, status } => {
                         let buffering = Buffering {
                             attempts,
@@ -190,30 +182,24 @@ impl Flow {
 
 /// The answer to a copy of a notification that was delivered or buffered before.
 fn duplicate(route: &LiveRoute, seen: Seen, accepted: Accepted) -> Ending {
-    let (status, original) = match seen {
+    let original = match seen {
         Seen::Delivered => {
             route.metrics.duplicate_of_delivered.inc();
-            (StatusCode::OK, "delivered")
+            Original::Delivered
         }
         Seen::Buffered => {
             route.metrics.duplicate_of_buffered.inc();
-            // The same answer the original got.
-            let status = match route.route.on_exhausted {
-                OnExhausted::Buffer { status, .. } => status,
-                OnExhausted::Fail => StatusCode::OK,
-            };
-            (status, "buffered")
+            match route.route.on_exhausted {
+                OnExhausted::Buffer { status, .. } => Original::Buffered(status),
+                // Buffered under a policy since reloaded to `fail`: it was answered 200.
+                OnExhausted::Fail => Original::Buffered(http::StatusCode::OK),
+            }
         }
     };
-    Ending {
-        outcome: Outcome::Duplicate,
-        reason: None,
-        reply: made(
-            status,
-            serde_json::json!({"duplicate": true, "original": original}),
-        ),
-        attempts: 0,
-        call_sid: accepted.call_sid,
-        message_id: accepted.message_id,
-    }
+    Ending::made(
+        MadeAnswer::duplicate(original),
+        0,
+        accepted.call_sid,
+        accepted.message_id,
+    )
 }

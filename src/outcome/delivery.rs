@@ -3,7 +3,7 @@
 //! ([`DeadLetterReason`]) and which store call ran ([`StoreOperation`]). Each spells its label
 //! here and nowhere else. No I/O.
 
-use crate::policy::Settlement;
+use crate::policy::{Settlement, StatusClass};
 
 /// How one attempt ended: the `result` label of the attempts counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,12 +45,12 @@ impl AttemptResult {
 
     /// The result of an attempt the handler answered with `status`.
     pub fn of_status(status: u16) -> Self {
-        match status {
-            200..=299 => AttemptResult::Status2xx,
-            404 => AttemptResult::NoBinding404,
-            400..=499 => AttemptResult::Status4xx,
-            500..=599 => AttemptResult::Status5xx,
-            _ => AttemptResult::StatusOther,
+        match StatusClass::of(status) {
+            StatusClass::Success => AttemptResult::Status2xx,
+            StatusClass::NoBinding => AttemptResult::NoBinding404,
+            StatusClass::ClientError => AttemptResult::Status4xx,
+            StatusClass::ServerError => AttemptResult::Status5xx,
+            StatusClass::Other => AttemptResult::StatusOther,
         }
     }
 }

@@ -1,20 +1,25 @@
-//! How a request ends: the one place that maps failures to status codes, JSON reasons and
-//! metric labels.
+//! How a request ends: the one place that names every ending and gives each its status code,
+//! JSON body and metric label.
 //!
-//! Owns [`Reason`] (why the proxy itself refused a request) and [`Outcome`] (how every request
-//! ended), in [`delivery`] the result kinds of attempts, redeliveries and dead letters, and in
-//! [`reload`] how a live reload ended.
-//! Adding a variant here is how the taxonomy grows; nothing else spells these strings.
-//! No I/O.
+//! Owns [`Reason`] (why the proxy itself refused a request, and that refusal's status and public
+//! detail), [`Outcome`] (how every request ended), in [`answer`] the answers the proxy makes
+//! when it ends a request for another reason (gave up, buffered, buffer failed, duplicate,
+//! probe), in [`delivery`] the result kinds of attempts, redeliveries, dead letters and store
+//! calls, and in [`reload`] how a live reload ended. What a handler's status means is
+//! [`crate::policy::StatusClass`], from which the labels here derive. Adding a variant here is
+//! how the taxonomy grows; nothing else spells these strings or picks these statuses. No I/O.
 
+mod answer;
 mod delivery;
 mod reload;
 
 use http::StatusCode;
 
+pub use answer::{GaveUp, MadeAnswer, Original};
 pub use delivery::{AttemptResult, DeadLetterReason, RedeliveryResult, StoreOperation};
 pub use reload::ReloadResult;
 
+use crate::policy::StatusClass;
 use crate::signature::SignatureError;
 
 /// Why the proxy refused a request before it reached the handler.
@@ -309,12 +314,12 @@ impl Outcome {
 
     /// The outcome of a handler answer with this status.
     pub fn from_upstream_status(status: u16) -> Outcome {
-        match status {
-            200..=299 => Outcome::Forwarded2xx,
-            404 => Outcome::NoBinding,
-            400..=499 => Outcome::Upstream4xx,
-            500..=599 => Outcome::Upstream5xx,
-            _ => Outcome::ForwardedOther,
+        match StatusClass::of(status) {
+            StatusClass::Success => Outcome::Forwarded2xx,
+            StatusClass::NoBinding => Outcome::NoBinding,
+            StatusClass::ClientError => Outcome::Upstream4xx,
+            StatusClass::ServerError => Outcome::Upstream5xx,
+            StatusClass::Other => Outcome::ForwardedOther,
         }
     }
 }

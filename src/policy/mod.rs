@@ -11,7 +11,7 @@ mod settle;
 
 pub use breaker::{Admission, CircuitBreaker, CircuitState, ProbeSchedule, Transition};
 pub use retry::{jitter_random, Backoff, RetryPolicy};
-pub use settle::{settle, Settlement};
+pub use settle::{settle, Settlement, StatusClass};
 
 /// The longest the last look of a dedupe claim may take once the copy's wait ran out (its
 /// take-over). Part of the time budget the config check adds up against Twilio's 15 s.

@@ -6,6 +6,35 @@
 
 use super::RetryPolicy;
 
+/// The classes of a handler's status that every rule about answers starts from: what an
+/// answer means here ([`settle`]), its outcome label and its attempt label
+/// (`crate::outcome`) all derive from this one split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusClass {
+    /// 2xx.
+    Success,
+    /// 404: no client binding for the identity.
+    NoBinding,
+    /// Any other 4xx.
+    ClientError,
+    /// 5xx.
+    ServerError,
+    /// 1xx, 3xx, and anything outside 100..=599.
+    Other,
+}
+
+impl StatusClass {
+    pub fn of(status: u16) -> Self {
+        match status {
+            200..=299 => StatusClass::Success,
+            404 => StatusClass::NoBinding,
+            400..=499 => StatusClass::ClientError,
+            500..=599 => StatusClass::ServerError,
+            _ => StatusClass::Other,
+        }
+    }
+}
+
 /// How one attempt settles a notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settlement {
@@ -30,13 +59,17 @@ impl Settlement {
 
 /// Settles one attempt: `status` is the handler's answer, `None` when there was none.
 pub fn settle(status: Option<u16>, policy: &RetryPolicy) -> Settlement {
-    match status {
-        None => Settlement::Retry,
-        Some(200..=299) => Settlement::Delivered,
-        Some(404) => Settlement::NoBinding,
-        // 4xx is the handler's considered answer: never retried.
-        Some(s @ 500..=599) if policy.retry_statuses.contains(&s) => Settlement::Retry,
-        Some(_) => Settlement::FinalOther,
+    let Some(status) = status else {
+        return Settlement::Retry;
+    };
+    match StatusClass::of(status) {
+        StatusClass::Success => Settlement::Delivered,
+        StatusClass::NoBinding => Settlement::NoBinding,
+        StatusClass::ServerError if policy.retry_statuses.contains(&status) => Settlement::Retry,
+        // 4xx is the handler's considered answer: never retried; nor is an unlisted 5xx.
+        StatusClass::ClientError | StatusClass::ServerError | StatusClass::Other => {
+            Settlement::FinalOther
+        }
     }
 }
 
@@ -66,6 +99,30 @@ mod tests {
         for (status, expected) in cases {
             assert_eq!(settle(status, &p), expected, "{status:?}");
             assert_eq!(expected.is_final(), expected != Settlement::Retry);
+        }
+    }
+
+    #[test]
+    fn status_classes_split_at_the_documented_boundaries() {
+        let cases = [
+            (100, StatusClass::Other),
+            (199, StatusClass::Other),
+            (200, StatusClass::Success),
+            (299, StatusClass::Success),
+            (300, StatusClass::Other),
+            (399, StatusClass::Other),
+            (400, StatusClass::ClientError),
+            (403, StatusClass::ClientError),
+            (404, StatusClass::NoBinding),
+            (405, StatusClass::ClientError),
+            (499, StatusClass::ClientError),
+            (500, StatusClass::ServerError),
+            (599, StatusClass::ServerError),
+            (600, StatusClass::Other),
+            (0, StatusClass::Other),
+        ];
+        for (status, class) in cases {
+            assert_eq!(StatusClass::of(status), class, "{status}");
         }
     }
 

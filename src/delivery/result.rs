@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::Answer;
-use crate::outcome::AttemptResult;
+use crate::outcome::{AttemptResult, GaveUp};
 
 /// Why an attempt produced no answer.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +81,19 @@ pub enum Failure {
     Error(DeliveryError),
     /// The circuit breaker stopped the attempt before it was made.
     CircuitOpen,
+}
+
+impl Failure {
+    /// What the answer under policy `fail` says about it.
+    pub fn gave_up(&self) -> GaveUp {
+        match self {
+            Failure::Status(_) => GaveUp::ServerError,
+            Failure::Error(DeliveryError::Timeout { .. }) => GaveUp::Timeout,
+            Failure::Error(DeliveryError::Protocol { .. }) => GaveUp::Protocol,
+            Failure::Error(_) => GaveUp::Unreachable,
+            Failure::CircuitOpen => GaveUp::CircuitOpen,
+        }
+    }
 }
 
 impl std::fmt::Display for Failure {

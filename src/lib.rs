@@ -46,6 +46,7 @@ pub mod delivery;
 pub mod demo;
 pub mod edge;
 pub mod flow;
+pub mod framing;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;

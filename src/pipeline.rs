@@ -11,12 +11,14 @@ use http::Method;
 use serde_json::Value;
 
 use crate::config::{BodyKind, Limits, Route, SchemaMode};
+use crate::framing::Framing;
 use crate::logging::Echo;
 use crate::outcome::{Reason, Rejection};
 use crate::schema::{self, Notification, SchemaViolation};
 use crate::signature::{self, KeyRing, SignatureError, SignedUrl};
 
-/// What the head says about the body, for the reader.
+/// The body the reader is to read: the head's [`Framing`] once the checks accepted it (a
+/// length within the limit, or chunked).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFraming {
     Length(usize),
@@ -31,7 +33,9 @@ pub struct RequestHead<'a> {
     /// so more than one is refused: only one would have been checked).
     pub content_type: Option<&'a [u8]>,
     pub content_type_count: usize,
-    pub content_length: Option<&'a [u8]>,
+    /// How the head frames the body (the edge's parse, by [`crate::framing`]'s rule).
+    pub framing: Framing,
+    /// The first `Transfer-Encoding`, only to say which one is not supported.
     pub transfer_encoding: Option<&'a [u8]>,
     /// Every `Connection` header value.
     pub connection: &'a [&'a [u8]],
@@ -103,33 +107,25 @@ pub fn check_head(
             ));
         }
     }
-    if let Some(te) = head.transfer_encoding {
+    match head.framing {
+        Framing::Chunked => Ok(BodyFraming::Chunked),
         // Only plain chunked is meaningful for a request body; anything else we cannot frame.
-        if !te.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-            return Err(Rejection::new(
-                Reason::LengthRequired,
-                format!(
-                    "Transfer-Encoding {} is not supported; send Content-Length or chunked",
-                    Echo(te)
-                ),
-            ));
-        }
-        return Ok(BodyFraming::Chunked);
-    }
-    let Some(raw_len) = head.content_length else {
-        return Err(Rejection::new(
+        Framing::Unframeable => Err(Rejection::new(
+            Reason::LengthRequired,
+            format!(
+                "Transfer-Encoding {} is not supported; send Content-Length or chunked",
+                Echo(head.transfer_encoding.unwrap_or_default())
+            ),
+        )),
+        Framing::None => Err(Rejection::new(
             Reason::LengthRequired,
             "Content-Length (or chunked encoding) is required",
-        ));
-    };
-    let len: usize = std::str::from_utf8(raw_len)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .ok_or_else(|| Rejection::new(Reason::LengthRequired, "Content-Length is not a number"))?;
-    if len > limits.max_body_bytes {
-        return Err(too_large(limits));
+        )),
+        Framing::Length(len) => match usize::try_from(len) {
+            Ok(len) if len <= limits.max_body_bytes => Ok(BodyFraming::Length(len)),
+            _ => Err(too_large(limits)),
+        },
     }
-    Ok(BodyFraming::Length(len))
 }
 
 pub fn too_large(limits: &Limits) -> Rejection {

@@ -309,12 +309,20 @@ fn check_head(content_type: &[u8], content_length: &[u8], transfer_encoding: &[u
     };
     for body in [BodyKind::Json, BodyKind::Form] {
         let route = route(body, SchemaMode::Enforce);
+        let transfer_encoding = (!transfer_encoding.is_empty()).then_some(transfer_encoding);
+        // The edge frames the head first; a head it refuses never reaches the checks.
+        let Ok(framing) = twilio_notify_proxy::framing::request_framing(
+            transfer_encoding,
+            (!content_length.is_empty()).then_some(content_length),
+        ) else {
+            continue;
+        };
         let head = RequestHead {
             method: &Method::POST,
             content_type: Some(content_type),
             content_type_count: 1,
-            content_length: Some(content_length),
-            transfer_encoding: (!transfer_encoding.is_empty()).then_some(transfer_encoding),
+            framing,
+            transfer_encoding,
             connection: &[],
         };
         match pipeline::check_head(&route, &limits, &head) {

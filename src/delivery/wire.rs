@@ -238,23 +238,21 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ReadError> {
         return Err(ReadError::Broken(format!("invalid status {status}")));
     }
     let http10 = resp.version == Some(0);
-    let mut content_length: Option<usize> = None;
+    // The same Content-Length rule as for requests: a list or repeated lines of one number.
+    let content_length = crate::framing::content_length(
+        resp.headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+            .map(|h| h.value),
+    )
+    .ok()
+    .and_then(|n| n.map(usize::try_from).transpose().ok())
+    .ok_or_else(|| ReadError::Broken("invalid or conflicting Content-Length".into()))?;
     let mut chunked = false;
     let mut keep_alive = !http10;
     for h in resp.headers.iter() {
         let name = h.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let n = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .ok_or_else(|| ReadError::Broken("invalid Content-Length".into()))?;
-            if content_length.is_some_and(|m| m != n) {
-                return Err(ReadError::Broken(
-                    "conflicting Content-Length headers".into(),
-                ));
-            }
-            content_length = Some(n);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
             // Chunked must be the final coding; anything else is delimited by close.
             chunked = h
                 .value

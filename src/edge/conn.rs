@@ -170,7 +170,7 @@ async fn serve_one<'s>(
             method: &method,
             content_type: head.value(buf, "content-type"),
             content_type_count: head.values(buf, "content-type").count(),
-            content_length: head.value(buf, "content-length"),
+            framing: head.framing,
             transfer_encoding: head.value(buf, "transfer-encoding"),
             connection: &connection,
         };

@@ -4,9 +4,13 @@
 //!
 //! Pure and synchronous over a byte slice: no socket, no allocation beyond the small header
 //! index, so the fuzz target and the differential test against httparse drive it directly.
-//! It never judges what a header says about the notification (that is [`crate::pipeline`]).
+//! How a body is framed is [`crate::framing`]'s rule, applied here once per head; it never
+//! judges what a header says about the notification (that is [`crate::pipeline`]).
 
 use std::ops::Range;
+
+pub use crate::framing::Framing;
+use crate::framing::{request_framing, FramingError};
 
 /// Header lines beyond this are refused: Twilio sends about a dozen.
 pub const MAX_HEADERS: usize = 100;
@@ -27,18 +31,6 @@ pub enum HeadError {
     LengthAndChunked,
     #[error("Content-Length is not one valid length")]
     BadContentLength,
-}
-
-/// How the body is delimited (RFC 9112 §6.3, requests).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// No `Transfer-Encoding` and no `Content-Length`: no body.
-    None,
-    Length(u64),
-    /// `Transfer-Encoding: chunked` (alone).
-    Chunked,
-    /// A `Transfer-Encoding` other than plain chunked: the body cannot be delimited.
-    Unframeable,
 }
 
 /// One header line, as offsets into the buffer the head was parsed from.
@@ -147,46 +139,15 @@ pub fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
     Ok(Some(head))
 }
 
-/// RFC 9112 §6.3 for a request: Transfer-Encoding wins only when it is alone; with
-/// Content-Length too the message is refused (a request smuggling vector, and Twilio never sends
-/// both); several Content-Length values must agree.
+/// RFC 9112 §6.3 for a request, by the rule both sides share ([`crate::framing`]).
 fn framing(head: &Head, buf: &[u8]) -> Result<Framing, HeadError> {
-    let mut te = head.values(buf, "transfer-encoding").peekable();
-    let mut lengths = head.values(buf, "content-length").peekable();
-    if te.peek().is_some() {
-        if lengths.peek().is_some() {
-            return Err(HeadError::LengthAndChunked);
-        }
-        let mut codings = te.flat_map(|v| v.split(|&b| b == b',').map(<[u8]>::trim_ascii));
-        let chunked_alone = codings
-            .next()
-            .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"))
-            && codings.next().is_none();
-        return Ok(if chunked_alone {
-            Framing::Chunked
-        } else {
-            Framing::Unframeable
-        });
-    }
-    let mut length = None;
-    // A list (`5, 5`) or repeated lines are allowed when every member is the same number.
-    for member in lengths.flat_map(|v| v.split(|&b| b == b',').map(<[u8]>::trim_ascii)) {
-        let n = parse_length(member).ok_or(HeadError::BadContentLength)?;
-        if length.is_some_and(|l| l != n) {
-            return Err(HeadError::BadContentLength);
-        }
-        length = Some(n);
-    }
-    Ok(length.map_or(Framing::None, Framing::Length))
-}
-
-/// `1*DIGIT`, no sign, no spaces inside, and small enough to mean something.
-fn parse_length(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || s.len() > 15 || !s.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    s.iter().try_fold(0u64, |n, &d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    request_framing(
+        head.values(buf, "transfer-encoding"),
+        head.values(buf, "content-length"),
+    )
+    .map_err(|e| match e {
+        FramingError::LengthAndChunked => HeadError::LengthAndChunked,
+        FramingError::BadContentLength => HeadError::BadContentLength,
     })
 }
 

@@ -96,6 +96,23 @@ fn informational_answers_are_skipped() {
     assert!(a.body.is_empty());
 }
 
+/// One Content-Length rule for both sides (crate::framing): a list or repeated lines of one
+/// number are that length in an answer too.
+#[test]
+fn a_content_length_list_of_one_number_frames_the_answer() {
+    for wire in [
+        &b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok"[..],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
+    ] {
+        let a = read(wire).unwrap();
+        assert_eq!((a.status, &a.body[..]), (200, &b"ok"[..]));
+        assert!(
+            a.reusable,
+            "framed by its length, so the connection is reusable"
+        );
+    }
+}
+
 #[test]
 fn broken_answers() {
     assert_eq!(read(b"").unwrap_err(), ReadError::NothingRead);
@@ -104,6 +121,8 @@ fn broken_answers() {
         b"garbage\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
         b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\nab",
+        b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nab",
         b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX",

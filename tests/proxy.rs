@@ -7,6 +7,19 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use harness::*;
+use twilio_notify_proxy::signature::{sign_json, Algorithm, SigningKey};
+
+/// A second route of some tests: the same handler, no schema.
+const PLAIN_URL: &str = "https://voice.example.com/plain";
+
+/// A complete signed request for `body` to the route of `url` (a `https://voice.example.com`
+/// URL).
+fn signed_for(url: &str, body: &str) -> Vec<u8> {
+    let key = SigningKey::new(Algorithm::HmacSha1, TOKEN.as_bytes());
+    let (signed, sig) = sign_json(&key, url, body.as_bytes()).unwrap();
+    let target = signed.strip_prefix("https://voice.example.com").unwrap();
+    request_with(target, &[("X-Twilio-Signature", &sig)], body)
+}
 
 fn proxy_with(upstream: &MockUpstream) -> Proxy {
     Proxy::start(ProxySpec::new(upstream.addr))
@@ -330,6 +343,83 @@ fn oversized_chunked_body_is_413() {
     assert_eq!(upstream.request_count(), 0);
 }
 
+/// A realistic notification of exactly `len` bytes: padded with a field the schema allows.
+fn body_of(len: usize) -> String {
+    let base = notification();
+    let field = r#","x_padding":""#;
+    let fill = len - base.len() - 1 - field.len();
+    let body = format!("{}{field}{}\"}}", &base[..base.len() - 1], "a".repeat(fill));
+    assert_eq!(body.len(), len);
+    body
+}
+
+/// `raw` (framed with Content-Length) sent chunked instead, in 64 KiB chunks.
+fn chunked(raw: &[u8]) -> Vec<u8> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..end]);
+    let mut out: String = head
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("content-length:"))
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    out.push_str("Transfer-Encoding: chunked\r\n\r\n");
+    let mut out = out.into_bytes();
+    for chunk in raw[end + 4..].chunks(64 * 1024) {
+        out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+/// `limits.max_body_bytes` at its 1 MiB ceiling: a body of exactly that size is forwarded,
+/// declared or chunked; one byte more is 413 `too_large`, declared (refused on the head) or
+/// found while de-chunking. The handler gets the two at the limit and nothing else.
+#[test]
+fn a_body_of_exactly_max_body_bytes_passes_and_one_byte_more_is_413() {
+    const LIMIT: usize = 1024 * 1024;
+    let upstream = MockUpstream::start(Behaviour::status(200, "ok"));
+    let mut spec = ProxySpec::new(upstream.addr);
+    spec.max_body_bytes = LIMIT;
+    spec.body_timeout = "10s";
+    let proxy = Proxy::start(spec);
+
+    let at_limit = twilio_request(&body_of(LIMIT));
+    let r = proxy.send(&at_limit);
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    assert!(
+        upstream.requests()[0] == as_forwarded(&at_limit),
+        "forwarded byte for byte"
+    );
+
+    let body = body_of(LIMIT);
+    let r = proxy.send(&chunked(&twilio_request(&body)));
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    let got = upstream.requests().remove(1);
+    assert!(
+        got.ends_with(format!("Content-Length: {LIMIT}\r\n\r\n{body}").as_bytes()),
+        "de-chunked and forwarded with its length"
+    );
+
+    // One byte over, declared: refused on the head, before a byte of the body is read.
+    let over = twilio_request(&body_of(LIMIT + 1));
+    let head_end = over.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let r = proxy.send(&over[..head_end]);
+    assert_refused(&r, 413, "too_large");
+    // One byte over, chunked: found while reading.
+    let r = proxy.send(&chunked(&over));
+    assert_refused(&r, 413, "too_large");
+
+    assert_eq!(
+        upstream.request_count(),
+        2,
+        "nothing over the limit reached the handler"
+    );
+    assert_eq!(proxy.rejections("too_large"), 2.0);
+    assert_eq!(proxy.outcomes("forwarded_2xx"), 2.0);
+}
+
 #[test]
 fn slow_body_is_408_and_short_body_is_400() {
     let upstream = MockUpstream::start(Behaviour::status(200, "ok"));
@@ -376,19 +466,47 @@ fn report_mode_forwards_and_counts_violations() {
     assert_eq!(resp.status, 403);
 }
 
+/// `allowed_accounts` admits its accounts only: another account, and a body that names none,
+/// are refused 403 `unknown_account` and never reach the handler. The second route has no
+/// schema, so only the allow-list stands between a body without `twi_account_sid` and the
+/// handler.
 #[test]
-fn account_allow_list_rejects_other_accounts() {
+fn account_allow_list_admits_only_its_accounts_and_no_body_without_one() {
     let upstream = MockUpstream::start(Behaviour::status(200, "ok"));
     let mut spec = ProxySpec::new(upstream.addr);
-    spec.top_extra = "allowed_accounts: [AC00000000000000000000000000000001]".into();
-    let proxy = Proxy::start(spec);
-    let resp = proxy.send(&twilio_request(&notification()));
-    assert_eq!(
-        (resp.status, resp.reason().as_str()),
-        (403, "unknown_account")
+    spec.top_extra = "allowed_accounts: [AC0123456789abcdef0123456789abcdef]".into();
+    spec.route_extra = format!(
+        "  - name: plain\n    public_url: {PLAIN_URL}\n    upstream: handler\n    body: json"
     );
+    let proxy = Proxy::start(spec);
+
+    // A listed account passes, byte for byte.
+    let listed = twilio_request(&notification());
+    let r = proxy.send(&listed);
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    assert_eq!(upstream.requests(), [as_forwarded(&listed)]);
+
+    let other = notification().replace(
+        "AC0123456789abcdef0123456789abcdef",
+        "AC00000000000000000000000000000001",
+    );
+    let mut none: serde_json::Value = serde_json::from_str(&notification()).unwrap();
+    none.as_object_mut().unwrap().remove("twi_account_sid");
+    let none = none.to_string();
+    for (what, raw) in [
+        ("another account", twilio_request(&other)),
+        ("no account", signed_for(PLAIN_URL, &none)),
+        ("another account, no schema", signed_for(PLAIN_URL, &other)),
+    ] {
+        let r = proxy.send(&raw);
+        assert_refused(&r, 403, "unknown_account");
+        assert_eq!(upstream.request_count(), 1, "{what} reached the handler");
+    }
     assert_eq!(proxy.rejections("unknown_account"), 1.0);
-    assert_eq!(upstream.request_count(), 0);
+    assert_eq!(
+        proxy.metric(r#"notify_proxy_rejections_total{reason="unknown_account",route="plain"}"#),
+        2.0
+    );
 }
 
 #[test]

@@ -116,6 +116,38 @@ fn check_fails_with_exit_1_naming_the_problem() {
     assert!(text(&out.stderr).contains("/nonexistent.yaml"));
 }
 
+/// `limits.max_body_bytes` is at most 1 MiB (docs/config.md): exactly 1 MiB passes `check`, one
+/// byte more fails it naming the key, as does 0.
+#[test]
+fn check_holds_max_body_bytes_to_its_1_mib_ceiling() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(repo_path("conf/twilio-notify-proxy.yaml")).unwrap();
+    let schema = repo_path("conf/schemas/client-notification.schema.json");
+    let check = |value: &str| {
+        let path = dir.path().join(format!("max-{value}.yaml"));
+        let yaml = example
+            .replace("max_body_bytes: 65536", &format!("max_body_bytes: {value}"))
+            .replace(
+                "schemas/client-notification.schema.json",
+                schema.to_str().unwrap(),
+            );
+        assert!(yaml.contains(&format!("max_body_bytes: {value}")));
+        std::fs::write(&path, yaml).unwrap();
+        run(
+            &["check", "--config", path.to_str().unwrap()],
+            &[("TWILIO_AUTH_TOKEN", "x")],
+        )
+    };
+    let out = check("1048576");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    for refused in ["1048577", "0"] {
+        let out = check(refused);
+        assert_eq!(out.status.code(), Some(1), "{refused} passed check");
+        let err = text(&out.stderr);
+        assert!(err.contains("limits.max_body_bytes"), "{refused}: {err}");
+    }
+}
+
 #[test]
 fn sign_json_matches_twilio_sdk_vector() {
     let dir = tempfile::tempdir().unwrap();

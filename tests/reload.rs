@@ -244,3 +244,50 @@ fn a_reloaded_retry_policy_applies_to_redelivery() {
         1.0
     );
 }
+
+/// README: `trusted_proxies` applies live, from the next request after SIGHUP. Seen in what
+/// the handler is told: an untrusted caller's `X-Forwarded-For` is dropped; once the reload
+/// trusts 127.0.0.1 its list is kept and the peer joins it; trusted no more, dropped again.
+#[test]
+fn a_reload_changing_trusted_proxies_applies_to_the_next_request() {
+    let upstream = MockUpstream::start(Behaviour::status(200, "{}"));
+    let mut spec = ProxySpec::new(upstream.addr);
+    spec.top_extra = "trusted_proxies: [10.0.0.0/8]".into();
+    let proxy = Proxy::start(spec);
+    let told = || {
+        let body = notification();
+        let (target, signature) = sign(&body, TOKEN);
+        let raw = request_with(
+            &target,
+            &[
+                ("X-Twilio-Signature", &signature),
+                ("X-Forwarded-For", "203.0.113.9"),
+            ],
+            &body,
+        );
+        let r = proxy.send(&raw);
+        assert_eq!((r.status, r.text().as_str()), (200, "{}"));
+        forwarded_lines(upstream.requests().last().unwrap())
+    };
+    let untrusted = ["X-Forwarded-For: 127.0.0.1", "X-Forwarded-Proto: http"];
+    assert_eq!(told(), untrusted);
+
+    let original = proxy.config();
+    let trusting = original.replace(
+        "trusted_proxies: [10.0.0.0/8]",
+        "trusted_proxies: [10.0.0.0/8, 127.0.0.1/32]",
+    );
+    assert_ne!(trusting, original);
+    proxy.reload_with(&trusting, "success");
+    assert_eq!(
+        told(),
+        [
+            "X-Forwarded-For: 203.0.113.9, 127.0.0.1",
+            "X-Forwarded-Proto: http"
+        ]
+    );
+
+    proxy.reload_with(&original, "success");
+    assert_eq!(told(), untrusted);
+    assert_eq!(upstream.request_count(), 3);
+}

@@ -101,8 +101,14 @@ fn final_handler_errors_pass_through_after_one_attempt() {
     assert_eq!(proxy.outcomes("upstream_5xx"), 1.0);
 
     upstream.set_behaviour(Behaviour::status(401, "who are you"));
-    let resp = proxy.send(&twilio_request(&notification()));
-    assert_eq!(resp.status, 401);
+    let resp = assert_delivered(
+        &proxy,
+        &upstream,
+        &twilio_request(&notification()),
+        401,
+        "who are you",
+    );
+    assert_eq!(resp.header("X-Handler"), Some("mock"));
     assert_eq!(upstream.request_count(), 2, "4xx is never retried");
     assert_eq!(proxy.outcomes("upstream_4xx"), 1.0);
 }
@@ -295,9 +301,11 @@ fn schema_violations_name_the_field() {
     let proxy = proxy_with(&upstream);
     let body = notification().replace("twilio.voice.call", "twilio.voice.sms");
     let resp = proxy.send(&twilio_request(&body));
-    assert_eq!(resp.status, 400);
+    assert_refused(&resp, 400, "schema");
     let detail = resp.json()["detail"].as_str().unwrap().to_string();
     assert!(detail.starts_with("/twi_message_type"), "{detail}");
+    assert_eq!(upstream.request_count(), 0);
+    assert_eq!(proxy.rejections("schema"), 1.0);
 }
 
 #[test]
@@ -454,16 +462,34 @@ fn report_mode_forwards_and_counts_violations() {
     spec.route_extra = "    schema_mode: report".into();
     let proxy = Proxy::start(spec);
     let body = notification().replace("twilio.voice.call", "twilio.voice.sms");
-    let resp = proxy.send(&twilio_request(&body));
-    assert_eq!(resp.status, 200, "{}", resp.text());
-    assert_eq!(upstream.request_count(), 1);
+    assert_delivered(&proxy, &upstream, &twilio_request(&body), 200, "ok");
     assert_eq!(
         proxy.metric(r#"notify_proxy_schema_violations_reported_total{route="notify"}"#),
         1.0
     );
-    // Report mode never relaxes the signature.
-    let resp = proxy.send(&request_with(PATH, &[], &body));
-    assert_eq!(resp.status, 403);
+    // Report mode never relaxes the signature: signed with another token, or signed and
+    // then tampered with, the violating body is refused as any other.
+    let (target, wrong) = sign(&body, "not-the-token");
+    let r = proxy.send(&request_with(
+        &target,
+        &[("X-Twilio-Signature", &wrong)],
+        &body,
+    ));
+    assert_refused(&r, 403, "signature_mismatch");
+    let (target, signature) = sign(&body, TOKEN);
+    let tampered = body.replace("client:bob", "client:eve");
+    let r = proxy.send(&request_with(
+        &target,
+        &[("X-Twilio-Signature", &signature)],
+        &tampered,
+    ));
+    assert_refused(&r, 403, "body_hash_mismatch");
+    assert_eq!(upstream.request_count(), 1, "neither reached the handler");
+    assert_eq!(
+        proxy.metric(r#"notify_proxy_schema_violations_reported_total{route="notify"}"#),
+        1.0,
+        "a refused request is not a reported violation"
+    );
 }
 
 /// `allowed_accounts` admits its accounts only: another account, and a body that names none,
@@ -527,40 +553,21 @@ fn rotation_subaccounts_and_shared_keys_end_to_end() {
 
     // Secondary token during rotation.
     let (target, sig) = sign(&body, "old-token");
-    assert_eq!(
-        proxy
-            .send(&request_with(
-                &target,
-                &[("X-Twilio-Signature", &sig)],
-                &body
-            ))
-            .status,
-        200
-    );
+    let raw = request_with(&target, &[("X-Twilio-Signature", &sig)], &body);
+    assert_delivered(&proxy, &upstream, &raw, 200, "ok");
 
     // A subaccount's notification must be signed with the subaccount's token.
     let sub_body = notification().replace("AC0123456789abcdef0123456789abcdef", sub);
     let (target, sig) = sign(&sub_body, "sub-token");
-    assert_eq!(
-        proxy
-            .send(&request_with(
-                &target,
-                &[("X-Twilio-Signature", &sig)],
-                &sub_body
-            ))
-            .status,
-        200
-    );
+    let raw = request_with(&target, &[("X-Twilio-Signature", &sig)], &sub_body);
+    assert_delivered(&proxy, &upstream, &raw, 200, "ok");
     let (target, sig) = sign(&sub_body, TOKEN);
     let resp = proxy.send(&request_with(
         &target,
         &[("X-Twilio-Signature", &sig)],
         &sub_body,
     ));
-    assert_eq!(
-        (resp.status, resp.reason().as_str()),
-        (403, "signature_mismatch")
-    );
+    assert_refused(&resp, 403, "signature_mismatch");
 
     // SharedKey: HMAC-SHA256 announced by the settings header.
     let body = notification();
@@ -575,19 +582,15 @@ fn rotation_subaccounts_and_shared_keys_end_to_end() {
         "X-Twilio-Webhooks-Signature-Settings",
         "key=sk_1,algorithm=HMAC_SHA256",
     );
-    let resp = proxy.send(&request_with(
-        target,
-        &[("X-Twilio-Signature", &sig), settings],
-        &body,
-    ));
-    assert_eq!(resp.status, 200, "{}", resp.text());
+    let raw = request_with(target, &[("X-Twilio-Signature", &sig), settings], &body);
+    assert_delivered(&proxy, &upstream, &raw, 200, "ok");
     // The same signature without the settings header is checked as HMAC-SHA1 and fails.
     let resp = proxy.send(&request_with(
         target,
         &[("X-Twilio-Signature", &sig)],
         &body,
     ));
-    assert_eq!(resp.status, 403);
+    assert_refused(&resp, 403, "signature_mismatch");
     assert_eq!(upstream.request_count(), 3);
 }
 
@@ -638,7 +641,7 @@ fn keep_alive_connections_carry_many_notifications() {
     for _ in 0..5 {
         writer.write_all(&twilio_request(&notification())).unwrap();
         let resp = harness::read_response(&mut reader).expect("answer on the same connection");
-        assert_eq!(resp.status, 200);
+        assert_eq!((resp.status, resp.text().as_str()), (200, "ok"));
     }
     assert_eq!(upstream.request_count(), 5);
     assert_eq!(proxy.outcomes("forwarded_2xx"), 5.0);
@@ -675,11 +678,11 @@ fn admin_endpoints() {
         ],
         &body,
     );
-    assert_eq!(proxy.send(&raw).status, 200);
+    assert_delivered(&proxy, &upstream, &raw, 200, "ok");
     let tampered = String::from_utf8(raw)
         .unwrap()
         .replace("client:bob", "client:eve");
-    assert_eq!(proxy.send(tampered.as_bytes()).status, 403);
+    assert_refused(&proxy.send(tampered.as_bytes()), 403, "body_hash_mismatch");
     let message_id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["twi_message_id"]
         .as_str()
         .unwrap()
@@ -740,19 +743,17 @@ fn round_robin_skips_a_peer_that_fails_its_health_check() {
     spec.upstream_extra = "    health_check: { interval: 100ms }".into();
     let proxy = Proxy::start(spec);
     // Two failed checks mark the dead peer down.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !proxy.metrics().contains(&format!(
-        "notify_proxy_upstream_peer_healthy{{peer=\"{dead}\",upstream=\"handler\"}} 0"
-    )) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "dead peer {dead} never marked unhealthy:\n{}",
-            proxy.metrics()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually("the dead peer marked unhealthy", || {
+        proxy.metric(&format!(
+            "notify_proxy_upstream_peer_healthy{{peer=\"{dead}\",upstream=\"handler\"}}"
+        )) == 0.0
+    });
     for _ in 0..10 {
-        assert_eq!(proxy.send(&twilio_request(&notification())).status, 200);
+        let r = proxy.send(&twilio_request(&notification()));
+        assert!(
+            r.status == 200 && ["a", "b"].contains(&r.text().as_str()),
+            "{r:?}"
+        );
     }
     assert_eq!(a.request_count() + b.request_count(), 10);
     assert!(
@@ -866,14 +867,8 @@ fn access_log_is_structured_and_never_carries_secrets() {
         200
     );
     assert_eq!(proxy.send(&request_with(&target, &[], &body)).status, 403);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let lines = loop {
-        let lines = proxy.log_lines();
-        if lines.len() >= 2 || std::time::Instant::now() > deadline {
-            break lines;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    eventually("two access lines", || proxy.log_lines().len() >= 2);
+    let lines = proxy.log_lines();
     let records: Vec<serde_json::Value> = lines
         .iter()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))

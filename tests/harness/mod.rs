@@ -483,6 +483,9 @@ pub fn buffering_spec(upstream: SocketAddr, store: &Path, buffer_extra: &str) ->
 /// store and anything else the test sets (2-space indent, ending in a newline).
 pub fn buffering_spec_on(upstream: SocketAddr, buffer_lines: &str) -> ProxySpec {
     let mut lines = buffer_lines.to_owned();
+    if !lines.ends_with('\n') {
+        lines.push('\n');
+    }
     // A key given twice is a YAML error: the test's own `redelivery_*` keys win.
     for (key, default) in [
         ("redelivery_interval", "50ms"),
@@ -963,6 +966,43 @@ pub fn forwarded_lines(raw: &[u8]) -> Vec<String> {
         .filter(|l| l.to_ascii_lowercase().starts_with("x-forwarded-"))
         .map(str::to_owned)
         .collect()
+}
+
+/// Sends `raw` through `proxy` and asserts the handler's answer came back (`status`, `body`)
+/// and the handler's latest request is `raw` byte for byte (plus the proxy's two
+/// `X-Forwarded-*` lines). Returns the answer.
+#[track_caller]
+pub fn assert_delivered(
+    proxy: &Proxy,
+    handler: &MockUpstream,
+    raw: &[u8],
+    status: u16,
+    body: &str,
+) -> Response {
+    let r = proxy.send(raw);
+    assert_eq!((r.status, r.text().as_str()), (status, body), "{r:?}");
+    let received = handler.requests();
+    assert_eq!(
+        received
+            .last()
+            .map(|r| String::from_utf8_lossy(r).into_owned()),
+        Some(String::from_utf8_lossy(&as_forwarded(raw)).into_owned()),
+        "the handler got the request byte for byte"
+    );
+    r
+}
+
+/// Sends `raw` through `proxy` and asserts it was buffered: 200 `{"buffered": true, "id": N}`.
+/// Returns the buffer id.
+#[track_caller]
+pub fn buffer_one(proxy: &Proxy, raw: &[u8]) -> u64 {
+    let r = proxy.send(raw);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.json();
+    assert_eq!(body["buffered"], true, "{body}");
+    body["id"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no buffer id: {body}"))
 }
 
 /// Asserts `r` is an answer the proxy made itself: `status`, `Content-Type: application/json`,

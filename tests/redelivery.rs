@@ -5,48 +5,10 @@
 
 mod harness;
 
-use std::net::SocketAddr;
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use harness::*;
 use twilio_notify_proxy::signature::{sign_json, Algorithm, SigningKey};
-
-fn eventually(what: &str, f: impl FnMut() -> bool) {
-    eventually_within(what, Duration::from_secs(20), f)
-}
-
-/// A proxy whose route buffers after one failed attempt; the worker looks every 50 ms.
-fn buffering_spec(upstream: SocketAddr, store: &Path, buffer_extra: &str) -> ProxySpec {
-    let mut spec = ProxySpec::new(upstream);
-    spec.top_extra = format!(
-        "buffer:\n  path: {}\n  redelivery_interval: 50ms\n  redelivery_backoff: {{ initial: 50ms, max: 100ms }}\n{buffer_extra}",
-        store.display()
-    );
-    spec.route_extra = "    on_exhausted: buffer\n    retry: { max_attempts: 1 }".into();
-    spec.upstream_extra = "    circuit_breaker: { failure_threshold: 1000 }".into();
-    spec
-}
-
-fn redeliveries(proxy: &Proxy, result: &str) -> f64 {
-    proxy.metric(&format!(
-        "notify_proxy_redeliveries_total{{result=\"{result}\",route=\"notify\"}}"
-    ))
-}
-
-fn pending(proxy: &Proxy) -> f64 {
-    proxy.metric(r#"notify_proxy_buffer_messages{table="pending"}"#)
-}
-
-fn buffer_one(proxy: &Proxy, raw: &[u8]) {
-    let r = proxy.send(raw);
-    assert_eq!(
-        (r.status, &r.json()["buffered"]),
-        (200, &serde_json::json!(true)),
-        "{}",
-        r.text()
-    );
-}
 
 /// A 404 (no binding) or another 4xx is the handler's final word: the message is removed, not
 /// retried until its TTL, and counted as `no_binding` / `final_other`.
@@ -64,19 +26,19 @@ fn final_answers_remove_the_message_and_are_counted_by_result() {
         let raw = twilio_request(&notification());
         buffer_one(&proxy, &raw);
         upstream.set_behaviour(Behaviour::status(status, "final"));
-        eventually(result, || redeliveries(&proxy, result) == 1.0);
-        eventually("removed", || pending(&proxy) == 0.0);
+        eventually(result, || proxy.redeliveries(result) == 1.0);
+        eventually("removed", || proxy.pending() == 0.0);
         assert_eq!(upstream.requests().last().unwrap(), &as_forwarded(&raw));
         let seen = upstream.request_count();
-        // Removed means never sent again.
-        std::thread::sleep(Duration::from_millis(300));
+        // Removed means never sent again: the worker's next passes find nothing to send.
+        proxy.wait_passes(3);
         assert_eq!(
             upstream.request_count(),
             seen,
             "{result}: redelivered after a final answer"
         );
     }
-    assert_eq!(redeliveries(&proxy, "delivered"), 0.0);
+    assert_eq!(proxy.redeliveries("delivered"), 0.0);
     assert_eq!(
         proxy.metric(r#"notify_proxy_buffer_messages{table="dead_letter"}"#),
         0.0
@@ -119,19 +81,17 @@ fn worker_waits_while_the_circuit_is_open() {
     eventually("the other group's message redelivered", || {
         proxy.metric(r#"notify_proxy_redeliveries_total{result="delivered",route="second"}"#) == 1.0
     });
-    // Passes keep running every 50 ms; give them time to (wrongly) send the waiting message.
-    let until = Instant::now() + Duration::from_millis(500);
-    while Instant::now() < until {
-        assert_eq!(handler.request_count(), 1, "sent while the circuit is open");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert_eq!(pending(&proxy), 1.0);
-    assert_eq!(redeliveries(&proxy, "failed"), 0.0, "skipped, not failed");
+    // Passes keep running every 50 ms; let several run that could (wrongly) send the waiting
+    // message.
+    proxy.wait_passes(5);
+    assert_eq!(handler.request_count(), 1, "sent while the circuit is open");
+    assert_eq!(proxy.pending(), 1.0);
+    assert_eq!(proxy.redeliveries("failed"), 0.0, "skipped, not failed");
     assert_eq!(proxy.attempts("2xx"), 0.0);
-    // The message waiting behind the open circuit is at least as old as the wait above.
+    // The message waiting behind the open circuit: its age is exported, and grows.
     eventually("oldest age exported", || {
         let age = proxy.metric("notify_proxy_buffer_oldest_age_seconds");
-        (0.5..60.0).contains(&age)
+        (0.2..60.0).contains(&age)
     });
 }
 
@@ -154,10 +114,10 @@ fn worker_keeps_to_its_concurrency_limit() {
         delay: Duration::from_millis(200),
     });
     eventually("all five redelivered", || {
-        redeliveries(&proxy, "delivered") == 5.0
+        proxy.redeliveries("delivered") == 5.0
     });
     assert_eq!(upstream.max_in_flight(), 2);
-    assert_eq!(pending(&proxy), 0.0);
+    assert_eq!(proxy.pending(), 0.0);
     assert_eq!(proxy.metric("notify_proxy_buffer_oldest_age_seconds"), 0.0);
 }
 
@@ -174,39 +134,26 @@ fn message_of_a_removed_upstream_group_is_dead_lettered_as_orphaned() {
     let config = std::fs::read_to_string(&first.config_path).unwrap();
     drop(first);
 
-    let (port, admin) = (free_port(), free_port());
+    // The same store under a config whose group is renamed, on new ports.
     let renamed = config
         .replace("  handler:\n", "  renamed:\n")
         .replace("upstream: handler", "upstream: renamed");
-    let renamed = renamed
-        .lines()
-        .map(|l| {
-            if l.starts_with("  - address: 127.0.0.1:") {
-                format!("  - address: 127.0.0.1:{port}")
-            } else if l.starts_with("  address: 127.0.0.1:") {
-                format!("  address: 127.0.0.1:{admin}")
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let path = dir.path().join("renamed.yaml");
-    std::fs::write(&path, renamed).unwrap();
-    let mut child = ChildGuard::spawn(
-        std::process::Command::new(BIN)
-            .args(["run", "--config", path.to_str().unwrap()])
-            .env("TNP_TOKEN", TOKEN)
-            .env("RUST_LOG", "error"),
-    );
-    child.wait_listening(([127, 0, 0, 1], port).into());
-    let admin: SocketAddr = ([127, 0, 0, 1], admin).into();
-    let metric = |sample: &str| -> f64 {
-        let text = http_get(admin, "/metrics").unwrap().text();
-        text.lines()
-            .find_map(|l| l.strip_prefix(sample).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or_else(|| panic!("{sample} not exported"))
-    };
+    let restarted = Proxy::launch(&Launch::run(), |ports| {
+        renamed
+            .lines()
+            .map(|l| {
+                if l.starts_with("  - address: 127.0.0.1:") {
+                    format!("  - address: 127.0.0.1:{}", ports.public)
+                } else if l.starts_with("  address: 127.0.0.1:") {
+                    format!("  address: 127.0.0.1:{}", ports.admin)
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    let metric = |sample: &str| restarted.metric(sample);
     eventually("orphaned dead letter", || {
         metric(r#"notify_proxy_dead_lettered_total{reason="orphaned",route="notify"}"#) == 1.0
     });
@@ -246,17 +193,17 @@ fn an_answer_settles_alike_on_the_live_path_in_the_worker_and_in_replay() {
         upstream.set_behaviour(Behaviour::status(503, "down"));
         buffer_one(&proxy, &twilio_request(&notification()));
         upstream.set_behaviour(Behaviour::status(status, "handler says"));
-        eventually("removed by the worker", || pending(&proxy) == 0.0);
+        eventually("removed by the worker", || proxy.pending() == 0.0);
     }
-    assert_eq!(redeliveries(&proxy, "final_other"), 2.0);
+    assert_eq!(proxy.redeliveries("final_other"), 2.0);
 
     // Worker: a listed 503 keeps the message pending.
     upstream.set_behaviour(Behaviour::status(503, "down"));
     buffer_one(&proxy, &twilio_request(&notification()));
     eventually("a failed redelivery", || {
-        redeliveries(&proxy, "failed") >= 1.0
+        proxy.redeliveries("failed") >= 1.0
     });
-    assert_eq!(pending(&proxy), 1.0);
+    assert_eq!(proxy.pending(), 1.0);
     proxy.kill();
 
     // Replay: 503 keeps it (exit 1), 501 removes it (exit 0), like the worker.
@@ -310,7 +257,7 @@ fn a_backlog_drains_without_waiting_an_interval_between_full_passes() {
         .replace("redelivery_interval: 50ms", "redelivery_interval: 1h");
     let second = Proxy::start(spec);
     eventually("all 30 redelivered", || {
-        redeliveries(&second, "delivered") == 30.0
+        second.redeliveries("delivered") == 30.0
     });
-    assert_eq!(pending(&second), 0.0);
+    assert_eq!(second.pending(), 0.0);
 }

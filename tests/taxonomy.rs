@@ -149,19 +149,6 @@ const REASONS: [(&str, u16); 19] = [
     ("malformed", 400),
     ("forbidden_header", 400),
 ];
-const ATTEMPT_RESULTS: [&str; 8] = [
-    "2xx",
-    "404_no_binding",
-    "4xx",
-    "5xx",
-    "other_status",
-    "connect_error",
-    "timeout",
-    "protocol_error",
-];
-const REDELIVERY_RESULTS: [&str; 4] = ["delivered", "no_binding", "final_other", "failed"];
-const DEAD_LETTER_REASONS: [&str; 2] = ["expired", "orphaned"];
-
 fn status_of(reason: &str) -> u16 {
     REASONS
         .iter()
@@ -246,8 +233,11 @@ fn documented_reasons() -> Vec<String> {
     reasons
 }
 
+/// One sample line: its name, labels and value.
+type Sample<'a> = (&'a str, Vec<(String, String)>, &'a str);
+
 /// The labels of one sample line (`name{a="x",b="y"} 0`), its value.
-fn parse_sample(line: &str) -> Option<(&str, Vec<(String, String)>, &str)> {
+fn parse_sample(line: &str) -> Option<Sample<'_>> {
     let (series, value) = line.rsplit_once(' ')?;
     let (name, labels) = match series.split_once('{') {
         Some((name, rest)) => (name, rest.strip_suffix('}')?),

@@ -20,14 +20,14 @@ fn text(out: &[u8]) -> String {
     String::from_utf8_lossy(out).into_owned()
 }
 
-/// The example config with its fixed ports swapped for free ones (tests never use fixed ports).
-fn example_config_on_free_ports(dir: &std::path::Path) -> (std::path::PathBuf, u16, u16, u16) {
-    let (port, admin, handler) = (free_port(), free_port(), free_port());
+/// The example config with its fixed ports swapped for `ports` (tests never use fixed ports):
+/// the listener on `ports.public`, admin on `ports.admin`, the handler on `ports.extra[0]`.
+fn example_config(dir: &std::path::Path, ports: &Ports) -> String {
     let example = std::fs::read_to_string(repo_path("conf/twilio-notify-proxy.yaml")).unwrap();
-    let yaml = example
-        .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
-        .replace("127.0.0.1:9090", &format!("127.0.0.1:{admin}"))
-        .replace("127.0.0.1:9000", &format!("127.0.0.1:{handler}"))
+    example
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{}", ports.public))
+        .replace("127.0.0.1:9090", &format!("127.0.0.1:{}", ports.admin))
+        .replace("127.0.0.1:9000", &format!("127.0.0.1:{}", ports.extra[0]))
         .replace(
             "/tmp/twilio-notify-proxy/buffer.redb",
             dir.join("buffer.redb").to_str().unwrap(),
@@ -37,29 +37,24 @@ fn example_config_on_free_ports(dir: &std::path::Path) -> (std::path::PathBuf, u
             repo_path("conf/schemas/client-notification.schema.json")
                 .to_str()
                 .unwrap(),
-        );
-    let path = dir.join("proxy.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    (path, port, admin, handler)
+        )
 }
 
-fn addr(port: u16) -> std::net::SocketAddr {
-    std::net::SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-/// `demo` on the example config, waited for until both its public listener and its sample
-/// handler accept connections.
-fn start_demo(config: &std::path::Path, extra: &[&str], port: u16, handler: u16) -> ChildGuard {
-    let mut child = ChildGuard::spawn(
-        Command::new(BIN)
-            .args(["demo", "--config", config.to_str().unwrap()])
-            .args(extra)
-            .env("TWILIO_AUTH_TOKEN", "demo-token")
-            .env("RUST_LOG", "warn"),
-    );
-    child.wait_listening(addr(port));
-    child.wait_listening(addr(handler));
-    child
+/// `demo` on the example config, through the harness (which retries a lost port), waited for
+/// until its admin listener, its public listener and its sample handler all answer.
+fn start_demo(dir: &std::path::Path, extra: &[&str]) -> Proxy {
+    let mut launch = Launch::run();
+    launch.args = ["demo"]
+        .iter()
+        .chain(extra)
+        .map(|a| a.to_string())
+        .collect();
+    launch.env = vec![
+        ("TWILIO_AUTH_TOKEN".into(), "demo-token".into()),
+        ("RUST_LOG".into(), "warn".into()),
+    ];
+    launch.extra_ports = 1;
+    Proxy::launch(&launch, |ports| example_config(dir, ports))
 }
 
 #[test]
@@ -114,6 +109,38 @@ fn check_fails_with_exit_1_naming_the_problem() {
     let out = run(&["check", "--config", "/nonexistent.yaml"], &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("/nonexistent.yaml"));
+}
+
+/// `limits.max_body_bytes` is at most 1 MiB (docs/config.md): exactly 1 MiB passes `check`, one
+/// byte more fails it naming the key, as does 0.
+#[test]
+fn check_holds_max_body_bytes_to_its_1_mib_ceiling() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(repo_path("conf/twilio-notify-proxy.yaml")).unwrap();
+    let schema = repo_path("conf/schemas/client-notification.schema.json");
+    let check = |value: &str| {
+        let path = dir.path().join(format!("max-{value}.yaml"));
+        let yaml = example
+            .replace("max_body_bytes: 65536", &format!("max_body_bytes: {value}"))
+            .replace(
+                "schemas/client-notification.schema.json",
+                schema.to_str().unwrap(),
+            );
+        assert!(yaml.contains(&format!("max_body_bytes: {value}")));
+        std::fs::write(&path, yaml).unwrap();
+        run(
+            &["check", "--config", path.to_str().unwrap()],
+            &[("TWILIO_AUTH_TOKEN", "x")],
+        )
+    };
+    let out = check("1048576");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    for refused in ["1048577", "0"] {
+        let out = check(refused);
+        assert_eq!(out.status.code(), Some(1), "{refused} passed check");
+        let err = text(&out.stderr);
+        assert!(err.contains("limits.max_body_bytes"), "{refused}: {err}");
+    }
 }
 
 #[test]
@@ -186,9 +213,8 @@ fn sign_without_secret_fails_clearly() {
 #[test]
 fn readme_demo_walkthrough() {
     let dir = tempfile::tempdir().unwrap();
-    let (config, port, _, handler) = example_config_on_free_ports(dir.path());
-    let child = start_demo(&config, &[], port, handler);
-    let proxy_addr = addr(port);
+    let child = start_demo(dir.path(), &[]);
+    let proxy_addr = child.addr;
 
     let body_file = dir.path().join("notification.json");
     let body = notification();
@@ -251,7 +277,13 @@ fn readme_demo_walkthrough() {
 fn run_test_flag_builds_everything_then_exits_0() {
     // Pingora's --test: used before a graceful upgrade to prove the new binary and config start.
     let dir = tempfile::tempdir().unwrap();
-    let (config, _, _, _) = example_config_on_free_ports(dir.path());
+    let ports = Ports {
+        public: free_port(),
+        admin: free_port(),
+        extra: vec![free_port()],
+    };
+    let config = dir.path().join("proxy.yaml");
+    std::fs::write(&config, example_config(dir.path(), &ports)).unwrap();
     let out = run(
         &["run", "--config", config.to_str().unwrap(), "--test"],
         &[("TWILIO_AUTH_TOKEN", "x"), ("RUST_LOG", "error")],
@@ -264,8 +296,7 @@ fn run_test_flag_builds_everything_then_exits_0() {
 #[test]
 fn demo_identity_flag_sets_the_known_identities() {
     let dir = tempfile::tempdir().unwrap();
-    let (config, port, _, handler) = example_config_on_free_ports(dir.path());
-    let _child = start_demo(&config, &["--identity", "carol"], port, handler);
+    let demo = start_demo(dir.path(), &["--identity", "carol"]);
     let key = twilio_notify_proxy::signature::SigningKey::new(
         twilio_notify_proxy::signature::Algorithm::HmacSha1,
         b"demo-token",
@@ -275,11 +306,11 @@ fn demo_identity_flag_sets_the_known_identities() {
         let (url, sig) =
             twilio_notify_proxy::signature::sign_json(&key, PUBLIC_URL, body.as_bytes()).unwrap();
         let target = url.strip_prefix("https://voice.example.com").unwrap();
-        send_raw(
-            addr(port),
-            &request_with(target, &[("X-Twilio-Signature", &sig)], &body),
-        )
-        .unwrap()
+        demo.send(&request_with(
+            target,
+            &[("X-Twilio-Signature", &sig)],
+            &body,
+        ))
     };
     let carol = send_to("carol");
     assert_eq!(
@@ -301,45 +332,31 @@ fn demo_identity_flag_sets_the_known_identities() {
 /// --listen for the identities given (which replace the defaults), and SIGTERM stops it cleanly.
 #[test]
 fn demo_handler_serves_alone_until_sigterm() {
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut child = Command::new(BIN)
-        .args(["demo-handler", "--listen", &addr.to_string()])
-        .args(["--identity", "carol"])
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .unwrap();
+    let launch = Launch {
+        args: [
+            "demo-handler",
+            "--listen",
+            "127.0.0.1:{public}",
+            "--identity",
+            "carol",
+        ]
+        .map(String::from)
+        .to_vec(),
+        env: vec![("RUST_LOG".into(), "warn".into())],
+        capture_stderr: false,
+        extra_ports: 0,
+        admin: false,
+        config: false,
+    };
+    let mut handler = Proxy::launch(&launch, |_| String::new());
     let post = |identity: &str| {
         let body = format!(r#"{{"twi_to":"client:{identity}"}}"#);
-        send_raw(addr, &request_with("/notify", &[], &body))
+        send_raw(handler.addr, &request_with("/notify", &[], &body))
     };
-    let start = std::time::Instant::now();
-    let known = loop {
-        if let Some(answer) = post("carol") {
-            break answer;
-        }
-        if start.elapsed().as_secs() >= 10 || !matches!(child.try_wait(), Ok(None)) {
-            let _ = child.kill();
-            panic!("demo-handler did not answer on {addr}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let known = post("carol").expect("an answer");
     let unknown = post("bob");
-
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let stopped = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if start.elapsed().as_secs() >= 20 {
-            let _ = child.kill();
-            break None;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    handler.signal("TERM");
+    let stopped = handler.wait_exit(std::time::Duration::from_secs(20));
 
     assert_eq!(known.status, 200, "{}", known.text());
     assert_eq!(known.json()["dispatched"], "carol");
@@ -348,7 +365,6 @@ fn demo_handler_serves_alone_until_sigterm() {
         Some(404),
         "bob is not in --identity"
     );
-    let stopped = stopped.expect("demo-handler did not stop after SIGTERM");
     assert!(stopped.success(), "SIGTERM is a clean stop: {stopped:?}");
 }
 

@@ -5,30 +5,9 @@
 
 mod harness;
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use harness::*;
-
-/// Waits (bounded) until `f` holds; the bound is generous because CI machines are slow.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
-fn buffering_spec(upstream: std::net::SocketAddr, store: &Path) -> ProxySpec {
-    let mut spec = ProxySpec::new(upstream);
-    spec.top_extra = format!(
-        "buffer:\n  path: {}\n  redelivery_interval: 50ms\n  redelivery_backoff: {{ initial: 50ms, max: 200ms }}",
-        store.display()
-    );
-    spec.route_extra = "    on_exhausted: buffer\n    retry: { max_attempts: 2, backoff: { initial: 10ms, max: 20ms } }".into();
-    spec.upstream_extra = "    circuit_breaker: { failure_threshold: 1000 }".into();
-    spec
-}
 
 #[test]
 fn two_503s_then_200_is_one_200_after_three_attempts() {
@@ -86,6 +65,7 @@ fn buffered_notification_reaches_the_recovered_handler_byte_for_byte() {
     let proxy = Proxy::start(buffering_spec(
         upstream.addr,
         &dir.path().join("buffer.redb"),
+        "",
     ));
     let raw = twilio_request(&notification());
     let resp = proxy.send(&raw);
@@ -117,12 +97,12 @@ fn buffered_notification_reaches_the_recovered_handler_byte_for_byte() {
 fn expired_notification_moves_to_dead_letter() {
     let dir = tempfile::tempdir().unwrap();
     let upstream = MockUpstream::start(Behaviour::status(503, "down"));
-    let mut spec = buffering_spec(upstream.addr, &dir.path().join("buffer.redb"));
+    let mut spec = buffering_spec(upstream.addr, &dir.path().join("buffer.redb"), "");
     // Long enough for many 50 ms passes however slow the machine: the "failed" count below
     // needs at least one redelivery attempt before the TTL passes.
     spec.route_extra.push_str("\n    buffer_ttl: 2s");
     let proxy = Proxy::start(spec);
-    assert_eq!(proxy.send(&twilio_request(&notification())).status, 200);
+    buffer_one(&proxy, &twilio_request(&notification()));
     eventually("dead letter", || {
         proxy.metric(r#"notify_proxy_dead_lettered_total{reason="expired",route="notify"}"#) == 1.0
     });
@@ -147,7 +127,7 @@ fn duplicates_are_answered_without_forwarding_or_storing_twice() {
     let (target, sig) = sign(&body, TOKEN);
     let token = ("I-Twilio-Idempotency-Token", "dup-token-1");
     let raw = request_with(&target, &[("X-Twilio-Signature", &sig), token], &body);
-    assert_eq!(proxy.send(&raw).status, 200);
+    assert_delivered(&proxy, &upstream, &raw, 200, "ok");
     let again = proxy.send(&raw);
     assert_eq!(again.status, 200);
     assert_eq!(again.json()["duplicate"], true);
@@ -161,10 +141,11 @@ fn duplicates_are_answered_without_forwarding_or_storing_twice() {
     // A duplicate of a buffered notification is answered as buffered, and not stored again.
     let dir = tempfile::tempdir().unwrap();
     let down = MockUpstream::start(Behaviour::status(503, "down"));
-    let mut spec = buffering_spec(down.addr, &dir.path().join("buffer.redb"));
-    spec.top_extra.push_str("\n  redelivery_interval: 1h");
-    spec.top_extra = spec.top_extra.replace("  redelivery_interval: 50ms\n", "");
-    let proxy = Proxy::start(spec);
+    let proxy = Proxy::start(buffering_spec(
+        down.addr,
+        &dir.path().join("buffer.redb"),
+        "  redelivery_interval: 1h\n",
+    ));
     let raw = request_with(
         &target,
         &[
@@ -198,7 +179,7 @@ fn open_circuit_skips_attempts_and_readiness_reports_it() {
         "    retry: { max_attempts: 5, backoff: { initial: 10ms, max: 20ms } }".into();
     let proxy = Proxy::start(spec);
     let resp = proxy.send(&twilio_request(&notification()));
-    assert_eq!(resp.status, 502);
+    assert_refused(&resp, 502, "upstream_unreachable");
     let attempts = || {
         proxy.metric(
             r#"notify_proxy_upstream_attempts_total{result="connect_error",upstream="handler"}"#,
@@ -255,15 +236,15 @@ fn retry_fails_over_to_the_other_peer() {
 fn full_store_answers_503_and_never_claims_the_notification() {
     let dir = tempfile::tempdir().unwrap();
     let upstream = MockUpstream::start(Behaviour::status(503, "down"));
-    let mut spec = buffering_spec(upstream.addr, &dir.path().join("buffer.redb"));
-    spec.top_extra.push_str("\n  max_messages: 1");
-    let proxy = Proxy::start(spec);
-    assert_eq!(proxy.send(&twilio_request(&notification())).status, 200);
-    let resp = proxy.send(&twilio_request(&notification()));
-    assert_eq!(
-        (resp.status, resp.reason().as_str()),
-        (503, "buffer_failed")
+    let spec = buffering_spec(
+        upstream.addr,
+        &dir.path().join("buffer.redb"),
+        "  max_messages: 1\n",
     );
+    let proxy = Proxy::start(spec);
+    buffer_one(&proxy, &twilio_request(&notification()));
+    let resp = proxy.send(&twilio_request(&notification()));
+    assert_refused(&resp, 503, "buffer_failed");
     assert_eq!(proxy.outcomes("buffer_failed"), 1.0);
     assert_eq!(proxy.outcomes("buffered"), 1.0);
     let ready = http_get(proxy.admin, "/readyz").unwrap().json();
@@ -280,9 +261,12 @@ fn full_store_answers_503_and_never_claims_the_notification() {
 fn readiness_needs_a_way_to_deliver_or_room_to_buffer() {
     let dir = tempfile::tempdir().unwrap();
     let (_guard, refusing) = refusing_address();
-    let mut spec = buffering_spec(refusing, &dir.path().join("buffer.redb"));
+    let mut spec = buffering_spec(
+        refusing,
+        &dir.path().join("buffer.redb"),
+        "  max_messages: 1\n",
+    );
     spec.upstream_extra = "    circuit_breaker: { failure_threshold: 1, open_for: 1h }".into();
-    spec.top_extra.push_str("\n  max_messages: 1");
     let proxy = Proxy::start(spec);
     // Nothing failed yet (and the buffer has room anyway): ready.
     assert_eq!(http_get(proxy.admin, "/readyz").unwrap().status, 200);
@@ -306,7 +290,7 @@ fn sigkill_with_buffered_notifications_then_restart_delivers_all() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("buffer.redb");
     let (_guard, refusing) = refusing_address();
-    let mut first = Proxy::start(buffering_spec(refusing, &store));
+    let mut first = Proxy::start(buffering_spec(refusing, &store, ""));
     let mut sent = Vec::new();
     for _ in 0..5 {
         let body = notification();
@@ -319,7 +303,7 @@ fn sigkill_with_buffered_notifications_then_restart_delivers_all() {
     first.kill(); // SIGKILL: no shutdown path runs
 
     let upstream = MockUpstream::start(Behaviour::status(200, "ok"));
-    let second = Proxy::start(buffering_spec(upstream.addr, &store));
+    let second = Proxy::start(buffering_spec(upstream.addr, &store, ""));
     eventually("all five redelivered", || upstream.request_count() >= 5);
     let mut received = upstream.requests();
     received.sort();
@@ -347,12 +331,12 @@ fn buffer_cli_lists_shows_replays_and_purges() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("buffer.redb");
     let (_guard, refusing) = refusing_address();
-    let mut spec = buffering_spec(refusing, &store);
+    let mut spec = buffering_spec(refusing, &store, "");
     spec.route_extra.push_str("\n    buffer_ttl: 1h");
     let mut proxy = Proxy::start(spec);
     let raw = twilio_request(&notification());
-    assert_eq!(proxy.send(&raw).status, 200);
-    assert_eq!(proxy.send(&twilio_request(&notification())).status, 200);
+    buffer_one(&proxy, &raw);
+    buffer_one(&proxy, &twilio_request(&notification()));
 
     // While the proxy runs, the store is locked: the CLI says so and changes nothing.
     let config = proxy.config_path.to_str().unwrap().to_string();
@@ -413,11 +397,11 @@ fn buffer_cli_lists_shows_replays_and_purges() {
     // Dead letters: expire two. A replay that fails exits 1 and leaves them; one that works
     // delivers and removes them.
     let expire = |count: usize| {
-        let mut spec = buffering_spec(refusing, &store);
+        let mut spec = buffering_spec(refusing, &store, "");
         spec.route_extra.push_str("\n    buffer_ttl: 200ms");
         let mut expiring = Proxy::start(spec);
         for _ in 0..count {
-            assert_eq!(expiring.send(&twilio_request(&notification())).status, 200);
+            buffer_one(&expiring, &twilio_request(&notification()));
         }
         eventually("dead letters", || {
             expiring.metric(r#"notify_proxy_buffer_messages{table="dead_letter"}"#) == count as f64
@@ -479,6 +463,7 @@ fn test_and_upgrade_flags_check_the_store_before_taking_sockets() {
     let running = Proxy::start(buffering_spec(
         upstream.addr,
         &dir.path().join("buffer.redb"),
+        "",
     ));
     let config = running.config_path.to_str().unwrap().to_string();
     let with_env = |args: &[&str]| {
@@ -523,7 +508,13 @@ fn test_and_upgrade_flags_check_the_store_before_taking_sockets() {
         || handoff_files() == 0,
     );
     // The running proxy was not disturbed.
-    assert_eq!(running.send(&twilio_request(&notification())).status, 200);
+    assert_delivered(
+        &running,
+        &upstream,
+        &twilio_request(&notification()),
+        200,
+        "ok",
+    );
 }
 
 #[test]
@@ -536,7 +527,7 @@ fn a_replay_with_a_fresh_token_is_still_a_duplicate() {
     let first = request_with(&target, &[("X-Twilio-Signature", &sig)], &body);
     let replay = request_with(&target, &[("X-Twilio-Signature", &sig)], &body);
     assert_ne!(first, replay, "different idempotency tokens");
-    assert_eq!(proxy.send(&first).status, 200);
+    assert_delivered(&proxy, &upstream, &first, 200, "ok");
     assert_eq!(proxy.send(&replay).json()["duplicate"], true);
     assert_eq!(upstream.request_count(), 1);
 }

@@ -93,6 +93,59 @@ fn content_length_with_transfer_encoding_is_refused_and_the_connection_closed() 
     assert_eq!(upstream.request_count(), 0, "never forwarded");
 }
 
+/// A signed notification whose head has exactly `lines` header lines (padded with `X-Pad-*`).
+fn with_header_lines(lines: usize) -> Vec<u8> {
+    let body = notification();
+    let (target, signature) = sign(&body, TOKEN);
+    // request_with adds Host, User-Agent, Content-Type, the idempotency token, Content-Length.
+    let pads: Vec<(String, String)> = (0..lines - 6)
+        .map(|i| (format!("X-Pad-{i:03}"), "v".to_owned()))
+        .collect();
+    let mut extra: Vec<(&str, &str)> = vec![("X-Twilio-Signature", &signature)];
+    extra.extend(pads.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let raw = request_with(&target, &extra, &body);
+    let head = String::from_utf8_lossy(&raw)
+        .split("\r\n\r\n")
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        head.lines().count() - 1,
+        lines,
+        "header lines after the request line"
+    );
+    raw
+}
+
+/// docs/config.md: heads are at most 100 header lines; more is answered 400 and the
+/// connection closed. 100 is served (and forwarded whole), 101 is refused.
+#[test]
+fn a_head_of_100_header_lines_is_served_and_101_is_refused() {
+    let upstream = MockUpstream::start(Behaviour::status(200, "ok"));
+    let proxy = proxy(&upstream, "");
+    let hundred = with_header_lines(100);
+    let r = proxy.send(&hundred);
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    assert_eq!(upstream.requests(), [as_forwarded(&hundred)]);
+
+    let mut stream = connect(proxy.addr);
+    stream.write_all(&with_header_lines(101)).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let r = read_response(&mut reader).expect("an answer");
+    assert_refused(&r, 400, "malformed");
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(closed_by_proxy(&mut stream, Duration::from_secs(5)));
+    assert_eq!(
+        upstream.request_count(),
+        1,
+        "the 101-line head was not forwarded"
+    );
+    assert_eq!(
+        proxy.metric(r#"notify_proxy_rejections_total{reason="malformed",route="unmatched"}"#),
+        1.0
+    );
+}
+
 #[test]
 fn ten_thousand_header_lines_get_their_400_before_the_close() {
     let upstream = MockUpstream::start(Behaviour::status(200, "ok"));

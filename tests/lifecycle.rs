@@ -6,7 +6,6 @@
 mod harness;
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -14,59 +13,11 @@ use std::time::{Duration, Instant};
 
 use harness::*;
 
-/// A proxy with a real grace period (the shared harness uses none).
-fn start_with_grace(
-    upstream: SocketAddr,
-    grace: &str,
-) -> (
-    std::process::Child,
-    SocketAddr,
-    SocketAddr,
-    tempfile::TempDir,
-) {
-    let dir = tempfile::tempdir().unwrap();
-    let (port, admin_port) = (free_port(), free_port());
-    let yaml = format!(
-        r#"server:
-  threads: 1
-  grace_period: {grace}
-  graceful_shutdown_timeout: 1s
-listeners:
-  - address: 127.0.0.1:{port}
-admin:
-  address: 127.0.0.1:{admin_port}
-secrets:
-  auth_token: {{ env: TNP_TOKEN }}
-upstreams:
-  handler:
-    peers: [{upstream}]
-routes:
-  - name: notify
-    path: {PATH}
-    public_url: {PUBLIC_URL}
-    upstream: handler
-    body: json
-    schema: {SCHEMA}
-"#
-    );
-    let config = dir.path().join("proxy.yaml");
-    std::fs::write(&config, yaml).unwrap();
-    let child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("TNP_TOKEN", TOKEN)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while send_raw(addr, &twilio_request(&notification())).is_none() {
-        assert!(Instant::now() < deadline, "proxy did not start");
-        thread::sleep(Duration::from_millis(20));
-    }
-    (child, addr, admin, dir)
+/// A proxy with a real grace period (the harness's default is none).
+fn start_with_grace(upstream: SocketAddr, grace: &'static str) -> Proxy {
+    let mut spec = ProxySpec::new(upstream);
+    spec.grace_period = grace;
+    Proxy::start(spec)
 }
 
 /// What one request of the background sender saw, and when it was sent.
@@ -78,7 +29,8 @@ struct Sent {
 #[test]
 fn sigterm_keeps_serving_through_the_grace_period_then_exits() {
     let upstream = MockUpstream::start(Behaviour::status(200, "{}"));
-    let (mut child, addr, admin, _dir) = start_with_grace(upstream.addr, "2s");
+    let mut proxy = start_with_grace(upstream.addr, "2s");
+    let (addr, admin) = (proxy.addr, proxy.admin);
     let grace = Duration::from_secs(2);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -95,13 +47,11 @@ fn sigterm_keeps_serving_through_the_grace_period_then_exits() {
             }
         })
     };
-    thread::sleep(Duration::from_millis(300));
+    // SIGTERM once the sender is under way.
+    let count = || sent.lock().unwrap().len();
+    eventually("requests before SIGTERM", || count() >= 5);
     let term_at = Instant::now();
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    proxy.signal("TERM");
 
     // Draining: /readyz tells the load balancer to move on, while the proxy still answers.
     let mut saw_draining = false;
@@ -119,7 +69,7 @@ fn sigterm_keeps_serving_through_the_grace_period_then_exits() {
         "/readyz did not report draining after SIGTERM"
     );
 
-    let exit = child.wait().unwrap();
+    let exit = proxy.wait_exit(Duration::from_secs(30));
     let exited_at = Instant::now();
     stop.store(true, Ordering::Relaxed);
     sender.join().unwrap();

@@ -7,6 +7,19 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use harness::*;
+use twilio_notify_proxy::signature::{sign_json, Algorithm, SigningKey};
+
+/// A second route of some tests: the same handler, no schema.
+const PLAIN_URL: &str = "https://voice.example.com/plain";
+
+/// A complete signed request for `body` to the route of `url` (a `https://voice.example.com`
+/// URL).
+fn signed_for(url: &str, body: &str) -> Vec<u8> {
+    let key = SigningKey::new(Algorithm::HmacSha1, TOKEN.as_bytes());
+    let (signed, sig) = sign_json(&key, url, body.as_bytes()).unwrap();
+    let target = signed.strip_prefix("https://voice.example.com").unwrap();
+    request_with(target, &[("X-Twilio-Signature", &sig)], body)
+}
 
 fn proxy_with(upstream: &MockUpstream) -> Proxy {
     Proxy::start(ProxySpec::new(upstream.addr))
@@ -88,8 +101,14 @@ fn final_handler_errors_pass_through_after_one_attempt() {
     assert_eq!(proxy.outcomes("upstream_5xx"), 1.0);
 
     upstream.set_behaviour(Behaviour::status(401, "who are you"));
-    let resp = proxy.send(&twilio_request(&notification()));
-    assert_eq!(resp.status, 401);
+    let resp = assert_delivered(
+        &proxy,
+        &upstream,
+        &twilio_request(&notification()),
+        401,
+        "who are you",
+    );
+    assert_eq!(resp.header("X-Handler"), Some("mock"));
     assert_eq!(upstream.request_count(), 2, "4xx is never retried");
     assert_eq!(proxy.outcomes("upstream_4xx"), 1.0);
 }
@@ -282,9 +301,11 @@ fn schema_violations_name_the_field() {
     let proxy = proxy_with(&upstream);
     let body = notification().replace("twilio.voice.call", "twilio.voice.sms");
     let resp = proxy.send(&twilio_request(&body));
-    assert_eq!(resp.status, 400);
+    assert_refused(&resp, 400, "schema");
     let detail = resp.json()["detail"].as_str().unwrap().to_string();
     assert!(detail.starts_with("/twi_message_type"), "{detail}");
+    assert_eq!(upstream.request_count(), 0);
+    assert_eq!(proxy.rejections("schema"), 1.0);
 }
 
 #[test]
@@ -330,6 +351,83 @@ fn oversized_chunked_body_is_413() {
     assert_eq!(upstream.request_count(), 0);
 }
 
+/// A realistic notification of exactly `len` bytes: padded with a field the schema allows.
+fn body_of(len: usize) -> String {
+    let base = notification();
+    let field = r#","x_padding":""#;
+    let fill = len - base.len() - 1 - field.len();
+    let body = format!("{}{field}{}\"}}", &base[..base.len() - 1], "a".repeat(fill));
+    assert_eq!(body.len(), len);
+    body
+}
+
+/// `raw` (framed with Content-Length) sent chunked instead, in 64 KiB chunks.
+fn chunked(raw: &[u8]) -> Vec<u8> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..end]);
+    let mut out: String = head
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("content-length:"))
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    out.push_str("Transfer-Encoding: chunked\r\n\r\n");
+    let mut out = out.into_bytes();
+    for chunk in raw[end + 4..].chunks(64 * 1024) {
+        out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+/// `limits.max_body_bytes` at its 1 MiB ceiling: a body of exactly that size is forwarded,
+/// declared or chunked; one byte more is 413 `too_large`, declared (refused on the head) or
+/// found while de-chunking. The handler gets the two at the limit and nothing else.
+#[test]
+fn a_body_of_exactly_max_body_bytes_passes_and_one_byte_more_is_413() {
+    const LIMIT: usize = 1024 * 1024;
+    let upstream = MockUpstream::start(Behaviour::status(200, "ok"));
+    let mut spec = ProxySpec::new(upstream.addr);
+    spec.max_body_bytes = LIMIT;
+    spec.body_timeout = "10s";
+    let proxy = Proxy::start(spec);
+
+    let at_limit = twilio_request(&body_of(LIMIT));
+    let r = proxy.send(&at_limit);
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    assert!(
+        upstream.requests()[0] == as_forwarded(&at_limit),
+        "forwarded byte for byte"
+    );
+
+    let body = body_of(LIMIT);
+    let r = proxy.send(&chunked(&twilio_request(&body)));
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    let got = upstream.requests().remove(1);
+    assert!(
+        got.ends_with(format!("Content-Length: {LIMIT}\r\n\r\n{body}").as_bytes()),
+        "de-chunked and forwarded with its length"
+    );
+
+    // One byte over, declared: refused on the head, before a byte of the body is read.
+    let over = twilio_request(&body_of(LIMIT + 1));
+    let head_end = over.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let r = proxy.send(&over[..head_end]);
+    assert_refused(&r, 413, "too_large");
+    // One byte over, chunked: found while reading.
+    let r = proxy.send(&chunked(&over));
+    assert_refused(&r, 413, "too_large");
+
+    assert_eq!(
+        upstream.request_count(),
+        2,
+        "nothing over the limit reached the handler"
+    );
+    assert_eq!(proxy.rejections("too_large"), 2.0);
+    assert_eq!(proxy.outcomes("forwarded_2xx"), 2.0);
+}
+
 #[test]
 fn slow_body_is_408_and_short_body_is_400() {
     let upstream = MockUpstream::start(Behaviour::status(200, "ok"));
@@ -364,31 +462,77 @@ fn report_mode_forwards_and_counts_violations() {
     spec.route_extra = "    schema_mode: report".into();
     let proxy = Proxy::start(spec);
     let body = notification().replace("twilio.voice.call", "twilio.voice.sms");
-    let resp = proxy.send(&twilio_request(&body));
-    assert_eq!(resp.status, 200, "{}", resp.text());
-    assert_eq!(upstream.request_count(), 1);
+    assert_delivered(&proxy, &upstream, &twilio_request(&body), 200, "ok");
     assert_eq!(
         proxy.metric(r#"notify_proxy_schema_violations_reported_total{route="notify"}"#),
         1.0
     );
-    // Report mode never relaxes the signature.
-    let resp = proxy.send(&request_with(PATH, &[], &body));
-    assert_eq!(resp.status, 403);
+    // Report mode never relaxes the signature: signed with another token, or signed and
+    // then tampered with, the violating body is refused as any other.
+    let (target, wrong) = sign(&body, "not-the-token");
+    let r = proxy.send(&request_with(
+        &target,
+        &[("X-Twilio-Signature", &wrong)],
+        &body,
+    ));
+    assert_refused(&r, 403, "signature_mismatch");
+    let (target, signature) = sign(&body, TOKEN);
+    let tampered = body.replace("client:bob", "client:eve");
+    let r = proxy.send(&request_with(
+        &target,
+        &[("X-Twilio-Signature", &signature)],
+        &tampered,
+    ));
+    assert_refused(&r, 403, "body_hash_mismatch");
+    assert_eq!(upstream.request_count(), 1, "neither reached the handler");
+    assert_eq!(
+        proxy.metric(r#"notify_proxy_schema_violations_reported_total{route="notify"}"#),
+        1.0,
+        "a refused request is not a reported violation"
+    );
 }
 
+/// `allowed_accounts` admits its accounts only: another account, and a body that names none,
+/// are refused 403 `unknown_account` and never reach the handler. The second route has no
+/// schema, so only the allow-list stands between a body without `twi_account_sid` and the
+/// handler.
 #[test]
-fn account_allow_list_rejects_other_accounts() {
+fn account_allow_list_admits_only_its_accounts_and_no_body_without_one() {
     let upstream = MockUpstream::start(Behaviour::status(200, "ok"));
     let mut spec = ProxySpec::new(upstream.addr);
-    spec.top_extra = "allowed_accounts: [AC00000000000000000000000000000001]".into();
-    let proxy = Proxy::start(spec);
-    let resp = proxy.send(&twilio_request(&notification()));
-    assert_eq!(
-        (resp.status, resp.reason().as_str()),
-        (403, "unknown_account")
+    spec.top_extra = "allowed_accounts: [AC0123456789abcdef0123456789abcdef]".into();
+    spec.route_extra = format!(
+        "  - name: plain\n    public_url: {PLAIN_URL}\n    upstream: handler\n    body: json"
     );
+    let proxy = Proxy::start(spec);
+
+    // A listed account passes, byte for byte.
+    let listed = twilio_request(&notification());
+    let r = proxy.send(&listed);
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    assert_eq!(upstream.requests(), [as_forwarded(&listed)]);
+
+    let other = notification().replace(
+        "AC0123456789abcdef0123456789abcdef",
+        "AC00000000000000000000000000000001",
+    );
+    let mut none: serde_json::Value = serde_json::from_str(&notification()).unwrap();
+    none.as_object_mut().unwrap().remove("twi_account_sid");
+    let none = none.to_string();
+    for (what, raw) in [
+        ("another account", twilio_request(&other)),
+        ("no account", signed_for(PLAIN_URL, &none)),
+        ("another account, no schema", signed_for(PLAIN_URL, &other)),
+    ] {
+        let r = proxy.send(&raw);
+        assert_refused(&r, 403, "unknown_account");
+        assert_eq!(upstream.request_count(), 1, "{what} reached the handler");
+    }
     assert_eq!(proxy.rejections("unknown_account"), 1.0);
-    assert_eq!(upstream.request_count(), 0);
+    assert_eq!(
+        proxy.metric(r#"notify_proxy_rejections_total{reason="unknown_account",route="plain"}"#),
+        2.0
+    );
 }
 
 #[test]
@@ -409,40 +553,21 @@ fn rotation_subaccounts_and_shared_keys_end_to_end() {
 
     // Secondary token during rotation.
     let (target, sig) = sign(&body, "old-token");
-    assert_eq!(
-        proxy
-            .send(&request_with(
-                &target,
-                &[("X-Twilio-Signature", &sig)],
-                &body
-            ))
-            .status,
-        200
-    );
+    let raw = request_with(&target, &[("X-Twilio-Signature", &sig)], &body);
+    assert_delivered(&proxy, &upstream, &raw, 200, "ok");
 
     // A subaccount's notification must be signed with the subaccount's token.
     let sub_body = notification().replace("AC0123456789abcdef0123456789abcdef", sub);
     let (target, sig) = sign(&sub_body, "sub-token");
-    assert_eq!(
-        proxy
-            .send(&request_with(
-                &target,
-                &[("X-Twilio-Signature", &sig)],
-                &sub_body
-            ))
-            .status,
-        200
-    );
+    let raw = request_with(&target, &[("X-Twilio-Signature", &sig)], &sub_body);
+    assert_delivered(&proxy, &upstream, &raw, 200, "ok");
     let (target, sig) = sign(&sub_body, TOKEN);
     let resp = proxy.send(&request_with(
         &target,
         &[("X-Twilio-Signature", &sig)],
         &sub_body,
     ));
-    assert_eq!(
-        (resp.status, resp.reason().as_str()),
-        (403, "signature_mismatch")
-    );
+    assert_refused(&resp, 403, "signature_mismatch");
 
     // SharedKey: HMAC-SHA256 announced by the settings header.
     let body = notification();
@@ -457,19 +582,15 @@ fn rotation_subaccounts_and_shared_keys_end_to_end() {
         "X-Twilio-Webhooks-Signature-Settings",
         "key=sk_1,algorithm=HMAC_SHA256",
     );
-    let resp = proxy.send(&request_with(
-        target,
-        &[("X-Twilio-Signature", &sig), settings],
-        &body,
-    ));
-    assert_eq!(resp.status, 200, "{}", resp.text());
+    let raw = request_with(target, &[("X-Twilio-Signature", &sig), settings], &body);
+    assert_delivered(&proxy, &upstream, &raw, 200, "ok");
     // The same signature without the settings header is checked as HMAC-SHA1 and fails.
     let resp = proxy.send(&request_with(
         target,
         &[("X-Twilio-Signature", &sig)],
         &body,
     ));
-    assert_eq!(resp.status, 403);
+    assert_refused(&resp, 403, "signature_mismatch");
     assert_eq!(upstream.request_count(), 3);
 }
 
@@ -520,7 +641,7 @@ fn keep_alive_connections_carry_many_notifications() {
     for _ in 0..5 {
         writer.write_all(&twilio_request(&notification())).unwrap();
         let resp = harness::read_response(&mut reader).expect("answer on the same connection");
-        assert_eq!(resp.status, 200);
+        assert_eq!((resp.status, resp.text().as_str()), (200, "ok"));
     }
     assert_eq!(upstream.request_count(), 5);
     assert_eq!(proxy.outcomes("forwarded_2xx"), 5.0);
@@ -557,11 +678,11 @@ fn admin_endpoints() {
         ],
         &body,
     );
-    assert_eq!(proxy.send(&raw).status, 200);
+    assert_delivered(&proxy, &upstream, &raw, 200, "ok");
     let tampered = String::from_utf8(raw)
         .unwrap()
         .replace("client:bob", "client:eve");
-    assert_eq!(proxy.send(tampered.as_bytes()).status, 403);
+    assert_refused(&proxy.send(tampered.as_bytes()), 403, "body_hash_mismatch");
     let message_id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["twi_message_id"]
         .as_str()
         .unwrap()
@@ -622,19 +743,17 @@ fn round_robin_skips_a_peer_that_fails_its_health_check() {
     spec.upstream_extra = "    health_check: { interval: 100ms }".into();
     let proxy = Proxy::start(spec);
     // Two failed checks mark the dead peer down.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !proxy.metrics().contains(&format!(
-        "notify_proxy_upstream_peer_healthy{{peer=\"{dead}\",upstream=\"handler\"}} 0"
-    )) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "dead peer {dead} never marked unhealthy:\n{}",
-            proxy.metrics()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually("the dead peer marked unhealthy", || {
+        proxy.metric(&format!(
+            "notify_proxy_upstream_peer_healthy{{peer=\"{dead}\",upstream=\"handler\"}}"
+        )) == 0.0
+    });
     for _ in 0..10 {
-        assert_eq!(proxy.send(&twilio_request(&notification())).status, 200);
+        let r = proxy.send(&twilio_request(&notification()));
+        assert!(
+            r.status == 200 && ["a", "b"].contains(&r.text().as_str()),
+            "{r:?}"
+        );
     }
     assert_eq!(a.request_count() + b.request_count(), 10);
     assert!(
@@ -748,14 +867,8 @@ fn access_log_is_structured_and_never_carries_secrets() {
         200
     );
     assert_eq!(proxy.send(&request_with(&target, &[], &body)).status, 403);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let lines = loop {
-        let lines = proxy.log_lines();
-        if lines.len() >= 2 || std::time::Instant::now() > deadline {
-            break lines;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    eventually("two access lines", || proxy.log_lines().len() >= 2);
+    let lines = proxy.log_lines();
     let records: Vec<serde_json::Value> = lines
         .iter()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))

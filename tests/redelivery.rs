@@ -6,47 +6,10 @@
 mod harness;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use harness::*;
 use twilio_notify_proxy::signature::{sign_json, Algorithm, SigningKey};
-
-fn eventually(what: &str, f: impl FnMut() -> bool) {
-    eventually_within(what, Duration::from_secs(20), f)
-}
-
-/// A proxy whose route buffers after one failed attempt; the worker looks every 50 ms.
-fn buffering_spec(upstream: SocketAddr, store: &Path, buffer_extra: &str) -> ProxySpec {
-    let mut spec = ProxySpec::new(upstream);
-    spec.top_extra = format!(
-        "buffer:\n  path: {}\n  redelivery_interval: 50ms\n  redelivery_backoff: {{ initial: 50ms, max: 100ms }}\n{buffer_extra}",
-        store.display()
-    );
-    spec.route_extra = "    on_exhausted: buffer\n    retry: { max_attempts: 1 }".into();
-    spec.upstream_extra = "    circuit_breaker: { failure_threshold: 1000 }".into();
-    spec
-}
-
-fn redeliveries(proxy: &Proxy, result: &str) -> f64 {
-    proxy.metric(&format!(
-        "notify_proxy_redeliveries_total{{result=\"{result}\",route=\"notify\"}}"
-    ))
-}
-
-fn pending(proxy: &Proxy) -> f64 {
-    proxy.metric(r#"notify_proxy_buffer_messages{table="pending"}"#)
-}
-
-fn buffer_one(proxy: &Proxy, raw: &[u8]) {
-    let r = proxy.send(raw);
-    assert_eq!(
-        (r.status, &r.json()["buffered"]),
-        (200, &serde_json::json!(true)),
-        "{}",
-        r.text()
-    );
-}
 
 /// A 404 (no binding) or another 4xx is the handler's final word: the message is removed, not
 /// retried until its TTL, and counted as `no_binding` / `final_other`.
@@ -64,19 +27,19 @@ fn final_answers_remove_the_message_and_are_counted_by_result() {
         let raw = twilio_request(&notification());
         buffer_one(&proxy, &raw);
         upstream.set_behaviour(Behaviour::status(status, "final"));
-        eventually(result, || redeliveries(&proxy, result) == 1.0);
-        eventually("removed", || pending(&proxy) == 0.0);
+        eventually(result, || proxy.redeliveries(result) == 1.0);
+        eventually("removed", || proxy.pending() == 0.0);
         assert_eq!(upstream.requests().last().unwrap(), &as_forwarded(&raw));
         let seen = upstream.request_count();
-        // Removed means never sent again.
-        std::thread::sleep(Duration::from_millis(300));
+        // Removed means never sent again: the worker's next passes find nothing to send.
+        proxy.wait_passes(3);
         assert_eq!(
             upstream.request_count(),
             seen,
             "{result}: redelivered after a final answer"
         );
     }
-    assert_eq!(redeliveries(&proxy, "delivered"), 0.0);
+    assert_eq!(proxy.redeliveries("delivered"), 0.0);
     assert_eq!(
         proxy.metric(r#"notify_proxy_buffer_messages{table="dead_letter"}"#),
         0.0
@@ -138,16 +101,16 @@ fn worker_sends_only_probes_while_the_circuit_is_open() {
         probes
     );
     assert_eq!(
-        redeliveries(&proxy, "failed"),
+        proxy.redeliveries("failed"),
         probes,
         "only probes were attempted"
     );
-    assert_eq!(pending(&proxy), 1.0);
+    assert_eq!(proxy.pending(), 1.0);
     assert_eq!(proxy.attempts("2xx"), 0.0);
-    // The message waiting behind the open circuit is at least as old as the wait above.
+    // The message waiting behind the open circuit: its age is exported, and grows.
     eventually("oldest age exported", || {
         let age = proxy.metric("notify_proxy_buffer_oldest_age_seconds");
-        (0.5..60.0).contains(&age)
+        (0.2..60.0).contains(&age)
     });
 }
 
@@ -160,11 +123,11 @@ fn a_recovered_handler_gets_the_backlog_within_seconds_whatever_open_for_says() 
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut spec = buffering_spec(addr, &dir.path().join("b.redb"), "");
     // The defaults' pace, and a backoff that would show if the outage earned one.
-    spec.top_extra = format!(
-        "buffer:\n  path: {}\n  redelivery_backoff: {{ initial: 5s, max: 10s }}\n",
-        dir.path().join("b.redb").display()
+    let mut spec = buffering_spec(
+        addr,
+        &dir.path().join("b.redb"),
+        "  redelivery_interval: 250ms\n  redelivery_backoff: { initial: 5s, max: 10s }\n",
     );
     spec.upstream_extra = "    circuit_breaker: { failure_threshold: 2, open_for: 10s }".into();
     let proxy = Proxy::start(spec);
@@ -219,7 +182,7 @@ fn a_recovered_handler_gets_the_backlog_within_seconds_whatever_open_for_says() 
     let r = proxy.send(&twilio_request(&notification()));
     assert_eq!((r.status, r.text().as_str()), (200, "ok"));
     assert_eq!(handler.request_count(), 21);
-    eventually("drained", || pending(&proxy) == 0.0);
+    eventually("drained", || proxy.pending() == 0.0);
 }
 
 /// `redelivery_concurrency: 2`: never more than two redeliveries at the handler at once, and
@@ -241,10 +204,10 @@ fn worker_keeps_to_its_concurrency_limit() {
         delay: Duration::from_millis(200),
     });
     eventually("all five redelivered", || {
-        redeliveries(&proxy, "delivered") == 5.0
+        proxy.redeliveries("delivered") == 5.0
     });
     assert_eq!(upstream.max_in_flight(), 2);
-    assert_eq!(pending(&proxy), 0.0);
+    assert_eq!(proxy.pending(), 0.0);
     assert_eq!(proxy.metric("notify_proxy_buffer_oldest_age_seconds"), 0.0);
 }
 
@@ -261,39 +224,26 @@ fn message_of_a_removed_upstream_group_is_dead_lettered_as_orphaned() {
     let config = std::fs::read_to_string(&first.config_path).unwrap();
     drop(first);
 
-    let (port, admin) = (free_port(), free_port());
+    // The same store under a config whose group is renamed, on new ports.
     let renamed = config
         .replace("  handler:\n", "  renamed:\n")
         .replace("upstream: handler", "upstream: renamed");
-    let renamed = renamed
-        .lines()
-        .map(|l| {
-            if l.starts_with("  - address: 127.0.0.1:") {
-                format!("  - address: 127.0.0.1:{port}")
-            } else if l.starts_with("  address: 127.0.0.1:") {
-                format!("  address: 127.0.0.1:{admin}")
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let path = dir.path().join("renamed.yaml");
-    std::fs::write(&path, renamed).unwrap();
-    let mut child = ChildGuard::spawn(
-        std::process::Command::new(BIN)
-            .args(["run", "--config", path.to_str().unwrap()])
-            .env("TNP_TOKEN", TOKEN)
-            .env("RUST_LOG", "error"),
-    );
-    child.wait_listening(([127, 0, 0, 1], port).into());
-    let admin: SocketAddr = ([127, 0, 0, 1], admin).into();
-    let metric = |sample: &str| -> f64 {
-        let text = http_get(admin, "/metrics").unwrap().text();
-        text.lines()
-            .find_map(|l| l.strip_prefix(sample).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or_else(|| panic!("{sample} not exported"))
-    };
+    let restarted = Proxy::launch(&Launch::run(), |ports| {
+        renamed
+            .lines()
+            .map(|l| {
+                if l.starts_with("  - address: 127.0.0.1:") {
+                    format!("  - address: 127.0.0.1:{}", ports.public)
+                } else if l.starts_with("  address: 127.0.0.1:") {
+                    format!("  address: 127.0.0.1:{}", ports.admin)
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    let metric = |sample: &str| restarted.metric(sample);
     eventually("orphaned dead letter", || {
         metric(r#"notify_proxy_dead_lettered_total{reason="orphaned",route="notify"}"#) == 1.0
     });
@@ -333,17 +283,17 @@ fn an_answer_settles_alike_on_the_live_path_in_the_worker_and_in_replay() {
         upstream.set_behaviour(Behaviour::status(503, "down"));
         buffer_one(&proxy, &twilio_request(&notification()));
         upstream.set_behaviour(Behaviour::status(status, "handler says"));
-        eventually("removed by the worker", || pending(&proxy) == 0.0);
+        eventually("removed by the worker", || proxy.pending() == 0.0);
     }
-    assert_eq!(redeliveries(&proxy, "final_other"), 2.0);
+    assert_eq!(proxy.redeliveries("final_other"), 2.0);
 
     // Worker: a listed 503 keeps the message pending.
     upstream.set_behaviour(Behaviour::status(503, "down"));
     buffer_one(&proxy, &twilio_request(&notification()));
     eventually("a failed redelivery", || {
-        redeliveries(&proxy, "failed") >= 1.0
+        proxy.redeliveries("failed") >= 1.0
     });
-    assert_eq!(pending(&proxy), 1.0);
+    assert_eq!(proxy.pending(), 1.0);
     proxy.kill();
 
     // Replay: 503 keeps it (exit 1), 501 removes it (exit 0), like the worker.
@@ -397,7 +347,7 @@ fn a_backlog_drains_without_waiting_an_interval_between_full_passes() {
         .replace("redelivery_interval: 50ms", "redelivery_interval: 1h");
     let second = Proxy::start(spec);
     eventually("all 30 redelivered", || {
-        redeliveries(&second, "delivered") == 30.0
+        second.redeliveries("delivered") == 30.0
     });
-    assert_eq!(pending(&second), 0.0);
+    assert_eq!(second.pending(), 0.0);
 }

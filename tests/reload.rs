@@ -244,3 +244,145 @@ fn a_reloaded_retry_policy_applies_to_redelivery() {
         1.0
     );
 }
+
+/// README: `trusted_proxies` applies live, from the next request after SIGHUP. Seen in what
+/// the handler is told: an untrusted caller's `X-Forwarded-For` is dropped; once the reload
+/// trusts 127.0.0.1 its list is kept and the peer joins it; trusted no more, dropped again.
+#[test]
+fn a_reload_changing_trusted_proxies_applies_to_the_next_request() {
+    let upstream = MockUpstream::start(Behaviour::status(200, "{}"));
+    let mut spec = ProxySpec::new(upstream.addr);
+    spec.top_extra = "trusted_proxies: [10.0.0.0/8]".into();
+    let proxy = Proxy::start(spec);
+    let told = || {
+        let body = notification();
+        let (target, signature) = sign(&body, TOKEN);
+        let raw = request_with(
+            &target,
+            &[
+                ("X-Twilio-Signature", &signature),
+                ("X-Forwarded-For", "203.0.113.9"),
+            ],
+            &body,
+        );
+        let r = proxy.send(&raw);
+        assert_eq!((r.status, r.text().as_str()), (200, "{}"));
+        forwarded_lines(upstream.requests().last().unwrap())
+    };
+    let untrusted = ["X-Forwarded-For: 127.0.0.1", "X-Forwarded-Proto: http"];
+    assert_eq!(told(), untrusted);
+
+    let original = proxy.config();
+    let trusting = original.replace(
+        "trusted_proxies: [10.0.0.0/8]",
+        "trusted_proxies: [10.0.0.0/8, 127.0.0.1/32]",
+    );
+    assert_ne!(trusting, original);
+    proxy.reload_with(&trusting, "success");
+    assert_eq!(
+        told(),
+        [
+            "X-Forwarded-For: 203.0.113.9, 127.0.0.1",
+            "X-Forwarded-Proto: http"
+        ]
+    );
+
+    proxy.reload_with(&original, "success");
+    assert_eq!(told(), untrusted);
+    assert_eq!(upstream.request_count(), 3);
+}
+
+/// The other keys the README calls live: `limits`, `allowed_accounts`, `routes` (a path) and
+/// `logging.access_log`, each changed under SIGHUP and seen in effect on the next request.
+#[test]
+fn a_reload_applies_limits_allowed_accounts_routes_and_access_log() {
+    let upstream = MockUpstream::start(Behaviour::status(200, "{}"));
+    let mut spec = ProxySpec::new(upstream.addr);
+    spec.capture_stderr = true;
+    spec.env.push(("RUST_LOG".into(), "access=info".into()));
+    let proxy = Proxy::start(spec);
+    let original = proxy.config();
+    let access_lines = || {
+        proxy
+            .log_lines()
+            .iter()
+            .filter(|l| l.contains("access"))
+            .count()
+    };
+    assert_delivered(
+        &proxy,
+        &upstream,
+        &twilio_request(&notification()),
+        200,
+        "{}",
+    );
+    eventually("the access line", || access_lines() == 1);
+
+    // limits: a body limit below the notification's size.
+    let small = original.replace("max_body_bytes: 65536", "max_body_bytes: 100");
+    assert_ne!(small, original);
+    proxy.reload_with(&small, "success");
+    assert_refused(
+        &proxy.send(&twilio_request(&notification())),
+        413,
+        "too_large",
+    );
+
+    // allowed_accounts: another account only.
+    let others = format!("allowed_accounts: [AC00000000000000000000000000000001]\n{original}");
+    proxy.reload_with(&others, "success");
+    assert_refused(
+        &proxy.send(&twilio_request(&notification())),
+        403,
+        "unknown_account",
+    );
+
+    // routes: the path moves (the public URL Twilio signs stays).
+    let moved = original.replace(&format!("path: {PATH}"), "path: /moved");
+    assert_ne!(moved, original);
+    proxy.reload_with(&moved, "success");
+    let r = proxy.send(&twilio_request(&notification()));
+    assert_refused(&r, 404, "unknown_route");
+    let body = notification();
+    let (target, signature) = sign(&body, TOKEN);
+    let raw = request_with(
+        &target.replace(PATH, "/moved"),
+        &[("X-Twilio-Signature", &signature)],
+        &body,
+    );
+    assert_delivered(&proxy, &upstream, &raw, 200, "{}");
+
+    // logging.access_log: off, no access line for the next request.
+    let quiet = format!("logging: {{ access_log: false }}\n{original}");
+    proxy.reload_with(&quiet, "success");
+    let lines = access_lines();
+    assert_delivered(
+        &proxy,
+        &upstream,
+        &twilio_request(&notification()),
+        200,
+        "{}",
+    );
+    // The request's own lines (if any) are written before its answer; give the writer a pass.
+    proxy.reload_with(&original, "success");
+    assert_delivered(
+        &proxy,
+        &upstream,
+        &twilio_request(&notification()),
+        200,
+        "{}",
+    );
+    eventually(
+        "the access line of the request after access_log is on again",
+        || access_lines() > lines,
+    );
+    assert_eq!(
+        access_lines(),
+        lines + 1,
+        "only the request after the second reload was logged"
+    );
+    assert_eq!(
+        proxy.metric(r#"notify_proxy_config_reloads_total{result="success"}"#),
+        5.0
+    );
+}

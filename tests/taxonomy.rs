@@ -149,19 +149,6 @@ const REASONS: [(&str, u16); 19] = [
     ("malformed", 400),
     ("forbidden_header", 400),
 ];
-const ATTEMPT_RESULTS: [&str; 8] = [
-    "2xx",
-    "404_no_binding",
-    "4xx",
-    "5xx",
-    "other_status",
-    "connect_error",
-    "timeout",
-    "protocol_error",
-];
-const REDELIVERY_RESULTS: [&str; 4] = ["delivered", "no_binding", "final_other", "failed"];
-const DEAD_LETTER_REASONS: [&str; 2] = ["expired", "orphaned"];
-
 fn status_of(reason: &str) -> u16 {
     REASONS
         .iter()
@@ -170,49 +157,200 @@ fn status_of(reason: &str) -> u16 {
         .unwrap_or_else(|| panic!("reason {reason} is not documented"))
 }
 
-/// Before any traffic, every series the README promises is exported, at 0.
-fn expect_all_series_at_zero(proxy: &Proxy, routes: &[&str]) {
-    let text = proxy.metrics();
-    let zero = |sample: String| {
-        let value = text
-            .lines()
-            .find_map(|l| l.strip_prefix(&sample).and_then(|v| v.strip_prefix(' ')))
-            .unwrap_or_else(|| panic!("{sample} is not exported before traffic:\n{text}"));
-        assert_eq!(value, "0", "{sample}");
+/// One row of the README's metrics table: the family, its labels, and the label values its
+/// "meaning" column lists (backticked words).
+#[derive(Debug)]
+struct Documented {
+    name: String,
+    labels: Vec<String>,
+    values: Vec<String>,
+    histogram: bool,
+}
+
+/// The rows of a markdown table whose header row starts with `| {first} |`, after `heading`.
+fn table_rows(markdown: &str, heading: &str, first: &str) -> Vec<Vec<String>> {
+    let from = markdown
+        .find(heading)
+        .unwrap_or_else(|| panic!("README has no {heading}"));
+    markdown[from..]
+        .lines()
+        .skip_while(|l| !l.starts_with(&format!("| {first} |")))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            // `\|` is a `|` inside a cell.
+            l.replace("\\|", "\u{0}")
+                .trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().replace('\u{0}', "|"))
+                .collect()
+        })
+        .collect()
+}
+
+/// The backticked words of a table cell that can be label values (or names).
+fn backticked(cell: &str) -> Vec<String> {
+    cell.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|w| {
+            !w.is_empty()
+                && w.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every family the README's metrics table documents, read from the table itself: a family
+/// added there is checked here without a change to this file.
+fn documented_metrics() -> Vec<Documented> {
+    let readme = std::fs::read_to_string(repo_path("README.md")).unwrap();
+    let rows = table_rows(&readme, "## Metrics", "metric");
+    assert!(
+        rows.len() >= 20,
+        "the metrics table was not found: {rows:?}"
+    );
+    rows.iter()
+        .map(|row| Documented {
+            name: backticked(&row[0]).remove(0),
+            labels: backticked(&row[1]),
+            values: backticked(&row[2]),
+            histogram: row[2].contains("histogram"),
+        })
+        .collect()
+}
+
+/// The `error` values of the README's first table of answers (the rejection reasons), plus
+/// `host_not_allowed`, which docs/config.md documents (`allowed_hosts`).
+fn documented_reasons() -> Vec<String> {
+    let readme = std::fs::read_to_string(repo_path("README.md")).unwrap();
+    let mut reasons: Vec<String> = table_rows(&readme, "## What the proxy answers", "status")
+        .iter()
+        .flat_map(|row| backticked(&row[1]))
+        .collect();
+    reasons.push("host_not_allowed".into());
+    reasons
+}
+
+/// One sample line: its name, labels and value.
+type Sample<'a> = (&'a str, Vec<(String, String)>, &'a str);
+
+/// The labels of one sample line (`name{a="x",b="y"} 0`), its value.
+fn parse_sample(line: &str) -> Option<Sample<'_>> {
+    let (series, value) = line.rsplit_once(' ')?;
+    let (name, labels) = match series.split_once('{') {
+        Some((name, rest)) => (name, rest.strip_suffix('}')?),
+        None => (series, ""),
     };
-    for route in routes {
-        for outcome in OUTCOMES {
-            zero(format!(
-                "notify_proxy_requests_total{{outcome=\"{outcome}\",route=\"{route}\"}}"
-            ));
+    let labels = labels
+        .split("\",")
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| {
+            let (k, v) = l.split_once("=\"")?;
+            Some((k.to_owned(), v.trim_end_matches('"').to_owned()))
+        })
+        .collect();
+    Some((name, labels, value))
+}
+
+/// Before any traffic, every series the README's metrics table promises is exported, at its
+/// starting value: 0, except the three that are always 1 (`build_info`, `config_info`, and
+/// `upstream_peer_healthy` without a health check). The label values are the ones the table
+/// lists, the rejection reasons of the table of answers, the config's routes and group;
+/// `peer`, `version` and `hash` may be anything. Also the counters docs/config.md names.
+fn expect_all_series_at_zero(proxy: &Proxy, routes: &[&str]) {
+    eventually("config_info (exported once SIGHUP is handled)", || {
+        proxy.metrics().contains("notify_proxy_config_info{")
+    });
+    let text = proxy.metrics();
+    let samples: Vec<_> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(parse_sample)
+        .collect();
+    let reasons = documented_reasons();
+    assert!(reasons.len() >= 19, "{reasons:?}");
+    let mut checked = 0;
+    for family in documented_metrics() {
+        let name = if family.histogram {
+            format!("{}_count", family.name)
+        } else {
+            family.name.clone()
+        };
+        let start = match family.name.as_str() {
+            "notify_proxy_build_info"
+            | "notify_proxy_config_info"
+            | "notify_proxy_upstream_peer_healthy" => "1",
+            _ => "0",
+        };
+        // Each label's values: the fixed sets, from the docs and the config.
+        let mut sets: Vec<(String, Vec<String>)> = Vec::new();
+        for label in &family.labels {
+            let values: Vec<String> = match label.as_str() {
+                "route" => routes.iter().map(|r| r.to_string()).collect(),
+                "upstream" => vec!["handler".into()],
+                "reason" if family.name == "notify_proxy_rejections_total" => reasons.clone(),
+                "peer" | "version" | "hash" => continue,
+                _ => {
+                    assert!(
+                        !family.values.is_empty(),
+                        "{}: the README lists no values of `{label}`",
+                        family.name
+                    );
+                    family.values.clone()
+                }
+            };
+            sets.push((label.clone(), values));
         }
-        for (reason, _) in REASONS.iter().filter(|(r, _)| !r.is_empty()) {
-            zero(format!(
-                "notify_proxy_rejections_total{{reason=\"{reason}\",route=\"{route}\"}}"
-            ));
+        // Every combination of them.
+        let mut combos: Vec<Vec<(String, String)>> = vec![vec![]];
+        for (label, values) in &sets {
+            combos = combos
+                .iter()
+                .flat_map(|c| {
+                    values.iter().map(move |v| {
+                        let mut c = c.clone();
+                        c.push((label.clone(), v.clone()));
+                        c
+                    })
+                })
+                .collect();
         }
-        for result in REDELIVERY_RESULTS {
-            zero(format!(
-                "notify_proxy_redeliveries_total{{result=\"{result}\",route=\"{route}\"}}"
-            ));
+        for combo in combos {
+            let found = samples.iter().find(|(n, labels, _)| {
+                *n == name
+                    && labels.len() == family.labels.len()
+                    && combo.iter().all(|pair| labels.contains(pair))
+            });
+            let Some((_, _, value)) = found else {
+                panic!("{name} {combo:?} is not exported before traffic:\n{text}");
+            };
+            assert_eq!(*value, start, "{name} {combo:?} at start");
+            checked += 1;
         }
-        for reason in DEAD_LETTER_REASONS {
-            zero(format!(
-                "notify_proxy_dead_lettered_total{{reason=\"{reason}\",route=\"{route}\"}}"
-            ));
-        }
-        zero(format!("notify_proxy_retries_total{{route=\"{route}\"}}"));
     }
-    for result in ATTEMPT_RESULTS {
-        zero(format!(
-            "notify_proxy_upstream_attempts_total{{result=\"{result}\",upstream=\"handler\"}}"
-        ));
+    // The unmatched route carries only `rejected`, and the reasons a request without a route
+    // can have.
+    for sample in [
+        r#"notify_proxy_requests_total{outcome="rejected",route="unmatched"}"#,
+        r#"notify_proxy_rejections_total{reason="unknown_route",route="unmatched"}"#,
+        r#"notify_proxy_rejections_total{reason="malformed",route="unmatched"}"#,
+    ] {
+        assert_eq!(proxy.metric(sample), 0.0, "{sample}");
     }
-    for table in ["pending", "dead_letter"] {
-        zero(format!("notify_proxy_buffer_messages{{table=\"{table}\"}}"));
+    assert!(
+        !text.contains(r#"outcome="forwarded_2xx",route="unmatched""#),
+        "route=\"unmatched\" carries only rejected"
+    );
+    // The counters docs/config.md names beside the table.
+    for counter in [
+        "notify_proxy_connections_refused_total",
+        "notify_proxy_dedupe_unavailable_total",
+    ] {
+        assert_eq!(proxy.metric(counter), 0.0, "{counter}");
     }
-    zero("notify_proxy_buffer_oldest_age_seconds".into());
-    zero("notify_proxy_log_lines_dropped_total".into());
+    assert!(checked >= 100, "only {checked} series checked");
 }
 
 #[test]

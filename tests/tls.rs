@@ -36,67 +36,42 @@ fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf
     (cert_path, key_path)
 }
 
+/// The proxy on a TLS listener: it verifies the https public URL as on a plain one, and tells
+/// the handler the client came over https (`X-Forwarded-Proto: https`); every other byte is
+/// the client's.
 #[test]
-fn tls_listener_verifies_and_forwards() {
+fn tls_listener_verifies_forwards_and_tells_the_handler_https() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = self_signed(dir.path());
     let upstream = MockUpstream::start(Behaviour::status(200, "ok over tls"));
-    let proxy = Proxy::start(ProxySpec::new(upstream.addr));
-    // Same config, plus a TLS listener on another port.
-    let tls_port = free_port();
-    let text = std::fs::read_to_string(&proxy.config_path).unwrap();
-    let with_tls = text.replacen(
-        "listeners:\n",
-        &format!(
-            "listeners:\n  - address: 127.0.0.1:{tls_port}\n    tls: {{ cert_file: {}, key_file: {} }}\n",
-            cert.display(),
-            key.display()
-        ),
-        1,
-    );
-    drop(proxy);
-    let config = dir.path().join("tls.yaml");
-    std::fs::write(&config, with_tls).unwrap();
-    let mut child = ChildGuard::spawn(
-        std::process::Command::new(BIN)
-            .args(["run", "--config", config.to_str().unwrap()])
-            .env("TNP_TOKEN", TOKEN)
-            .env("RUST_LOG", "error"),
-    );
-    child.wait_listening(([127, 0, 0, 1], tls_port).into());
+    let mut spec = ProxySpec::new(upstream.addr);
+    spec.tls = Some(self_signed(dir.path()));
+    let proxy = Proxy::start(spec);
 
     let mut builder = SslConnector::builder(SslMethod::tls_client()).unwrap();
     builder.set_verify(SslVerifyMode::NONE); // self-signed
     let connector = builder.build();
-    let tcp = TcpStream::connect(("127.0.0.1", tls_port)).unwrap();
-    let mut tls = connector.connect("127.0.0.1", tcp).unwrap();
-    tls.write_all(&twilio_request(&notification())).unwrap();
-    let resp = {
-        // read_response wants a BufReader<TcpStream>; read the TLS stream by hand instead.
-        let mut reader = BufReader::new(tls);
-        read_tls_response(&mut reader)
+    let send = |raw: &[u8]| {
+        let tcp = TcpStream::connect(proxy.addr).unwrap();
+        let mut tls = connector.connect("127.0.0.1", tcp).unwrap();
+        tls.write_all(raw).unwrap();
+        read_response(&mut BufReader::new(tls)).expect("an answer over TLS")
     };
-    drop(child);
-    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
-    assert!(resp.ends_with("ok over tls"), "{resp}");
-    assert_eq!(upstream.request_count(), 1);
-}
+    let raw = twilio_request(&notification());
+    let r = send(&raw);
+    assert_eq!((r.status, r.text().as_str()), (200, "ok over tls"));
+    assert_eq!(r.header("X-Handler"), Some("mock"));
+    let received = upstream.requests();
+    assert_eq!(
+        String::from_utf8_lossy(&received[0]),
+        String::from_utf8_lossy(&as_forwarded_over(&raw, "https")),
+        "the client's bytes, and X-Forwarded-Proto: https"
+    );
 
-fn read_tls_response<R: std::io::BufRead>(reader: &mut R) -> String {
-    let mut head = String::new();
-    let mut length = 0;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap();
-        }
-        head.push_str(&line);
-        if line == "\r\n" {
-            break;
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).unwrap();
-    head + &String::from_utf8_lossy(&body)
+    // A tampered body is refused over TLS as over plain TCP.
+    let tampered = String::from_utf8(twilio_request(&notification()))
+        .unwrap()
+        .replace("client:bob", "client:eve");
+    let r = send(tampered.as_bytes());
+    assert_refused(&r, 403, "body_hash_mismatch");
+    assert_eq!(upstream.request_count(), 1);
 }

@@ -8,10 +8,9 @@
 
 mod harness;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -22,23 +21,10 @@ use harness::*;
 /// Hand-off ids start here (see `buffer::handoff::HANDOFF_ID_BASE`).
 const HANDOFF_ID_BASE: u64 = 1 << 52;
 
-struct Setup {
-    config: PathBuf,
-    store: PathBuf,
-    upgrade_sock: PathBuf,
-    addr: SocketAddr,
-    admin: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-fn setup(handler: SocketAddr) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let (port, admin_port) = (free_port(), free_port());
-    let store = dir.path().join("buffer.redb");
-    let upgrade_sock = dir.path().join("upgrade.sock");
-    // One attempt, then buffer; the worker looks every 50 ms. The breaker never opens, so the
-    // worker retries as soon as the handler is back.
-    let yaml = format!(
+/// The config of both processes: one attempt, then buffer; the worker looks every 50 ms. The
+/// breaker never opens, so the worker retries as soon as the handler is back.
+fn config(ports: &Ports, handler: SocketAddr, store: &Path, upgrade_sock: &Path) -> String {
+    format!(
         r#"server:
   threads: 1
   grace_period: 0s
@@ -70,31 +56,22 @@ routes:
     on_exhausted: buffer
     retry: {{ max_attempts: 1 }}
 "#,
+        port = ports.public,
+        admin_port = ports.admin,
         sock = upgrade_sock.display(),
         store = store.display(),
-    );
-    let config = dir.path().join("proxy.yaml");
-    std::fs::write(&config, yaml).unwrap();
-    Setup {
-        config,
-        store,
-        upgrade_sock,
-        addr: format!("127.0.0.1:{port}").parse().unwrap(),
-        admin: format!("127.0.0.1:{admin_port}").parse().unwrap(),
-        _dir: dir,
-    }
+    )
 }
 
-fn spawn(setup: &Setup, upgrade: bool) -> ChildGuard {
+/// The new process: `run --upgrade` on the running one's config. It binds no port (it is
+/// handed the old one's listening sockets), so there is no port to lose and no retry.
+fn spawn_upgrade(old: &Proxy) -> ChildGuard {
     let mut cmd = Command::new(BIN);
-    cmd.args(["run", "--config"])
-        .arg(&setup.config)
+    cmd.args(["run", "--upgrade", "--config"])
+        .arg(&old.config_path)
         .env("TNP_TOKEN", TOKEN)
         .env("RUST_LOG", "error")
         .stdout(Stdio::null());
-    if upgrade {
-        cmd.arg("--upgrade");
-    }
     ChildGuard::spawn(&mut cmd)
 }
 
@@ -109,11 +86,6 @@ fn handoff_files(store: &Path) -> Vec<PathBuf> {
             name.starts_with(&prefix) && name.ends_with(".redb")
         })
         .collect()
-}
-
-fn message_id(body: &[u8]) -> String {
-    let v: serde_json::Value = serde_json::from_slice(body).unwrap();
-    v["twi_message_id"].as_str().unwrap().to_owned()
 }
 
 /// What the sender saw for one notification.
@@ -141,7 +113,7 @@ fn start_sender(
                 (v["buffered"] == true).then(|| v["id"].as_u64()).flatten()
             });
             log.lock().unwrap().push(Sent {
-                message_id: message_id(body.as_bytes()),
+                message_id: message_id(&body),
                 status: answer.map(|r| r.status),
                 buffered_as,
             });
@@ -149,12 +121,6 @@ fn start_sender(
         }
     });
     (handle, sent)
-}
-
-fn wait_exit(child: &mut Child, within: Duration) {
-    eventually_within("the old process to exit", within, || {
-        matches!(child.try_wait(), Ok(Some(_)))
-    });
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -169,12 +135,16 @@ fn upgrade_under_load(back: HandlerBack) {
     // The handler is down (its port refuses) until it "comes back" on the same address.
     let (refusing, handler_addr) = refusing_address();
     let mut refusing = Some(refusing);
-    let setup = setup(handler_addr);
-    let mut old = spawn(&setup, false);
-    old.wait_listening(setup.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("buffer.redb");
+    let upgrade_sock = dir.path().join("upgrade.sock");
+    let mut old = Proxy::launch(&Launch::run(), |ports| {
+        config(ports, handler_addr, &store, &upgrade_sock)
+    });
+    let admin = old.admin;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let (sender, sent) = start_sender(setup.addr, stop.clone());
+    let (sender, sent) = start_sender(old.addr, stop.clone());
     let buffered = |sent: &Mutex<Vec<Sent>>, handoff: bool| {
         sent.lock()
             .unwrap()
@@ -191,17 +161,13 @@ fn upgrade_under_load(back: HandlerBack) {
 
     // The new process finds the main file locked: it buffers into a hand-off file, then waits
     // on the upgrade socket for the old one's listeners.
-    let _new = spawn(&setup, true);
+    let _new = spawn_upgrade(&old);
     eventually_within(
         "a hand-off file and the upgrade socket",
         Duration::from_secs(10),
-        || !handoff_files(&setup.store).is_empty() && setup.upgrade_sock.exists(),
+        || !handoff_files(&store).is_empty() && upgrade_sock.exists(),
     );
-    let quit = Command::new("kill")
-        .args(["-QUIT", &old.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(quit.success());
+    old.signal("QUIT");
 
     // The new process is serving (Pingora lets both accept for 5 s, then the old one drains).
     eventually_within(
@@ -228,21 +194,21 @@ fn upgrade_under_load(back: HandlerBack) {
             "redelivery from the hand-off file",
             Duration::from_secs(10),
             || {
-                let got: Vec<String> = upstream.requests().iter().map(|r| body_id(r)).collect();
+                let got: Vec<String> = upstream.requests().iter().map(message_id).collect();
                 handoff_ids.iter().all(|id| got.contains(id))
             },
         );
         assert!(
-            matches!(old.0.try_wait(), Ok(None)),
+            !old.exited(),
             "the old process exited before the check: the test no longer shows redelivery \
              before adoption"
         );
     }
-    wait_exit(&mut old.0, Duration::from_secs(20));
+    old.wait_exit(Duration::from_secs(20));
     eventually_within(
         "the hand-off file to be adopted",
         Duration::from_secs(10),
-        || handoff_files(&setup.store).is_empty(),
+        || handoff_files(&store).is_empty(),
     );
     // A little more traffic on the new process alone, into the main file.
     let total = sent.lock().unwrap().len();
@@ -271,15 +237,12 @@ fn upgrade_under_load(back: HandlerBack) {
     );
     // Nothing left to redeliver, so no later copy can arrive.
     eventually_within("the buffer to drain", Duration::from_secs(10), || {
-        http_get(setup.admin, "/metrics").is_some_and(|m| {
+        http_get(admin, "/metrics").is_some_and(|m| {
             m.text()
                 .contains("notify_proxy_buffer_messages{table=\"pending\"} 0\n")
         })
     });
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for request in handler.requests() {
-        *seen.entry(body_id(&request)).or_default() += 1;
-    }
+    let seen = handler.deliveries();
     let wrong: Vec<(&str, usize)> = sent
         .iter()
         .map(|s| {
@@ -308,12 +271,6 @@ fn upgrade_under_load(back: HandlerBack) {
         "{} requests: {old_buffered} buffered in the main file, {new_buffered} in the hand-off file",
         sent.len()
     );
-}
-
-/// The `twi_message_id` of a request the handler received.
-fn body_id(request: &[u8]) -> String {
-    let at = request.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    message_id(&request[at..])
 }
 
 #[test]

@@ -64,7 +64,9 @@ fn diff_except(
     skip: &[&str],
     changed: &mut Vec<String>,
 ) {
-    let empty = Value::Null;
+    // A section that is absent is an empty one: adding `logging: { access_log: false }` to a
+    // file without a `logging` section changes `logging.access_log` only.
+    let empty = Value::Mapping(Default::default());
     let (a, b) = (old.unwrap_or(&empty), new.unwrap_or(&empty));
     if !a.is_mapping() || !b.is_mapping() {
         return diff(key, old, new, changed);
@@ -136,6 +138,20 @@ logging: { level: info, access_log: true }
         assert!(changed("access_log: true", "access_log: false").is_empty());
         assert!(changed("logging:", "allowed_accounts: []\nlogging:").is_empty());
         assert!(restart_required(BASE, BASE).is_empty());
+    }
+
+    /// Found by tests/reload.rs: a `logging` section added with `access_log` alone, to a file
+    /// that had none, was refused as a change of `logging`.
+    #[test]
+    fn a_logging_section_added_with_access_log_alone_needs_no_restart() {
+        let without = "routes: []\n";
+        assert!(
+            restart_required(without, "logging: { access_log: false }\nroutes: []\n").is_empty()
+        );
+        assert_eq!(
+            restart_required(without, "logging: { format: json }\nroutes: []\n"),
+            ["logging.format"]
+        );
     }
 
     #[test]

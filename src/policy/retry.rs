@@ -154,6 +154,16 @@ mod tests {
         assert!(Backoff::try_new(ms(0), ms(10), 0.1).is_err());
         assert!(Backoff::try_new(ms(20), ms(10), 0.1).is_err());
         assert!(Backoff::try_new(ms(10), ms(10), 1.5).is_err());
+        assert!(Backoff::try_new(ms(10), ms(10), -0.1).is_err());
+    }
+
+    /// The boundaries are allowed: `max` equal to `initial`, a jitter of exactly 0 or 1.
+    #[test]
+    fn backoff_accepts_its_boundaries() {
+        for jitter in [0.0, 1.0] {
+            let b = Backoff::try_new(ms(10), ms(10), jitter).unwrap();
+            assert_eq!(b.delay(5, 0.0), ms(10), "capped at max = initial");
+        }
     }
 
     #[test]

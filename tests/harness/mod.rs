@@ -37,6 +37,20 @@ pub fn notification() -> String {
     )
 }
 
+/// The `twi_message_id` in a notification body, or in a whole request carrying one (what a
+/// sender sent, or what the handler received).
+pub fn message_id(body_or_request: impl AsRef<[u8]>) -> String {
+    let bytes = body_or_request.as_ref();
+    let body = match bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(end) => &bytes[end + 4..],
+        None => bytes,
+    };
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["twi_message_id"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("no twi_message_id in {}", String::from_utf8_lossy(bytes)))
+}
+
 /// A port nobody listens on now, and that no other test in this process has been given: two
 /// tests probing at once could otherwise both be handed the same port, and one proxy would
 /// answer for the other. Every port the harness binds (mock handlers, refusing addresses, the
@@ -68,7 +82,18 @@ fn bind_free() -> TcpListener {
     panic!("no free port to bind");
 }
 
+/// How long [`eventually`] waits: generous, because CI machines are slow; a wait that holds
+/// returns as soon as it does, so the bound costs nothing when the test passes.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Polls `f` every 20 ms until it holds; fails the test, naming `what`, after [`WAIT`].
+#[track_caller]
+pub fn eventually(what: &str, f: impl FnMut() -> bool) {
+    eventually_within(what, WAIT, f)
+}
+
 /// Polls `f` every 20 ms until it holds; fails the test, naming `what`, after `within`.
+#[track_caller]
 pub fn eventually_within(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
     while !f() {
@@ -219,6 +244,15 @@ impl MockUpstream {
     pub fn request_count(&self) -> usize {
         self.requests.lock().unwrap().len()
     }
+
+    /// The `twi_message_id` of each request received, with how often it came.
+    pub fn deliveries(&self) -> std::collections::HashMap<String, usize> {
+        let mut seen = std::collections::HashMap::new();
+        for request in self.requests() {
+            *seen.entry(message_id(&request)).or_insert(0) += 1;
+        }
+        seen
+    }
 }
 
 fn serve_connection(
@@ -328,8 +362,14 @@ pub struct ProxySpec {
     pub upstream_extra: String,
     pub body_timeout: &'static str,
     pub header_timeout: &'static str,
+    /// `limits.max_body_bytes`.
+    pub max_body_bytes: usize,
     /// Extra keys for the `limits` block (2-space indent), e.g. `  write_timeout: 1s\n`.
     pub limits_extra: String,
+    /// `server.grace_period` (none by default: a stopped test proxy goes at once).
+    pub grace_period: &'static str,
+    /// Certificate and key files: the public listener then speaks HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
     pub env: Vec<(String, String)>,
     /// Collect the proxy's stderr lines (see [`Proxy::log_lines`]) instead of passing them on.
     pub capture_stderr: bool,
@@ -346,53 +386,42 @@ impl ProxySpec {
             upstream_extra: String::new(),
             body_timeout: "1s",
             header_timeout: "10s",
+            max_body_bytes: 65536,
             limits_extra: String::new(),
+            grace_period: "0s",
+            tls: None,
             env: vec![("TNP_TOKEN".into(), TOKEN.into())],
             capture_stderr: false,
         }
     }
-}
 
-pub struct Proxy {
-    pub addr: SocketAddr,
-    pub admin: SocketAddr,
-    pub config_path: PathBuf,
-    log: Arc<Mutex<Vec<String>>>,
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Proxy {
-    pub fn start(spec: ProxySpec) -> Proxy {
-        // A port can be taken between probing and binding; try a few times.
-        for _ in 0..5 {
-            if let Some(p) = Self::try_start(&spec) {
-                return p;
-            }
-        }
-        panic!("proxy did not start (see stderr above)");
-    }
-
-    fn try_start(spec: &ProxySpec) -> Option<Proxy> {
-        let dir = tempfile::tempdir().unwrap();
-        let (port, admin_port) = (free_port(), free_port());
-        let peers = spec
+    /// The config file for a proxy on `ports`.
+    pub fn yaml(&self, ports: &Ports) -> String {
+        let peers = self
             .upstream_peers
             .iter()
             .map(|a| a.to_string())
             .collect::<Vec<_>>()
             .join(", ");
-        let yaml = format!(
+        let tls = match &self.tls {
+            Some((cert, key)) => format!(
+                "    tls: {{ cert_file: {}, key_file: {} }}\n",
+                cert.display(),
+                key.display()
+            ),
+            None => String::new(),
+        };
+        format!(
             r#"server:
   threads: 1
-  grace_period: 0s
+  grace_period: {grace_period}
   graceful_shutdown_timeout: 1s
 listeners:
   - address: 127.0.0.1:{port}
-admin:
+{tls}admin:
   address: 127.0.0.1:{admin_port}
 limits:
-  max_body_bytes: 65536
+  max_body_bytes: {max_body_bytes}
   body_timeout: {body_timeout}
   header_timeout: {header_timeout}
 {limits_extra}
@@ -414,29 +443,164 @@ routes:
     schema: {SCHEMA}
 {route_extra}
 "#,
-            body_timeout = spec.body_timeout,
-            header_timeout = spec.header_timeout,
-            limits_extra = spec.limits_extra,
-            secrets = spec.secrets,
-            top_extra = spec.top_extra,
-            response_timeout = spec.response_timeout,
-            upstream_extra = spec.upstream_extra,
-            route_extra = spec.route_extra,
-        );
+            port = ports.public,
+            admin_port = ports.admin,
+            grace_period = self.grace_period,
+            max_body_bytes = self.max_body_bytes,
+            body_timeout = self.body_timeout,
+            header_timeout = self.header_timeout,
+            limits_extra = self.limits_extra,
+            secrets = self.secrets,
+            top_extra = self.top_extra,
+            response_timeout = self.response_timeout,
+            upstream_extra = self.upstream_extra,
+            route_extra = self.route_extra,
+        )
+    }
+
+    /// How [`Proxy::start`] runs this spec: `run`, with the spec's environment.
+    pub fn launch(&self) -> Launch {
+        let mut launch = Launch::run();
+        launch.env = self.env.clone();
+        launch.capture_stderr = self.capture_stderr;
+        launch
+    }
+}
+
+/// A proxy that buffers into the redb file `store` after one failed attempt (the
+/// shared buffering setup of the end-to-end tests). The worker looks every 50 ms and waits
+/// 50–100 ms between tries of one message; the circuit never opens, so the worker retries as
+/// soon as the handler is back. `buffer_extra`: more keys of the `buffer` block (2-space
+/// indent, ending in a newline).
+pub fn buffering_spec(upstream: SocketAddr, store: &Path, buffer_extra: &str) -> ProxySpec {
+    buffering_spec_on(
+        upstream,
+        &format!("  path: {}\n{buffer_extra}", store.display()),
+    )
+}
+
+/// [`buffering_spec`] on any store: `buffer_lines` are the `buffer` block's keys naming the
+/// store and anything else the test sets (2-space indent, ending in a newline).
+pub fn buffering_spec_on(upstream: SocketAddr, buffer_lines: &str) -> ProxySpec {
+    let mut lines = buffer_lines.to_owned();
+    if !lines.ends_with('\n') {
+        lines.push('\n');
+    }
+    // A key given twice is a YAML error: the test's own `redelivery_*` keys win.
+    for (key, default) in [
+        ("redelivery_interval", "50ms"),
+        ("redelivery_backoff", "{ initial: 50ms, max: 100ms }"),
+    ] {
+        if !lines.contains(&format!("  {key}:")) {
+            lines.push_str(&format!("  {key}: {default}\n"));
+        }
+    }
+    let mut spec = ProxySpec::new(upstream);
+    spec.top_extra = format!("buffer:\n{lines}");
+    spec.route_extra = "    on_exhausted: buffer\n    retry: { max_attempts: 1 }".into();
+    spec.upstream_extra = "    circuit_breaker: { failure_threshold: 1000000 }".into();
+    spec
+}
+
+/// The ports a launched process is given, each from [`free_port`].
+#[derive(Debug, Clone)]
+pub struct Ports {
+    /// The public listener.
+    pub public: u16,
+    /// The admin listener (`/metrics`, `/healthz`).
+    pub admin: u16,
+    /// As many more as [`Launch::extra_ports`] asks for (e.g. the demo's sample handler).
+    pub extra: Vec<u16>,
+}
+
+/// How to run the binary, for the processes a [`ProxySpec`] does not describe (the `demo`
+/// command, the example config, a config a test rewrote). Every process a test starts goes
+/// through [`Proxy::launch`], which retries with new ports when one was taken meanwhile.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// The arguments; `--config FILE` follows them when the process has a config. `{public}`
+    /// is replaced with the public port.
+    pub args: Vec<String>,
+    /// On top of `RUST_LOG=error`.
+    pub env: Vec<(String, String)>,
+    pub capture_stderr: bool,
+    /// Ports besides the public and admin ones; each must accept connections before the start
+    /// counts.
+    pub extra_ports: usize,
+    /// The process has an admin listener: it must answer `/healthz` before the start counts.
+    pub admin: bool,
+    /// The process takes `--config FILE`.
+    pub config: bool,
+}
+
+impl Launch {
+    /// `run --config FILE`, with the test token in `TNP_TOKEN`.
+    pub fn run() -> Self {
+        Launch {
+            args: vec!["run".into()],
+            env: vec![("TNP_TOKEN".into(), TOKEN.into())],
+            capture_stderr: false,
+            extra_ports: 0,
+            admin: true,
+            config: true,
+        }
+    }
+}
+
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub config_path: PathBuf,
+    pub ports: Ports,
+    log: Arc<Mutex<Vec<String>>>,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Proxy {
+    pub fn start(spec: ProxySpec) -> Proxy {
+        Self::launch(&spec.launch(), |ports| spec.yaml(ports))
+    }
+
+    /// Starts the binary as `launch` says, on the config `config` writes for the ports it is
+    /// given. A port can be taken between probing and binding; then it tries again with new
+    /// ports (five times).
+    pub fn launch(launch: &Launch, config: impl Fn(&Ports) -> String) -> Proxy {
+        for _ in 0..5 {
+            if let Some(p) = Self::try_launch(launch, &config) {
+                return p;
+            }
+        }
+        panic!("proxy did not start (see stderr above)");
+    }
+
+    fn try_launch(launch: &Launch, config: &impl Fn(&Ports) -> String) -> Option<Proxy> {
+        let dir = tempfile::tempdir().unwrap();
+        let ports = Ports {
+            public: free_port(),
+            admin: free_port(),
+            extra: (0..launch.extra_ports).map(|_| free_port()).collect(),
+        };
         let config_path = dir.path().join("proxy.yaml");
-        std::fs::write(&config_path, yaml).unwrap();
         let mut cmd = Command::new(BIN);
-        cmd.arg("run")
-            .arg("--config")
-            .arg(&config_path)
-            .env("RUST_LOG", "error")
+        cmd.args(
+            launch
+                .args
+                .iter()
+                .map(|a| a.replace("{public}", &ports.public.to_string())),
+        );
+        if launch.config {
+            std::fs::write(&config_path, config(&ports)).unwrap();
+            cmd.arg("--config").arg(&config_path);
+        }
+        cmd.env("RUST_LOG", "error")
             .stdout(Stdio::null())
-            .stderr(if spec.capture_stderr {
+            .stderr(if launch.capture_stderr {
                 Stdio::piped()
             } else {
                 Stdio::inherit()
             });
-        for (k, v) in &spec.env {
+        for (k, v) in &launch.env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn proxy");
@@ -449,15 +613,19 @@ routes:
                 }
             });
         }
-        let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let at = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let (addr, admin) = (at(ports.public), at(ports.admin));
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
                 return None;
             }
-            let admin_up = http_get(admin, "/healthz").is_some_and(|r| r.status == 200);
-            if admin_up && TcpStream::connect(addr).is_ok() {
+            let admin_up =
+                !launch.admin || http_get(admin, "/healthz").is_some_and(|r| r.status == 200);
+            let listening = std::iter::once(&ports.public)
+                .chain(&ports.extra)
+                .all(|p| TcpStream::connect(at(*p)).is_ok());
+            if admin_up && listening {
                 // A listener that failed to bind ends the process a moment after the admin
                 // listener is up: make sure this one is still ours.
                 thread::sleep(Duration::from_millis(50));
@@ -468,6 +636,7 @@ routes:
                     addr,
                     admin,
                     config_path,
+                    ports,
                     log,
                     child,
                     _dir: dir,
@@ -490,6 +659,7 @@ routes:
     }
 
     /// The value of one sample, e.g. `notify_proxy_rejections_total{reason="schema",route="notify"}`.
+    #[track_caller]
     pub fn metric(&self, sample: &str) -> f64 {
         let text = self.metrics();
         text.lines()
@@ -516,9 +686,69 @@ routes:
         ))
     }
 
+    /// Redelivery attempts on route `notify` that ended with `result`.
+    pub fn redeliveries(&self, result: &str) -> f64 {
+        self.metric(&format!(
+            "notify_proxy_redeliveries_total{{result=\"{result}\",route=\"notify\"}}"
+        ))
+    }
+
+    /// Messages in the buffer's pending table.
+    pub fn pending(&self) -> f64 {
+        self.metric(r#"notify_proxy_buffer_messages{table="pending"}"#)
+    }
+
+    /// Store calls of `operation` so far (`due` is one per redelivery pass).
+    pub fn store_calls(&self, operation: &str) -> f64 {
+        self.metric(&format!(
+            "notify_proxy_buffer_store_duration_seconds_count{{operation=\"{operation}\"}}"
+        ))
+    }
+
+    /// Waits until the redelivery worker has begun `passes` more passes (each asks the store
+    /// for due messages once): whatever it would do with the store as it is now, it has done.
+    #[track_caller]
+    pub fn wait_passes(&self, passes: u32) {
+        let from = self.store_calls("due");
+        eventually(&format!("{passes} more redelivery passes"), || {
+            self.store_calls("due") >= from + f64::from(passes)
+        });
+    }
+
     /// Lines the proxy wrote to stderr so far (with `capture_stderr`).
     pub fn log_lines(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends the signal `name` (`TERM`, `QUIT`, `HUP`) to the process.
+    pub fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -{name} failed");
+    }
+
+    /// Whether the process has exited.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Waits for the process to exit on its own; fails the test after `within`.
+    #[track_caller]
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the process did not exit");
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Sends SIGHUP (live reload) once the proxy handles it: `notify_proxy_config_info` is
@@ -529,15 +759,12 @@ routes:
             Duration::from_secs(10),
             || self.metrics().contains("notify_proxy_config_info{"),
         );
-        let sent = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill -HUP failed");
+        self.signal("HUP");
     }
 
     /// Rewrites the config file, sends SIGHUP and waits until the reload counted `result`
     /// once more.
+    #[track_caller]
     pub fn reload_with(&self, yaml: &str, result: &str) {
         let sample = format!("notify_proxy_config_reloads_total{{result=\"{result}\"}}");
         let before = self.metric(&sample);
@@ -550,18 +777,14 @@ routes:
         );
     }
 
+    /// The config file serving now.
+    pub fn config(&self) -> String {
+        std::fs::read_to_string(&self.config_path).unwrap()
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-
-    /// Sends a signal (`-STOP`, `-CONT`, ...) to the proxy process.
-    pub fn signal(&self, signal: &str) {
-        let sent = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill {signal} failed");
     }
 }
 
@@ -617,7 +840,7 @@ pub fn send_raw(addr: SocketAddr, raw: &[u8]) -> Option<Response> {
     read_response(&mut BufReader::new(stream))
 }
 
-pub fn read_response(reader: &mut BufReader<TcpStream>) -> Option<Response> {
+pub fn read_response(reader: &mut impl BufRead) -> Option<Response> {
     let mut status_line = String::new();
     reader.read_line(&mut status_line).ok()?;
     let status = status_line.split_whitespace().nth(1)?.parse().ok()?;
@@ -718,14 +941,89 @@ pub fn request_with(target: &str, extra: &[(&str, &str)], body: &str) -> Vec<u8>
 /// `raw` as the handler receives it from a harness proxy: the client's bytes exactly, plus what
 /// the proxy says it saw of this (untrusted, plain TCP) client after the header lines.
 pub fn as_forwarded(raw: &[u8]) -> Vec<u8> {
+    as_forwarded_over(raw, "http")
+}
+
+/// [`as_forwarded`] for a client that came over `proto` (`http`, or `https` on a TLS listener).
+pub fn as_forwarded_over(raw: &[u8], proto: &str) -> Vec<u8> {
     let end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .expect("a complete head");
     let mut out = raw[..end + 2].to_vec();
-    out.extend_from_slice(b"X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n");
+    out.extend_from_slice(
+        format!("X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: {proto}\r\n").as_bytes(),
+    );
     out.extend_from_slice(&raw[end + 2..]);
     out
+}
+
+/// The `X-Forwarded-*` lines of a request the handler received, in order.
+pub fn forwarded_lines(raw: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(raw);
+    let head = text.split("\r\n\r\n").next().unwrap();
+    head.lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("x-forwarded-"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Sends `raw` through `proxy` and asserts the handler's answer came back (`status`, `body`)
+/// and the handler's latest request is `raw` byte for byte (plus the proxy's two
+/// `X-Forwarded-*` lines). Returns the answer.
+#[track_caller]
+pub fn assert_delivered(
+    proxy: &Proxy,
+    handler: &MockUpstream,
+    raw: &[u8],
+    status: u16,
+    body: &str,
+) -> Response {
+    let r = proxy.send(raw);
+    assert_eq!((r.status, r.text().as_str()), (status, body), "{r:?}");
+    let received = handler.requests();
+    assert_eq!(
+        received
+            .last()
+            .map(|r| String::from_utf8_lossy(r).into_owned()),
+        Some(String::from_utf8_lossy(&as_forwarded(raw)).into_owned()),
+        "the handler got the request byte for byte"
+    );
+    r
+}
+
+/// Sends `raw` through `proxy` and asserts it was buffered: 200 `{"buffered": true, "id": N}`.
+/// Returns the buffer id.
+#[track_caller]
+pub fn buffer_one(proxy: &Proxy, raw: &[u8]) -> u64 {
+    let r = proxy.send(raw);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.json();
+    assert_eq!(body["buffered"], true, "{body}");
+    body["id"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no buffer id: {body}"))
+}
+
+/// Asserts `r` is an answer the proxy made itself: `status`, `Content-Type: application/json`,
+/// an `X-Request-Id`, and the JSON body `{"request_id", "error": error, "detail"}` with the
+/// same request id and a non-empty fixed detail.
+#[track_caller]
+pub fn assert_refused(r: &Response, status: u16, error: &str) {
+    assert_eq!(
+        (r.status, r.reason().as_str()),
+        (status, error),
+        "{}",
+        r.text()
+    );
+    assert_eq!(r.header("Content-Type"), Some("application/json"), "{r:?}");
+    let id = r.header("X-Request-Id").expect("X-Request-Id").to_owned();
+    let body = r.json();
+    assert_eq!(body["request_id"], id.as_str(), "{body}");
+    assert!(
+        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{body}"
+    );
 }
 
 pub fn repo_path(rel: &str) -> PathBuf {

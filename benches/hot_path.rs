@@ -1,5 +1,5 @@
 //! The per-request validation cost: signature + body hash + JSON parse + schema, as the proxy
-//! runs it (`pipeline::check_request`), and its parts. Target: ≤ 3 µs for the whole check.
+//! runs it (`checks::check_request`), and its parts. Target: ≤ 3 µs for the whole check.
 //!
 //! Run: `cargo bench --bench hot_path`
 
@@ -8,8 +8,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use twilio_notify_proxy::checks::{check_request, Inbound};
 use twilio_notify_proxy::config::{BodyKind, Route, SchemaMode};
-use twilio_notify_proxy::pipeline::{check_request, Inbound};
 use twilio_notify_proxy::schema::{parse_json, NotificationSchema};
 use twilio_notify_proxy::signature::{
     sign_json, verify_body_hash, verify_signature, Algorithm, KeyRing, SignedUrl, SigningKey,

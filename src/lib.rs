@@ -15,7 +15,7 @@
 //! - [`reload`]: SIGHUP: validate the file again, refuse restart-only changes, swap the snapshot.
 //! - [`runtime`]: the reloadable snapshot (routes, keys, limits...) the edge loads per request.
 //! - [`route`]: the routes by path, each with its metrics and upstream.
-//! - [`pipeline`]: the ordered request checks (pure).
+//! - [`checks`]: the ordered request checks, before the flow (pure).
 //! - [`probe`]: the marker of `probe`'s synthetic notifications and what the edge does (pure).
 //! - [`signature`]: Twilio's signing rules and the signed public URL (pure).
 //! - [`schema`]: JSON parsing and JSON Schema validation of the body (pure).
@@ -37,6 +37,7 @@
 pub mod admin;
 pub mod app;
 pub mod buffer;
+pub mod checks;
 pub mod chunked;
 pub mod cli;
 pub mod clock;
@@ -51,7 +52,7 @@ pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod outcome;
-pub mod pipeline;
+
 pub mod policy;
 pub mod probe;
 pub mod redelivery;

@@ -554,7 +554,7 @@ fn buffer_at_once(proxy: &Proxy, n: usize) -> Vec<String> {
             });
         }
     });
-    bodies.iter().map(|b| message_id(b)).collect()
+    bodies.iter().map(message_id).collect()
 }
 
 /// How an instance holding claims stops answering for itself.

@@ -1,5 +1,5 @@
 //! Fuzz target: signed-URL parsing, the port variants, signing and verification, the body hash,
-//! the form suffix, the SharedKey settings header, and the pipeline checks built on them.
+//! the form suffix, the SharedKey settings header, and the request checks built on them.
 //!
 //! Input: NUL-separated fields `kind \0 url \0 secret \0 signature \0 settings \0 body`
 //! (missing fields are empty; `kind` is `json` or `form`). The seeds in `fuzz/seeds/signature/`
@@ -31,7 +31,7 @@ use libfuzzer_sys::fuzz_target;
 use twilio_notify_proxy::config::{BodyKind, Limits, OnExhausted, Route, SchemaMode};
 use twilio_notify_proxy::policy::RetryPolicy;
 use twilio_notify_proxy::outcome::Reason;
-use twilio_notify_proxy::pipeline::{self, Inbound, RequestHead};
+use twilio_notify_proxy::checks::{self, Inbound, RequestHead};
 use twilio_notify_proxy::schema::{self, NotificationSchema};
 use twilio_notify_proxy::signature::{
     body_sha256_hex, form_signing_suffix, sign_json, verify_body_hash, verify_signature, Algorithm,
@@ -149,7 +149,7 @@ fuzz_target!(|data: &[u8]| {
     let key = SigningKey::new(algorithm, secret);
     check_round_trip(&key, &parsed, &params, secret, algorithm);
     check_fuzzed_signature(&key, &parsed, &params, signature);
-    check_pipeline(
+    check_sequence(
         form,
         &parsed,
         secret,
@@ -325,9 +325,9 @@ fn check_head(content_type: &[u8], content_length: &[u8], transfer_encoding: &[u
             transfer_encoding,
             connection: &[],
         };
-        match pipeline::check_head(&route, &limits, &head) {
-            Ok(pipeline::BodyFraming::Length(n)) => assert!(n <= limits.max_body_bytes),
-            Ok(pipeline::BodyFraming::Chunked) => assert!(head.transfer_encoding.is_some()),
+        match checks::check_head(&route, &limits, &head) {
+            Ok(checks::BodyFraming::Length(n)) => assert!(n <= limits.max_body_bytes),
+            Ok(checks::BodyFraming::Chunked) => assert!(head.transfer_encoding.is_some()),
             Err(_) => {}
         }
     }
@@ -335,7 +335,7 @@ fn check_head(content_type: &[u8], content_length: &[u8], transfer_encoding: &[u
 
 /// The whole signature → body hash → JSON → schema sequence, with a fuzzed and a correct
 /// signature.
-fn check_pipeline(
+fn check_sequence(
     form: bool,
     url: &SignedUrl<'_>,
     secret: &[u8],
@@ -373,7 +373,7 @@ fn check_pipeline(
                 signature_settings: settings,
                 body,
             };
-            let verdict = pipeline::check_request(&route, &keys, &none, &inbound);
+            let verdict = checks::check_request(&route, &keys, &none, &inbound);
             match &verdict {
                 Ok(_) if bad_settings => panic!("passed with unparsable settings"),
                 Err(rejection) if bad_settings => {

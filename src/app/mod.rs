@@ -183,7 +183,7 @@ pub fn build_server(
             Some(tls) => {
                 let cert = tls.cert_file.to_string_lossy();
                 let key = tls.key_file.to_string_lossy();
-                // HTTP/1.1 only: Twilio speaks it, and the pipeline forwards HTTP/1 heads verbatim.
+                // HTTP/1.1 only: Twilio speaks it, and the edge forwards HTTP/1 heads verbatim.
                 let settings = TlsSettings::intermediate(&cert, &key)
                     .map_err(|e| anyhow::anyhow!("listener {addr}: TLS cert/key: {e}"))?;
                 public.add_listener(

@@ -20,12 +20,12 @@ use super::head::{Framing, Head};
 use super::read::{read_body, read_head, Body, INITIAL_BUFFER};
 use super::respond::{answer_bytes, lingering_close, write_within, Persistence};
 use super::Edge;
+use crate::checks::{self, Inbound, RequestHead};
 use crate::delivery::{upstream_request, Forwarding};
 use crate::flow::{Accepted, Ending};
 use crate::logging::{bounded, request_id, Echo, REJECTION_DETAILS};
 use crate::metrics::UNMATCHED_ROUTE;
 use crate::outcome::{Outcome, Reason, Rejection};
-use crate::pipeline::{self, Inbound, RequestHead};
 use crate::probe;
 use crate::route::LiveRoute;
 use crate::runtime::Snapshot;
@@ -174,7 +174,7 @@ async fn serve_one<'s>(
             transfer_encoding: head.value(buf, "transfer-encoding"),
             connection: &connection,
         };
-        pipeline::check_head(&route.route, &snap.limits, &request_head)
+        checks::check_head(&route.route, &snap.limits, &request_head)
     };
     let framing = match checked_head {
         Ok(framing) => framing,
@@ -276,13 +276,14 @@ fn prepare(
     };
     let is_probe = head.value(head_bytes, probe::HEADER).is_some();
     let verified =
-        pipeline::check_request(&route.route, &snap.keys, &snap.allowed_accounts, &inbound)
-            .map_err(|mut r| {
+        checks::check_request(&route.route, &snap.keys, &snap.allowed_accounts, &inbound).map_err(
+            |mut r| {
                 if is_probe && r.reason.public() == Reason::SignatureMismatch {
                     r.hint = Some(probe::mismatch_hint(&signed_base(&inbound)));
                 }
                 r
-            })?;
+            },
+        )?;
     match probe::recognise(is_probe, verified.json.as_ref())? {
         Some(probe::Mode::Answer) => return Ok(Prepared::Probe),
         Some(probe::Mode::Through) => {

@@ -5,7 +5,7 @@
 //! Pure and synchronous over a byte slice: no socket, no allocation beyond the small header
 //! index, so the fuzz target and the differential test against httparse drive it directly.
 //! How a body is framed is [`crate::framing`]'s rule, applied here once per head; it never
-//! judges what a header says about the notification (that is [`crate::pipeline`]).
+//! judges what a header says about the notification (that is [`crate::checks`]).
 
 use std::ops::Range;
 

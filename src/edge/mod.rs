@@ -4,7 +4,7 @@
 //! Owns the downstream exchange: the connection cap, reading heads ([`head`]) and bodies (with
 //! [`crate::chunked`] for chunked ones) into one small per-connection buffer, keep-alive and
 //! pipelining by RFC 9112, `100 Continue`, answers in one write within the write timeout, and
-//! closing ([`respond`]). The checks live in [`crate::pipeline`], the signed URL in
+//! closing ([`respond`]). The checks live in [`crate::checks`], the signed URL in
 //! [`crate::signature`], everything after the checks in [`crate::flow`]. It never forwards a
 //! request that failed a check and never logs a signature, token or body.
 //!

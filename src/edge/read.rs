@@ -9,9 +9,9 @@ use tokio::time::Instant as Deadline;
 
 use super::head::{self, Head, HeadError};
 use super::respond::{write_within, CONTINUE};
+use crate::checks::{self, BodyFraming};
 use crate::chunked::{ChunkError, Dechunker};
 use crate::outcome::{Reason, Rejection};
-use crate::pipeline::{self, BodyFraming};
 use crate::runtime::Snapshot;
 
 /// The buffer a connection starts with: a Twilio notification (head and body) fits in it.
@@ -128,7 +128,7 @@ pub(super) async fn read_body(
             loop {
                 match dechunker.feed(buf, &mut body) {
                     Ok(used) => buf.advance(used),
-                    Err(ChunkError::TooLarge(_)) => return Err(pipeline::too_large(limits)),
+                    Err(ChunkError::TooLarge(_)) => return Err(checks::too_large(limits)),
                     Err(e) => {
                         return Err(Rejection::new(
                             Reason::Malformed,

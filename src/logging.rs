@@ -2,7 +2,7 @@
 //!
 //! Owns the global subscriber and its writer. Lines are written by a background thread so a
 //! request never waits on stderr (a synchronous line per request measured −13 % throughput,
-//! DESIGN §7), except in daemon mode, where a thread started before Pingora forks would be lost.
+//! docs/design.md §7), except in daemon mode, where a thread started before Pingora forks would be lost.
 //! The queue to that thread is bounded by bytes ([`QUEUE_BYTES`]): when stderr cannot keep up,
 //! new lines are dropped (whole lines, never cut) and counted in [`dropped_lines`], exported as
 //! `notify_proxy_log_lines_dropped_total`, so a lost access line is visible instead of silent.
@@ -32,7 +32,21 @@ pub const QUEUE_BYTES: usize = 8 * 1024 * 1024;
 /// Most bytes of a request-chosen value (path, method, header) written into a log line.
 pub const ECHO_BYTES: usize = 128;
 
-static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// How many log lines the queue dropped, since it started: a handle shared by the queue that
+/// counts and the metrics that export it (`notify_proxy_log_lines_dropped_total`). The queue
+/// exists before any registry does, so [`init`] hands this out for the wiring to pass on.
+#[derive(Debug, Clone, Default)]
+pub struct DroppedLines(std::sync::Arc<AtomicU64>);
+
+impl DroppedLines {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn add_one(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 /// The queue [`init`] installed, for [`flush`].
 static INSTALLED: OnceLock<std::sync::Weak<Shared>> = OnceLock::new();
@@ -46,19 +60,18 @@ pub fn flush(within: std::time::Duration) {
     }
 }
 
-/// Log lines dropped because the queue was full, since the process started.
-pub fn dropped_lines() -> u64 {
-    DROPPED.load(Ordering::Relaxed)
-}
-
-/// Installs the subscriber. `RUST_LOG`, when set, overrides `config.level`.
-pub fn init(config: &LoggingConfig, daemon: bool) {
+/// Installs the subscriber. `RUST_LOG`, when set, overrides `config.level`. Returns the count
+/// of lines the queue drops (none in daemon mode, which writes stderr directly).
+pub fn init(config: &LoggingConfig, daemon: bool) -> DroppedLines {
     if daemon {
         install(config, std::io::stderr);
+        DroppedLines::default()
     } else {
         let queue = BoundedQueue::start(QUEUE_BYTES, std::io::stderr());
         let _ = INSTALLED.set(std::sync::Arc::downgrade(&queue.shared));
+        let dropped = queue.dropped();
         install(config, queue);
+        dropped
     }
 }
 
@@ -95,6 +108,7 @@ struct Shared {
     sender: mpsc::Sender<Vec<u8>>,
     queued: AtomicUsize,
     limit: usize,
+    dropped: DroppedLines,
 }
 
 impl BoundedQueue {
@@ -106,6 +120,7 @@ impl BoundedQueue {
             sender,
             queued: AtomicUsize::new(0),
             limit,
+            dropped: DroppedLines::default(),
         });
         let weak = std::sync::Arc::downgrade(&shared);
         let spawned = std::thread::Builder::new()
@@ -125,6 +140,11 @@ impl BoundedQueue {
         BoundedQueue { shared }
     }
 
+    /// The count of lines this queue dropped.
+    pub fn dropped(&self) -> DroppedLines {
+        self.shared.dropped.clone()
+    }
+
     /// Waits (at most `within`) until every queued line is written.
     fn flush(&self, within: std::time::Duration) {
         let started = std::time::Instant::now();
@@ -139,7 +159,7 @@ impl BoundedQueue {
         if before.saturating_add(len) > self.shared.limit || self.shared.sender.send(line).is_err()
         {
             self.shared.queued.fetch_sub(len, Ordering::Relaxed);
-            DROPPED.fetch_add(1, Ordering::Relaxed);
+            self.shared.dropped.add_one();
         }
     }
 }
@@ -283,7 +303,7 @@ impl RateLimit {
 
 /// Rejection lines with their detail, per second; past it a rejection is logged without one
 /// (reason, status and request id stay, so counting by log still works).
-pub static REJECTION_DETAILS: RateLimit = RateLimit::new(50);
+pub const REJECTION_DETAILS_PER_SECOND: u64 = 50;
 
 /// A short id unique within this process and unlikely to repeat across processes: a random
 /// per-process prefix and a counter (`3f9c1a2b-1c`). Cheap: one atomic add and a format.
@@ -351,14 +371,14 @@ mod tests {
         let written = Arc::new(Mutex::new(Vec::new()));
         let stall = gate.lock().unwrap();
         let queue = BoundedQueue::start(1000, Stalled(gate.clone(), written.clone()));
-        let before = dropped_lines();
+        let before = queue.dropped().get();
         for _ in 0..50 {
             let mut w = queue.make_writer();
             w.write_all(&[b'x'; 99]).unwrap();
             w.write_all(b"\n").unwrap();
         }
         // The first line may be held by the writer thread, the next ten fill the 1000 bytes.
-        let dropped = dropped_lines() - before;
+        let dropped = queue.dropped().get() - before;
         assert!((38..=40).contains(&dropped), "{dropped}");
         drop(stall);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-// Measured +8–13 % requests/s over the system allocator on this workload (DESIGN §7).
+// Measured +8–13 % requests/s over the system allocator on this workload (docs/design.md §7).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

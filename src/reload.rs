@@ -24,7 +24,7 @@ use crate::delivery::{Deliver, UpstreamGroup};
 use crate::metrics::Metrics;
 use crate::outcome::ReloadResult;
 use crate::route::Routes;
-use crate::runtime::{Runtime, Snapshot};
+use crate::snapshot::{LiveConfig, Snapshot};
 
 /// The first 16 hex digits of the SHA-256 of a config file's text.
 pub fn config_hash(text: &str) -> String {
@@ -40,7 +40,7 @@ pub struct Reloader {
     path: PathBuf,
     /// The text of the config serving now (what the next file is compared with).
     text: Mutex<String>,
-    runtime: Arc<Runtime>,
+    live: Arc<LiveConfig>,
     /// In `config.upstreams` order (by name): they stay, only their peers change.
     groups: Vec<Arc<UpstreamGroup>>,
     metrics: Arc<Metrics>,
@@ -50,14 +50,14 @@ impl Reloader {
     pub fn new(
         path: PathBuf,
         text: String,
-        runtime: Arc<Runtime>,
+        live: Arc<LiveConfig>,
         groups: Vec<Arc<UpstreamGroup>>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Reloader {
             path,
             text: Mutex::new(text),
-            runtime,
+            live,
             groups,
             metrics,
         }
@@ -116,7 +116,7 @@ impl Reloader {
             delivering.push(group.clone() as Arc<dyn Deliver>);
         }
         let routes = Routes::new(&config, &delivering, &self.metrics);
-        self.runtime.swap(Snapshot::new(&config, routes));
+        self.live.swap(Snapshot::new(&config, routes));
         let hash = config_hash(&text);
         self.metrics.set_config_hash(&hash);
         *self.text.lock().unwrap_or_else(|e| e.into_inner()) = text;

@@ -24,11 +24,12 @@ use crate::demo::DemoHandler;
 use crate::edge::{l4_buffers, Edge};
 use crate::flow::Flow;
 use crate::lifecycle::{Draining, GraceWatch};
+use crate::logging::DroppedLines;
 use crate::metrics::Metrics;
 use crate::redelivery::Redeliverer;
 use crate::reload::Reloader;
 use crate::route::Routes;
-use crate::runtime::{Runtime, Snapshot};
+use crate::snapshot::{LiveConfig, Snapshot};
 
 mod stores;
 use stores::Stores;
@@ -87,12 +88,14 @@ impl ProxyServer {
 }
 
 /// Builds the server; the caller runs it (`run_forever`). `text` is the config file as it was
-/// loaded (what a live reload compares the next file with).
+/// loaded (what a live reload compares the next file with); `dropped_lines` is what the log
+/// queue counts (exported with the metrics).
 pub fn build_server(
     config: Config,
     text: String,
     flags: &ProcessFlags,
     demo: Option<DemoOptions>,
+    dropped_lines: DroppedLines,
 ) -> Result<ProxyServer> {
     let mut conf = ServerConf {
         threads: config.server.threads.get(),
@@ -119,7 +122,7 @@ pub fn build_server(
     };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
 
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::new().with_dropped_lines(dropped_lines));
     let mut upstreams = Vec::new();
     for u in &config.upstreams {
         let (lb, membership) = new_balancer(u).with_context(|| format!("upstreams.{}", u.name))?;
@@ -148,7 +151,7 @@ pub fn build_server(
         .map(|u| u.clone() as Arc<dyn Deliver>)
         .collect();
     let routes = Routes::new(&config, &delivering, &metrics);
-    let runtime = Arc::new(Runtime::new(Snapshot::new(&config, routes)));
+    let live = Arc::new(LiveConfig::new(Snapshot::new(&config, routes)));
     if let (Some(b), Some(store)) = (&config.buffer, &store) {
         let groups = upstreams
             .iter()
@@ -159,7 +162,7 @@ pub fn build_server(
         let worker = Redeliverer::new(
             store.clone(),
             groups,
-            runtime.clone(),
+            live.clone(),
             b.redelivery_backoff,
             b.redelivery_interval,
             b.redelivery_concurrency.get(),
@@ -173,7 +176,7 @@ pub fn build_server(
     let dedupe_claims = dedupe.as_ref().map(|d| d.claims.clone());
     let flow = Flow::new(dedupe, store.clone(), store_writable.clone()).with_clock(clock);
     let draining = Draining::default();
-    let edge = Edge::new(runtime.clone(), flow, draining.clone(), metrics.edge());
+    let edge = Edge::new(live.clone(), flow, draining.clone(), metrics.edge());
     let mut public = Service::new("twilio-notify-proxy".to_string(), edge);
     public.threads = Some(config.server.threads.get());
     for l in &config.listeners {
@@ -227,7 +230,7 @@ pub fn build_server(
     let reloader = Reloader::new(
         config.source.clone(),
         text,
-        runtime,
+        live,
         upstreams.clone(),
         metrics.clone(),
     );

@@ -85,7 +85,7 @@ pub fn demo_handler(args: DemoHandlerArgs) -> Result<()> {
 }
 
 fn serve(config: Config, text: String, args: &RunArgs, demo: Option<DemoOptions>) -> Result<()> {
-    crate::logging::init(&config.logging, args.daemon);
+    let dropped_lines = crate::logging::init(&config.logging, args.daemon);
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -100,6 +100,6 @@ fn serve(config: Config, text: String, args: &RunArgs, demo: Option<DemoOptions>
         admin = %config.admin_address,
         "starting"
     );
-    let server = build_server(config, text, &flags, demo)?;
+    let server = build_server(config, text, &flags, demo, dropped_lines)?;
     server.run_forever()
 }

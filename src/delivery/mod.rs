@@ -8,7 +8,7 @@
 //! the body.
 //!
 //! The request head and body leave in one write: the measured difference against header and
-//! body flushed separately is large on loopback (DESIGN §7).
+//! body flushed separately is large on loopback (docs/design.md §7).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -41,11 +41,10 @@ pub use wire::{read_answer, ReadError};
 pub use wire::{upstream_request, Answer};
 
 use crate::config::{flatten_peers, ResolvedPeer, UpstreamConfig};
+use crate::jitter::Jitter;
 use crate::metrics::UpstreamMetrics;
 use crate::outcome::AttemptResult;
-use crate::policy::{
-    jitter_random, settle, CircuitBreaker, ProbeSchedule, RetryPolicy, Settlement,
-};
+use crate::policy::{settle, CircuitBreaker, ProbeSchedule, RetryPolicy, Settlement};
 
 /// Handler answers larger than this are refused: a notification handler answers a few bytes.
 pub const MAX_RESPONSE_BODY: usize = 1024 * 1024;
@@ -96,6 +95,8 @@ pub struct UpstreamGroup {
     connector: TransportConnector,
     metrics: UpstreamMetrics,
     breaker: CircuitBreaker,
+    /// Spreads the live path's retry waits.
+    jitter: Jitter,
 }
 
 impl UpstreamGroup {
@@ -113,7 +114,7 @@ impl UpstreamGroup {
             .map(|a| Arc::new(slot(&config, *a)))
             .collect();
         // Pingora's connector makes the connections (socket options, connect timeouts); reuse
-        // goes through our own pool, which skips a per-release watcher task (DESIGN §7).
+        // goes through our own pool, which skips a per-release watcher task (docs/design.md §7).
         let connector = TransportConnector::new(Some(ConnectorOptions::new(0)));
         // A probe takes at most one attempt's time; one that has not reported by then was lost.
         let schedule = ProbeSchedule::new(
@@ -131,6 +132,7 @@ impl UpstreamGroup {
             connector,
             metrics,
             breaker,
+            jitter: Jitter::new(),
         }
     }
 
@@ -270,7 +272,7 @@ impl UpstreamGroup {
                     last = Failure::Error(e);
                 }
             }
-            match policy.next_attempt(attempts, arrived.elapsed(), jitter_random()) {
+            match policy.next_attempt(attempts, arrived.elapsed(), self.jitter.next()) {
                 Some(wait) => tokio::time::sleep(wait).await,
                 None => break,
             }

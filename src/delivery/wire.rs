@@ -6,7 +6,6 @@
 //! It knows nothing about peers, pools or timeouts.
 
 use bytes::{Buf, Bytes, BytesMut};
-use pingora::http::ResponseHeader;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::forwarded::Forwarding;
@@ -174,28 +173,6 @@ impl Answer {
         out.extend_from_slice(b"\r\n\r\n");
         out.extend_from_slice(&self.body);
         out
-    }
-
-    /// The same answer as a Pingora header, for sessions that are not plain HTTP/1.
-    pub fn response_header(&self) -> ResponseHeader {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut headers);
-        let mut header =
-            ResponseHeader::build(self.status, None).expect("status was parsed before");
-        // The head parsed once already, so it parses again.
-        if resp.parse(&self.raw_head).is_ok() {
-            for h in resp
-                .headers
-                .iter()
-                .filter(|h| !is_hop_by_hop(h.name.as_bytes()))
-            {
-                let _ = header.append_header(h.name.to_string(), h.value);
-            }
-        }
-        header
-            .insert_header(http::header::CONTENT_LENGTH, self.body.len().to_string())
-            .expect("a number is a valid header value");
-        header
     }
 }
 

@@ -23,13 +23,13 @@ use super::Edge;
 use crate::checks::{self, Inbound, RequestHead};
 use crate::delivery::{upstream_request, Forwarding};
 use crate::flow::{Accepted, Ending};
-use crate::logging::{bounded, request_id, Echo, REJECTION_DETAILS};
+use crate::logging::{bounded, request_id, Echo};
 use crate::metrics::UNMATCHED_ROUTE;
 use crate::outcome::{Outcome, Reason, Rejection};
 use crate::probe;
 use crate::route::LiveRoute;
-use crate::runtime::Snapshot;
 use crate::signature::{public_url, RequestOrigin};
+use crate::snapshot::Snapshot;
 
 /// What is known about the connection itself.
 struct Peer {
@@ -58,11 +58,11 @@ pub async fn serve(edge: &Edge, mut stream: Stream, shutdown: &ShutdownWatch) {
     loop {
         // A head (or, on a kept-alive connection, the next one) must arrive within this: either
         // way the connection holds memory and a task. Closed quietly: nothing was asked.
-        let deadline = Deadline::now() + edge.runtime.load().limits.header_timeout;
+        let deadline = Deadline::now() + edge.live.load().limits.header_timeout;
         let head = read_head(&mut stream, &mut buf, deadline).await;
         // Loaded once the head is here (an idle keep-alive connection may have waited across a
         // reload) and held to the end: the whole request sees one configuration.
-        let snap = edge.runtime.load();
+        let snap = edge.live.load();
         let head = match head {
             Ok(Some(head)) => head,
             Ok(None) => return,
@@ -73,7 +73,7 @@ pub async fn serve(edge: &Edge, mut stream: Stream, shutdown: &ShutdownWatch) {
                 snap.routes
                     .unmatched()
                     .record(Outcome::Rejected, Some(Reason::Malformed), 0.0);
-                log_rejection(None, &rejection, &peer, &id);
+                log_rejection(edge, None, &rejection, &peer, &id);
                 let ending = Ending::rejected(&rejection);
                 let bytes = answer_bytes(&ending.reply, false, Persistence::Close, &id);
                 if write_within(&mut stream, &bytes, snap.limits.write_timeout).await {
@@ -156,7 +156,7 @@ async fn serve_one<'s>(
     let Some(route) = snap.routes.find(&target[..path_end]) else {
         let path = Echo(&target[..path_end]);
         let rejection = Rejection::new(Reason::UnknownRoute, format!("no route for path {path}"));
-        log_rejection(None, &rejection, peer, id);
+        log_rejection(edge, None, &rejection, peer, id);
         return (
             None,
             Ending::rejected(&rejection),
@@ -179,7 +179,7 @@ async fn serve_one<'s>(
     let framing = match checked_head {
         Ok(framing) => framing,
         Err(rejection) => {
-            log_rejection(Some(route), &rejection, peer, id);
+            log_rejection(edge, Some(route), &rejection, peer, id);
             return (
                 Some(route),
                 Ending::rejected(&rejection),
@@ -191,7 +191,7 @@ async fn serve_one<'s>(
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {
-            log_rejection(Some(route), &rejection, peer, id);
+            log_rejection(edge, Some(route), &rejection, peer, id);
             return (Some(route), Ending::rejected(&rejection), false);
         }
     };
@@ -213,7 +213,7 @@ async fn serve_one<'s>(
             true,
         ),
         Err(rejection) => {
-            log_rejection(Some(route), &rejection, peer, id);
+            log_rejection(edge, Some(route), &rejection, peer, id);
             (Some(route), Ending::rejected(&rejection), true)
         }
     }
@@ -335,9 +335,15 @@ fn signed_base(inbound: &Inbound<'_>) -> String {
 }
 
 /// Logs a refusal: reason and bounded detail, never the request's secrets, the detail only
-/// within [`REJECTION_DETAILS`]'s rate.
-fn log_rejection(route: Option<&LiveRoute>, rejection: &Rejection, peer: &Peer, request_id: &str) {
-    let detail = if REJECTION_DETAILS.allow() {
+/// within the edge's rate for them.
+fn log_rejection(
+    edge: &Edge,
+    route: Option<&LiveRoute>,
+    rejection: &Rejection,
+    peer: &Peer,
+    request_id: &str,
+) {
+    let detail = if edge.rejection_details.allow() {
         bounded(&rejection.detail)
     } else {
         "(rate-limited)".to_owned()

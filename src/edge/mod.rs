@@ -10,7 +10,7 @@
 //!
 //! Why not Pingora's downstream session: it keeps a 64 KiB buffered stream and a header map per
 //! connection, drops pipelined bytes when its stream is taken, and has no connection cap
-//! (DESIGN §9). Pingora keeps the listeners, TLS, upgrades, services and the upstream connectors.
+//! (docs/design.md §9). Pingora keeps the listeners, TLS, upgrades, services and the upstream connectors.
 
 mod conn;
 pub mod head;
@@ -28,8 +28,9 @@ use pingora::server::ShutdownWatch;
 
 use crate::flow::Flow;
 use crate::lifecycle::Draining;
+use crate::logging::{RateLimit, REJECTION_DETAILS_PER_SECOND};
 use crate::metrics::EdgeMetrics;
-use crate::runtime::Runtime;
+use crate::snapshot::LiveConfig;
 
 /// What Pingora's listener buffers for each connection: nothing on plain TCP (the edge reads
 /// into its own buffer, sized to what arrives), a little under TLS (OpenSSL reads a 5-byte
@@ -39,30 +40,34 @@ pub fn l4_buffers(tls: bool) -> L4BufferSettings {
 }
 
 /// Everything the public listeners need, shared by all connections. What a reload may change
-/// (routes, keys, limits...) lives in the [`Runtime`] snapshot, loaded once per request.
+/// (routes, keys, limits...) lives in the [`LiveConfig`] snapshot, loaded once per request.
 pub struct Edge {
-    runtime: Arc<Runtime>,
+    live: Arc<LiveConfig>,
     flow: Flow,
     /// In the grace period after SIGTERM: answer, but close each connection after its answer,
     /// so clients and load balancers move to another instance.
     draining: Draining,
     open: AtomicUsize,
     metrics: EdgeMetrics,
+    /// Bounds the rejection lines that carry their detail (a flood of bad requests must not
+    /// flood the log); owned here, not a process-wide static, so each edge counts its own.
+    rejection_details: RateLimit,
 }
 
 impl Edge {
     pub fn new(
-        runtime: Arc<Runtime>,
+        live: Arc<LiveConfig>,
         flow: Flow,
         draining: Draining,
         metrics: EdgeMetrics,
     ) -> Self {
         Edge {
-            runtime,
+            live,
             flow,
             draining,
             open: AtomicUsize::new(0),
             metrics,
+            rejection_details: RateLimit::new(REJECTION_DETAILS_PER_SECOND),
         }
     }
 }
@@ -87,7 +92,7 @@ impl ServerApp for Edge {
         let open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
         self.metrics.open.inc();
         let _slot = Slot(self);
-        if open > self.runtime.load().limits.max_connections.get() {
+        if open > self.live.load().limits.max_connections.get() {
             // Closed before a byte is read: the connections already open keep being served, and
             // a client (or load balancer) that is refused can go to another instance.
             self.metrics.refused.inc();

@@ -12,7 +12,7 @@ use super::respond::{write_within, CONTINUE};
 use crate::checks::{self, BodyFraming};
 use crate::chunked::{ChunkError, Dechunker};
 use crate::outcome::{Reason, Rejection};
-use crate::runtime::Snapshot;
+use crate::snapshot::Snapshot;
 
 /// The buffer a connection starts with: a Twilio notification (head and body) fits in it.
 pub(super) const INITIAL_BUFFER: usize = 4096;

@@ -65,6 +65,8 @@ pub struct Metrics {
     store_aborted: IntCounterVec,
     dead_letters_evicted: IntCounter,
     log_lines_dropped: IntCounter,
+    /// What the log queue counts, exported as `log_lines_dropped` at each render.
+    dropped_lines: DroppedLines,
     lease_takeovers: IntCounter,
     claims_lost: IntCounter,
     dedupe_unavailable: IntCounter,
@@ -72,6 +74,7 @@ pub struct Metrics {
 
 mod handles;
 
+use crate::logging::DroppedLines;
 use crate::outcome::ReloadResult;
 pub use handles::{EdgeMetrics, ResolveMetrics, RouteMetrics, StoreMetrics, UpstreamMetrics};
 
@@ -364,17 +367,24 @@ impl Metrics {
             store_aborted,
             dead_letters_evicted,
             log_lines_dropped,
+            dropped_lines: DroppedLines::default(),
             lease_takeovers,
             claims_lost,
             dedupe_unavailable,
         }
     }
 
+    /// Exports the lines `dropped` counts (the queue [`crate::logging::init`] started).
+    pub fn with_dropped_lines(mut self, dropped: DroppedLines) -> Self {
+        self.dropped_lines = dropped;
+        self
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> Vec<u8> {
-        // The log writer counts in a process-wide atomic (it exists before any registry does);
-        // bring the counter up to it. Both only grow, so the difference is never negative.
-        let dropped = crate::logging::dropped_lines();
+        // The log writer counts in its own handle (it exists before any registry does); bring
+        // the counter up to it. Both only grow, so the difference is never negative.
+        let dropped = self.dropped_lines.get();
         self.log_lines_dropped
             .inc_by(dropped.saturating_sub(self.log_lines_dropped.get()));
         let mut out = Vec::with_capacity(16 * 1024);

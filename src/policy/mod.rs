@@ -10,7 +10,7 @@ pub mod retry;
 mod settle;
 
 pub use breaker::{Admission, CircuitBreaker, CircuitState, ProbeSchedule, Transition};
-pub use retry::{jitter_random, Backoff, RetryPolicy};
+pub use retry::{Backoff, RetryPolicy};
 pub use settle::{settle, Settlement, StatusClass};
 
 /// The longest the last look of a dedupe claim may take once the copy's wait ran out (its

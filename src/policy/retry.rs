@@ -92,24 +92,6 @@ impl RetryPolicy {
     }
 }
 
-/// A uniform number in `[0, 1)` for jitter. Jitter needs spread, not cryptographic quality:
-/// std's randomly keyed SipHash over a counter gives that without another dependency.
-pub fn jitter_random() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    thread_local! {
-        static STATE: std::collections::hash_map::RandomState = std::collections::hash_map::RandomState::new();
-    }
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let bits = STATE.with(|s| {
-        let mut h = s.build_hasher();
-        h.write_u64(n);
-        h.finish()
-    });
-    (bits >> 11) as f64 / (1u64 << 53) as f64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,8 +118,9 @@ mod tests {
         assert_eq!(b.delay(5, 0.0), ms(1000), "capped");
         assert_eq!(b.delay(u32::MAX, 0.0), ms(1000), "no overflow");
         // Property: for any random in [0,1), the delay stays in [full·(1-jitter), full].
+        let jitter = crate::jitter::Jitter::new();
         for i in 0..1000 {
-            let r = jitter_random();
+            let r = jitter.next();
             assert!((0.0..1.0).contains(&r));
             let retry = 1 + i % 6;
             let full = b.delay(retry, 0.0);
@@ -177,12 +160,5 @@ mod tests {
             None,
             "the wait would cross the deadline"
         );
-    }
-
-    #[test]
-    fn jitter_spreads() {
-        let samples: Vec<f64> = (0..200).map(|_| jitter_random()).collect();
-        let low = samples.iter().filter(|&&x| x < 0.5).count();
-        assert!((50..150).contains(&low), "{low} of 200 below 0.5");
     }
 }

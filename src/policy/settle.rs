@@ -8,7 +8,7 @@ use super::RetryPolicy;
 
 /// The classes of a handler's status that every rule about answers starts from: what an
 /// answer means here ([`settle`]), its outcome label and its attempt label
-/// (`crate::outcome`) all derive from this one split.
+/// (in the outcome room) all derive from this one split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusClass {
     /// 2xx.

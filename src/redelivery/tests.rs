@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
-use crate::buffer::{NewMessage, RedbStore};
+use std::time::Instant;
+
+use crate::buffer::{BufferedMessage, NewMessage, RedbStore};
 use crate::clock::ManualClock;
 use crate::config::UpstreamConfig;
 use crate::delivery::new_balancer;

@@ -1,6 +1,6 @@
 //! Twilio request signatures: computing and verifying `X-Twilio-Signature`.
 //!
-//! Owns the signing rules (DESIGN §3): the signed string is the public URL followed, for form
+//! Owns the signing rules (docs/design.md §3): the signed string is the public URL followed, for form
 //! bodies, by the sorted parameters; JSON bodies are covered through `bodySHA256` in the query.
 //! Keys are pre-keyed HMAC states, cloned per request, so the secret is hashed once at start.
 //!

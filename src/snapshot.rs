@@ -1,7 +1,7 @@
 //! The part of the configuration that a live reload may change, as one immutable snapshot.
 //!
 //! Owns [`Snapshot`] (routes with their policies and upstream, keys, allowed accounts, trusted
-//! proxies, limits, the access-log switch, the probe identity) and [`Runtime`], the atomic
+//! proxies, limits, the access-log switch, the probe identity) and [`LiveConfig`], the atomic
 //! pointer to the current one. The edge loads the pointer once per request and keeps that
 //! `Arc` until the answer is written, so a request that started before a swap finishes on the
 //! old snapshot and never sees half of each; the redelivery worker loads it per message, for
@@ -52,13 +52,13 @@ impl Snapshot {
 }
 
 /// The current snapshot, swapped as a whole by a reload.
-pub struct Runtime {
+pub struct LiveConfig {
     current: ArcSwap<Snapshot>,
 }
 
-impl Runtime {
+impl LiveConfig {
     pub fn new(snapshot: Snapshot) -> Self {
-        Runtime {
+        LiveConfig {
             current: ArcSwap::from_pointee(snapshot),
         }
     }

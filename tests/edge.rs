@@ -334,3 +334,50 @@ fn connection_cap_holds_with_twice_as_many_connections_attempted() {
     }
     assert_eq!(upstream.request_count(), 2 * CAP);
 }
+
+/// One framing rule (src/framing.rs) decides a request's Content-Length: a list or repeated
+/// lines of one number are that length and the request is served (the handler gets a single
+/// Content-Length); members that disagree are no length at all, refused 400 `malformed` and the
+/// connection closed. Before, `5, 5` was answered 411 by a second parser while `5, 6` got 400.
+#[test]
+fn a_content_length_list_of_one_number_is_served_and_one_that_disagrees_is_refused() {
+    let upstream = MockUpstream::start(Behaviour::status(200, "ok"));
+    let proxy = proxy(&upstream, "");
+    let length_as = |spelling: &dyn Fn(usize) -> String| {
+        let body = notification();
+        let (target, signature) = sign(&body, TOKEN);
+        let raw = String::from_utf8(request_with(
+            &target,
+            &[("X-Twilio-Signature", &signature)],
+            &body,
+        ))
+        .unwrap();
+        let plain = format!("Content-Length: {}\r\n", body.len());
+        raw.replace(&plain, &spelling(body.len())).into_bytes()
+    };
+    for spelling in [
+        &(|n| format!("Content-Length: {n}, {n}\r\n")) as &dyn Fn(usize) -> String,
+        &|n| format!("Content-Length: {n},{n}\r\n"),
+        &|n| format!("Content-Length: {n}\r\nContent-Length: {n}\r\n"),
+    ] {
+        let answer = proxy.send(&length_as(spelling));
+        assert_eq!((answer.status, answer.text().as_str()), (200, "ok"));
+        let received = String::from_utf8(upstream.requests().last().unwrap().clone()).unwrap();
+        assert_eq!(
+            received.matches("Content-Length").count()
+                + received.matches("content-length").count(),
+            1,
+            "one Content-Length forwarded: {received}"
+        );
+    }
+    let served = upstream.request_count();
+    let mut stream = connect(proxy.addr);
+    stream
+        .write_all(&length_as(&|n| format!("Content-Length: {n}, {}\r\n", n + 1)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let answer = read_response(&mut reader).expect("an answer");
+    assert_eq!((answer.status, answer.reason()), (400, "malformed".into()));
+    assert!(closed_by_proxy(&mut stream, Duration::from_secs(5)));
+    assert_eq!(upstream.request_count(), served, "never forwarded");
+}

@@ -364,8 +364,7 @@ fn a_content_length_list_of_one_number_is_served_and_one_that_disagrees_is_refus
         assert_eq!((answer.status, answer.text().as_str()), (200, "ok"));
         let received = String::from_utf8(upstream.requests().last().unwrap().clone()).unwrap();
         assert_eq!(
-            received.matches("Content-Length").count()
-                + received.matches("content-length").count(),
+            received.matches("Content-Length").count() + received.matches("content-length").count(),
             1,
             "one Content-Length forwarded: {received}"
         );
@@ -373,7 +372,9 @@ fn a_content_length_list_of_one_number_is_served_and_one_that_disagrees_is_refus
     let served = upstream.request_count();
     let mut stream = connect(proxy.addr);
     stream
-        .write_all(&length_as(&|n| format!("Content-Length: {n}, {}\r\n", n + 1)))
+        .write_all(&length_as(&|n| {
+            format!("Content-Length: {n}, {}\r\n", n + 1)
+        }))
         .unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let answer = read_response(&mut reader).expect("an answer");

@@ -829,6 +829,12 @@ async def _run(args, n, sc, rnd, workdir, pg):
     for ts in deliveries:
         k = int(ts - t0) if ts >= t0 else -1
         per_second[k] = per_second.get(k, 0) + 1
+    # Of the lost: how many the proxies moved to the dead-letter table (their TTL passed).
+    if pg_counts and "dead_letter" in pg_counts:
+        dead = pg_counts["dead_letter"]
+    else:
+        dead = sum(v for mt in metrics.values() if mt for k, v in mt.items()
+                   if k.startswith("dead_lettered_total"))
     live_out = {"class": live.get("class")}
     if live.get("id") in handler.seen:
         live_out["delivered_s"] = round(handler.seen[live["id"]][0] - t0, 3)
@@ -837,7 +843,7 @@ async def _run(args, n, sc, rnd, workdir, pg):
         "sent": args.messages, "answered": classes, "send_s": round(send_s, 3),
         "first_s": round(deliveries[0] - t0, 3) if deliveries else None,
         "last_s": round(deliveries[-1] - t0, 3) if deliveries else None,
-        "delivered": len(in_bound), "lost": args.messages - len(in_bound),
+        "delivered": len(in_bound), "lost": args.messages - len(in_bound), "dead_lettered": dead,
         "delivered_twice": twice, "extra_copies": copies,
         "ring_window_share": round(ring / args.messages, 4),
         "longest_silence_s": round(max(gaps), 3) if gaps else None,
@@ -867,6 +873,12 @@ def spread(values):
     return f"{fmt_s(med)} ({min(vals):.1f}–{max(vals):.1f})"
 
 
+def lost_cell(rs):
+    lost = sum(r["lost"] for r in rs)
+    dead = sum(r.get("dead_lettered", 0) for r in rs)
+    return f"{lost} ({dead} dead-lettered)" if lost or dead else "0"
+
+
 def live_cell(kind, delivered, rounds):
     """`forwarded`, or `buffered ×2 (reached the handler at 6.7–6.9 s)`."""
     text = kind + (f" ×{len(delivered)}" if rounds > 1 else "")
@@ -875,7 +887,8 @@ def live_cell(kind, delivered, rounds):
     ts = [t for t in delivered if t is not None]
     if not ts:
         return text + " (never delivered)"
-    at = f"{min(ts):.1f}" if min(ts) == max(ts) else f"{min(ts):.1f}–{max(ts):.1f}"
+    lo, hi = f"{min(ts):.1f}", f"{max(ts):.1f}"
+    at = lo if lo == hi else f"{lo}–{hi}"
     return f"{text} (at {at} s)"
 
 
@@ -896,7 +909,7 @@ def summarize(results, args):
             "first": spread([r["first_s"] for r in rs]),
             "last": spread([r["last_s"] for r in rs]),
             "delivered": " / ".join(str(r["delivered"]) for r in rs),
-            "lost": sum(r["lost"] for r in rs),
+            "lost": lost_cell(rs),
             "twice": sum(r["delivered_twice"] for r in rs),
             "ring": (f"{min(shares):.0f} %" if min(shares) == max(shares)
                      else f"{min(shares):.0f}–{max(shares):.0f} %"),
@@ -1008,7 +1021,7 @@ async def main_async(args):
             r["wall_s"] = round(time.monotonic() - t, 1)
             report["results"].append(r)
             log(f"  first {fmt_s(r['first_s'])}, last {fmt_s(r['last_s'])}, delivered "
-                f"{r['delivered']}/{r['sent']}, lost {r['lost']}, twice {r['delivered_twice']}, "
+                f"{r['delivered']}/{r['sent']}, lost {r['lost']} (dead-lettered {r['dead_lettered']}), twice {r['delivered_twice']}, "
                 f"ring {r['ring_window_share'] * 100:.0f} %, longest silence "
                 f"{fmt_s(r['longest_silence_s'])}, live @+1s {r['live_at_1s']}; "
                 f"{r['wall_s']} s")
@@ -1038,6 +1051,8 @@ def main(argv):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
+    # Also when started in the background of a script, where SIGINT is inherited ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     root = None
     try:
         report, table, root = asyncio.run(main_async(args))

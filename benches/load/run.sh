@@ -384,18 +384,23 @@ log "smoke test passed: every target answered 200"
 
 # -------------------------------------------------------------------- wrk ----
 RESULTS=$TMP/results.tsv
-printf 'round\ttarget\trps\tp50_us\tp99_us\trequests\tuser_ticks\tsys_ticks\tupstream_ticks\tload1\n' >"$RESULTS"
+printf 'round\ttarget\trps\tp50_us\tp99_us\trequests\tuser_ticks\tsys_ticks\tupstream_ticks\tload1\trqwait_ns\tduration_us\n' >"$RESULTS"
 
-cpu_ticks() { # pid -> "user system": clock ticks of the process and its children (nginx's workers)
-  local pid=$1 u=0 s=0 p stat f
+cpu_ticks() { # pid -> "user system rqwait": clock ticks of the process and its children (nginx's
+  # workers), and the ns its threads spent runnable but waiting for a CPU (schedstat field 2)
+  local pid=$1 u=0 s=0 w=0 p stat f t sched
   for p in "$pid" $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
     stat=$(<"/proc/$p/stat") 2>/dev/null || continue
     stat=${stat##*) }
     read -r -a f <<<"$stat"
     # After "(comm) ": state is field 3, so utime (14) and stime (15) are f[11] and f[12].
     u=$((u + f[11])) s=$((s + f[12]))
+    for t in /proc/"$p"/task/*/schedstat; do
+      read -r -a sched <"$t" 2>/dev/null || continue
+      w=$((w + sched[1]))
+    done
   done
-  printf '%d %d' "$u" "$s"
+  printf '%d %d %d' "$u" "$s" "$w"
 }
 
 field() { # line key -> value (empty if absent)
@@ -404,10 +409,10 @@ field() { # line key -> value (empty if absent)
 }
 
 run_wrk() { # target duration_s round(0=warm-up)
-  local t=$1 d=$2 round=$3 out line u0 s0 u1 s1 up0 up1 load1
+  local t=$1 d=$2 round=$3 out line u0 s0 u1 s1 up0 up1 load1 w0 w1
   out=$TMP/wrk.$t.r$round.txt
   read -r load1 _ </proc/loadavg
-  read -r u0 s0 <<<"$(cpu_ticks "${PID_OF[$t]}")"
+  read -r u0 s0 w0 <<<"$(cpu_ticks "${PID_OF[$t]}")"
   read -r up0 _ <<<"$(cpu_ticks "$UP_PID" | awk '{print $1 + $2}')"
   BENCH_BODY_FILE=$BODY_FILE BENCH_SIGNATURE=$SIGNATURE BENCH_COUNT_2XX=$COUNT_2XX \
     "$WRK" -t"$THREADS" -c"$CONNECTIONS" -d"${d}s" --latency \
@@ -420,15 +425,15 @@ run_wrk() { # target duration_s round(0=warm-up)
   fi
   WRK_PID=""
   kill -0 "${PID_OF[$t]}" 2>/dev/null || die "$t server process died during the run"
-  read -r u1 s1 <<<"$(cpu_ticks "${PID_OF[$t]}")"
+  read -r u1 s1 w1 <<<"$(cpu_ticks "${PID_OF[$t]}")"
   read -r up1 _ <<<"$(cpu_ticks "$UP_PID" | awk '{print $1 + $2}')"
 
   line=$(grep -m1 '^BENCH_RESULT ' "$out") || {
     cat "$out" >&2
     die "no BENCH_RESULT line in wrk output for $t ($out)"
   }
-  local reqs rps p50 p99 st n2 ce re we to
-  reqs=$(field "$line" requests) rps=$(field "$line" rps)
+  local reqs rps p50 p99 st n2 ce re we to dus
+  reqs=$(field "$line" requests) rps=$(field "$line" rps) dus=$(field "$line" duration_us)
   p50=$(field "$line" p50_us) p99=$(field "$line" p99_us)
   st=$(field "$line" status_errors) n2=$(field "$line" non2xx)
   ce=$(field "$line" connect_errors) re=$(field "$line" read_errors)
@@ -439,9 +444,10 @@ run_wrk() { # target duration_s round(0=warm-up)
 
   local tag="round $round/$ROUNDS"
   ((round > 0)) || tag="warm-up  "
-  printf '[load] %s  %-11s %9.0f req/s  p50 %7.3f ms  p99 %7.3f ms  cpu %5.1f us/req  load %s  (%d requests; >=400: %d; socket errors c/r/w/t: %d/%d/%d/%d)\n' \
+  printf '[load] %s  %-11s %9.0f req/s  p50 %7.3f ms  p99 %7.3f ms  cpu %5.1f us/req  waited %4.1f%%  load %s  (%d requests; >=400: %d; socket errors c/r/w/t: %d/%d/%d/%d)\n' \
     "$tag" "$t" "$rps" "$(awk -v v="$p50" 'BEGIN{print v/1000}')" "$(awk -v v="$p99" 'BEGIN{print v/1000}')" \
-    "$(awk -v c=$((u1 - u0 + s1 - s0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN{print n ? c / hz * 1e6 / n : 0}')" "$load1" \
+    "$(awk -v c=$((u1 - u0 + s1 - s0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN{print n ? c / hz * 1e6 / n : 0}')" \
+    "$(awk -v w=$((w1 - w0)) -v d="$dus" 'BEGIN{print d ? w / 1e3 / d * 100 : 0}')" "$load1" \
     "$reqs" "$st" "$ce" "$re" "$we" "$to"
 
   if ((reqs == 0)); then
@@ -462,8 +468,8 @@ run_wrk() { # target duration_s round(0=warm-up)
     fi
   fi
   if ((round > 0)); then
-    printf '%d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n' "$round" "$t" "$rps" "$p50" "$p99" "$reqs" \
-      $((u1 - u0)) $((s1 - s0)) $((up1 - up0)) "$load1" >>"$RESULTS"
+    printf '%d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%d\t%s\n' "$round" "$t" "$rps" "$p50" "$p99" "$reqs" \
+      $((u1 - u0)) $((s1 - s0)) $((up1 - up0)) "$load1" $((w1 - w0)) "$dus" >>"$RESULTS"
   fi
 }
 
@@ -530,8 +536,9 @@ order = ["direct"] + plain + validating + ([] if skip_proxy else ["proxy"])
 med, cpu = {}, {}
 print("per target: req/s over rounds; p50 and p99 = median over rounds; CPU = user + system time of the target's")
 print("server process(es) from /proc/PID/stat over all measured rounds / requests served (upstream: the handler's)")
+print("waited = time the target's threads were runnable but waiting for a CPU (schedstat), % of wall time")
 print(f"{'target':<12}{'req/s min':>10}{'median':>9}{'max':>9}{'slow/med':>9}{'p50 ms':>8}{'p99 ms':>8}"
-      f"{'user us':>9}{'sys us':>8}{'cpu us':>8}{'upstr us':>9}")
+      f"{'user us':>9}{'sys us':>8}{'cpu us':>8}{'upstr us':>9}{'waited':>8}")
 for t in order:
     rs = [r for r in rows if r["target"] == t]
     rps = [float(r["rps"]) for r in rs]
@@ -541,9 +548,10 @@ for t in order:
     us = lambda k: sum(int(r[k]) for r in rs) / hz * 1e6 / n
     med[t] = (statistics.median(rps), statistics.median(p50), statistics.median(p99), min(rps))
     cpu[t] = (us("user_ticks"), us("sys_ticks"), us("upstream_ticks"))
+    waited = sum(int(r["rqwait_ns"]) for r in rs) / 1e3 / sum(int(r["duration_us"]) for r in rs) * 100
     print(f"{t:<12}{min(rps):>10.0f}{med[t][0]:>9.0f}{max(rps):>9.0f}{min(rps) / med[t][0]:>9.3f}{med[t][1]:>8.3f}"
           f"{med[t][2]:>8.3f}{cpu[t][0]:>9.2f}{cpu[t][1]:>8.2f}{cpu[t][0] + cpu[t][1]:>8.2f}"
-          f"{'-' if t == 'direct' else f'{cpu[t][2]:.2f}':>9}")
+          f"{'-' if t == 'direct' else f'{cpu[t][2]:.2f}':>9}{f'{waited:.1f}%':>8}")
 loads = [float(r["load1"]) for r in rows]
 print(f"1-minute load average at the start of each measured run: min {min(loads):.2f}, median "
       f"{statistics.median(loads):.2f}, max {max(loads):.2f}")

@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# Load benchmark: twilio-notify-proxy vs. plain nginx and HAProxy reverse proxies vs. direct.
+# Load benchmark: twilio-notify-proxy vs. nginx and HAProxy made to validate Twilio's signature,
+# vs. plain nginx and HAProxy reverse proxies, vs. direct.
 #
 # Starts, all on 127.0.0.1 with free ephemeral ports and under one temp dir:
 #   * nginx "upstream"  - stand-in notification handler, answers 200 {"ok":true}
 #   * nginx proxy       - plain reverse proxy to the upstream (a baseline)
 #   * haproxy           - plain reverse proxy to the upstream (the other baseline; nbthread 1)
+#   * nginx-njs         - nginx + njs validating signature, body hash, required fields (1 worker)
+#   * haproxy-val       - HAProxy validating the same with its converters (nbthread 1)
 #   * the proxy         - $BIN run --config <generated yaml>
-# then sends the same pre-signed Twilio client notification with wrk to each
-# target, interleaved over ROUNDS rounds, and prints the medians and ratios.
+# checks that the validating peers (and the proxy) answer a set of good and bad requests correctly
+# (check_peers.py; a peer that fails is not measured: the run stops), then sends the same pre-signed
+# Twilio client notification with wrk to each target, interleaved over ROUNDS rounds, and prints the
+# medians, the spread, CPU per request (from /proc/PID/stat) and the ratios.
 #
 # Usage: benches/load/run.sh            (after: cargo build --release)
-# Knobs (env): BIN ROUNDS DURATION CONNECTIONS THREADS WARMUP SKIP_PROXY
-#              ALLOW_SOCKET_ERRORS COUNT_2XX KEEP_TMP NGINX HAPROXY WRK  (see README.md)
+# Knobs (env): BIN ROUNDS DURATION CONNECTIONS THREADS WARMUP SKIP_PROXY SKIP_VALIDATING
+#              NJS_MODULE CHECK_REQUEST_US ALLOW_SOCKET_ERRORS COUNT_2XX KEEP_TMP NGINX HAPROXY WRK
+#              (see README.md)
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -24,6 +30,11 @@ CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-1}
 WARMUP=${WARMUP:-1}
 SKIP_PROXY=${SKIP_PROXY:-0}
+SKIP_VALIDATING=${SKIP_VALIDATING:-0}
+# ngx_http_js_module.so; found from `nginx -V` (--modules-path) or the usual Debian places if unset.
+NJS_MODULE=${NJS_MODULE:-}
+# The criterion cost of check_request (cargo bench --bench hot_path), to print the CPU budget.
+CHECK_REQUEST_US=${CHECK_REQUEST_US:-}
 ALLOW_SOCKET_ERRORS=${ALLOW_SOCKET_ERRORS:-0}
 COUNT_2XX=${COUNT_2XX:-0}
 KEEP_TMP=${KEEP_TMP:-0}
@@ -41,7 +52,7 @@ BODY='{"twi_account_sid":"AC0123456789abcdef0123456789abcdef","twi_bridge_token"
 
 # Reconstruct the exact command line (with the knobs that were set) for the report.
 CMDLINE=""
-for v in BIN ROUNDS DURATION CONNECTIONS THREADS WARMUP SKIP_PROXY ALLOW_SOCKET_ERRORS COUNT_2XX KEEP_TMP ACCESS_LOG NGINX HAPROXY WRK; do
+for v in BIN ROUNDS DURATION CONNECTIONS THREADS WARMUP SKIP_PROXY SKIP_VALIDATING NJS_MODULE CHECK_REQUEST_US ALLOW_SOCKET_ERRORS COUNT_2XX KEEP_TMP ACCESS_LOG NGINX HAPROXY WRK; do
   if printenv "$v" >/dev/null 2>&1; then
     CMDLINE+="$v=$(printf '%q' "${!v}") "
   fi
@@ -63,11 +74,22 @@ is_uint "$CONNECTIONS" && ((CONNECTIONS >= THREADS)) || die "CONNECTIONS must be
 (($# == 0)) || die "run.sh takes no arguments; use the env knobs (see $SCRIPT_DIR/README.md)"
 
 for tool in "$NGINX" "$HAPROXY" "$WRK" curl python3 sed; do
-  command -v "$tool" >/dev/null 2>&1 || die "required tool not found: $tool (Debian: apt-get install nginx haproxy wrk curl python3)"
+  command -v "$tool" >/dev/null 2>&1 || die "required tool not found: $tool (Debian: apt-get install nginx libnginx-mod-http-js haproxy wrk curl python3)"
 done
-for f in upstream.nginx.conf.tmpl nginx-proxy.conf.tmpl haproxy.cfg.tmpl proxy.yaml.tmpl request.lua; do
+for f in upstream.nginx.conf.tmpl nginx-proxy.conf.tmpl haproxy.cfg.tmpl proxy.yaml.tmpl request.lua \
+  nginx-njs.conf.tmpl twilio_validate.js haproxy-validating.cfg check_peers.py; do
   [[ -f $SCRIPT_DIR/$f ]] || die "missing bench file: $SCRIPT_DIR/$f"
 done
+
+if [[ $SKIP_VALIDATING != 1 && -z $NJS_MODULE ]]; then
+  mods=$("$NGINX" -V 2>&1 | grep -o -- '--modules-path=[^ ]*' | cut -d= -f2 || true)
+  for cand in ${mods:+$mods/ngx_http_js_module.so} /usr/lib/nginx/modules/ngx_http_js_module.so \
+    /usr/lib64/nginx/modules/ngx_http_js_module.so /usr/share/nginx/modules/ngx_http_js_module.so; do
+    if [[ -f $cand ]]; then NJS_MODULE=$cand; break; fi
+  done
+  [[ -n $NJS_MODULE ]] || die "ngx_http_js_module.so not found (Debian: apt-get install libnginx-mod-http-js; or set NJS_MODULE=..., or SKIP_VALIDATING=1)"
+fi
+CLK_TCK=$(getconf CLK_TCK)
 
 if [[ $SKIP_PROXY != 1 ]]; then
   [[ -e $BIN ]] || die "binary not found: $BIN (build it first: cargo build --release, or set BIN=...)"
@@ -77,7 +99,7 @@ fi
 
 # ------------------------------------------------------ temp dir + cleanup ----
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/notify-proxy-load.XXXXXX")
-UP_PID="" NGINX_PID="" HAPROXY_PID="" PROXY_PID="" WRK_PID=""
+UP_PID="" NGINX_PID="" HAPROXY_PID="" PROXY_PID="" WRK_PID="" NJS_PID="" HAVAL_PID=""
 
 stop_pid() { # name pid
   local name=$1 pid=$2 i
@@ -103,10 +125,13 @@ cleanup() {
   stop_pid proxy "$PROXY_PID"
   stop_pid "nginx proxy" "$NGINX_PID"
   stop_pid haproxy "$HAPROXY_PID"
+  stop_pid nginx-njs "$NJS_PID"
+  stop_pid haproxy-val "$HAVAL_PID"
   stop_pid "nginx upstream" "$UP_PID"
   if ((rc != 0)); then
     warn "failed (exit $rc); logs kept in $TMP"
-    for f in "$TMP"/proxy.log "$TMP"/upstream/error.log "$TMP"/nginx/error.log "$TMP"/haproxy/haproxy.log; do
+    for f in "$TMP"/proxy.log "$TMP"/upstream/error.log "$TMP"/nginx/error.log "$TMP"/haproxy/haproxy.log \
+      "$TMP"/nginx-njs/error.log "$TMP"/haproxy-val/haproxy.log "$TMP"/check.log; do
       if [[ -s $f ]]; then
         warn "---- last lines of $f ----"
         tail -n 20 "$f" >&2
@@ -127,7 +152,7 @@ trap 'exit 143' TERM
 PORTS=$(python3 - <<'EOF'
 import socket
 socks = []
-for _ in range(5):
+for _ in range(7):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -136,8 +161,8 @@ for s in socks:
     s.close()
 EOF
 ) || die "could not pick free ports with python3"
-read -r UP_PORT NGINX_PORT PROXY_PORT ADMIN_PORT HAPROXY_PORT <<<"$PORTS"
-[[ -n ${HAPROXY_PORT:-} ]] || die "could not pick free ports (got '$PORTS')"
+read -r UP_PORT NGINX_PORT PROXY_PORT ADMIN_PORT HAPROXY_PORT NJS_PORT HAVAL_PORT <<<"$PORTS"
+[[ -n ${HAVAL_PORT:-} ]] || die "could not pick free ports (got '$PORTS')"
 
 # ------------------------------------------------------------------ nginx ----
 USER_DIRECTIVE=""
@@ -180,12 +205,12 @@ start_nginx() { # name dir template port [extra key=value...]
     cat "$dir/test.log" >&2
     die "$name: nginx config test failed ($dir/nginx.conf)"
   fi
-  "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/stdout.log" 2>&1 &
+  TWILIO_AUTH_TOKEN=$BENCH_TOKEN "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/stdout.log" 2>&1 &
   STARTED_PID=$!
 }
 
 log "temp dir: $TMP"
-log "ports: upstream=$UP_PORT nginx=$NGINX_PORT haproxy=$HAPROXY_PORT proxy=$PROXY_PORT admin=$ADMIN_PORT"
+log "ports: upstream=$UP_PORT nginx=$NGINX_PORT haproxy=$HAPROXY_PORT nginx-njs=$NJS_PORT haproxy-val=$HAVAL_PORT proxy=$PROXY_PORT admin=$ADMIN_PORT"
 
 start_nginx "nginx upstream" "$TMP/upstream" upstream.nginx.conf.tmpl "$UP_PORT"
 UP_PID=$STARTED_PID
@@ -204,6 +229,36 @@ render "$SCRIPT_DIR/haproxy.cfg.tmpl" "$TMP/haproxy/haproxy.cfg" \
 "$HAPROXY" -db -f "$TMP/haproxy/haproxy.cfg" >>"$TMP/haproxy/haproxy.log" 2>&1 &
 HAPROXY_PID=$!
 wait_http haproxy "$HAPROXY_PID" "http://127.0.0.1:$HAPROXY_PORT/" POST >/dev/null
+
+# ----------------------------------------------------- validating peers ----
+if [[ $SKIP_VALIDATING != 1 ]]; then
+  # Correctness first: the same config files, in front of a recording upstream (check_peers.py).
+  # A peer whose numbers count must refuse what it should and forward the rest intact.
+  check_args=(--work "$TMP/check" --token "$BENCH_TOKEN" --nginx "$NGINX" --haproxy "$HAPROXY"
+    --njs-module "$NJS_MODULE" --user-directive "$USER_DIRECTIVE")
+  [[ $SKIP_PROXY == 1 ]] || check_args+=(--proxy "$BIN" --schema "$SCHEMA")
+  log "correctness check: python3 $SCRIPT_DIR/check_peers.py ${check_args[*]}"
+  if ! python3 "$SCRIPT_DIR/check_peers.py" "${check_args[@]}" >"$TMP/check.log" 2>&1; then
+    cat "$TMP/check.log" >&2
+    die "a validating peer (or the proxy) failed the correctness check; its numbers would not count"
+  fi
+  CHECK_SUMMARY=$(grep -E '^[0-9]+ of [0-9]+ passed|^known limitations|^CHECK_RESULT' "$TMP/check.log")
+  sed 's/^/[load]   /' <<<"$CHECK_SUMMARY"
+
+  start_nginx nginx-njs "$TMP/nginx-njs" nginx-njs.conf.tmpl "$NJS_PORT" "UP_PORT=$UP_PORT" \
+    "JSDIR=$SCRIPT_DIR" "NJS_MODULE=$NJS_MODULE"
+  NJS_PID=$STARTED_PID
+  mkdir -p "$TMP/haproxy-val"
+  # haproxy-validating.cfg takes its addresses and key from the environment (used as it is).
+  HAVAL_ENV=(HA_LISTEN="127.0.0.1:$HAVAL_PORT" HA_UPSTREAM="127.0.0.1:$UP_PORT"
+    TWILIO_AUTH_TOKEN_B64="$(printf '%s' "$BENCH_TOKEN" | base64 -w0)")
+  env "${HAVAL_ENV[@]}" "$HAPROXY" -c -q -f "$SCRIPT_DIR/haproxy-validating.cfg" >"$TMP/haproxy-val/haproxy.log" 2>&1 ||
+    { cat "$TMP/haproxy-val/haproxy.log" >&2; die "haproxy-val config check failed"; }
+  env "${HAVAL_ENV[@]}" "$HAPROXY" -db -f "$SCRIPT_DIR/haproxy-validating.cfg" >>"$TMP/haproxy-val/haproxy.log" 2>&1 &
+  HAVAL_PID=$!
+  wait_http nginx-njs "$NJS_PID" "http://127.0.0.1:$NJS_PORT/" POST >/dev/null
+  wait_http haproxy-val "$HAVAL_PID" "http://127.0.0.1:$HAVAL_PORT/" POST >/dev/null
+fi
 
 # ------------------------------------------------------ body + signature ----
 BODY_FILE=$TMP/body.json
@@ -282,12 +337,17 @@ fi
 
 # --------------------------------------------------------------- targets ----
 TARGETS=(direct nginx haproxy)
+[[ $SKIP_VALIDATING == 1 ]] || TARGETS+=(nginx-njs haproxy-val)
 [[ $SKIP_PROXY == 1 ]] || TARGETS+=(proxy)
 declare -A URL PID_OF
 URL[direct]="http://127.0.0.1:$UP_PORT$REQ_PATH"
 URL[nginx]="http://127.0.0.1:$NGINX_PORT$REQ_PATH"
 URL[haproxy]="http://127.0.0.1:$HAPROXY_PORT$REQ_PATH"
 URL[proxy]="http://127.0.0.1:$PROXY_PORT$REQ_PATH"
+URL[nginx-njs]="http://127.0.0.1:$NJS_PORT$REQ_PATH"
+URL[haproxy-val]="http://127.0.0.1:$HAVAL_PORT$REQ_PATH"
+PID_OF[nginx-njs]=$NJS_PID
+PID_OF[haproxy-val]=$HAVAL_PID
 PID_OF[direct]=$UP_PID
 PID_OF[nginx]=$NGINX_PID
 PID_OF[haproxy]=$HAPROXY_PID
@@ -324,7 +384,24 @@ log "smoke test passed: every target answered 200"
 
 # -------------------------------------------------------------------- wrk ----
 RESULTS=$TMP/results.tsv
-printf 'round\ttarget\trps\tp50_us\tp99_us\trequests\n' >"$RESULTS"
+printf 'round\ttarget\trps\tp50_us\tp99_us\trequests\tuser_ticks\tsys_ticks\tupstream_ticks\tload1\trqwait_ns\tduration_us\n' >"$RESULTS"
+
+cpu_ticks() { # pid -> "user system rqwait": clock ticks of the process and its children (nginx's
+  # workers), and the ns its threads spent runnable but waiting for a CPU (schedstat field 2)
+  local pid=$1 u=0 s=0 w=0 p stat f t sched
+  for p in "$pid" $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
+    stat=$(<"/proc/$p/stat") 2>/dev/null || continue
+    stat=${stat##*) }
+    read -r -a f <<<"$stat"
+    # After "(comm) ": state is field 3, so utime (14) and stime (15) are f[11] and f[12].
+    u=$((u + f[11])) s=$((s + f[12]))
+    for t in /proc/"$p"/task/*/schedstat; do
+      read -r -a sched <"$t" 2>/dev/null || continue
+      w=$((w + sched[1]))
+    done
+  done
+  printf '%d %d %d' "$u" "$s" "$w"
+}
 
 field() { # line key -> value (empty if absent)
   local re="(^| )$2=([^ ]+)"
@@ -332,8 +409,11 @@ field() { # line key -> value (empty if absent)
 }
 
 run_wrk() { # target duration_s round(0=warm-up)
-  local t=$1 d=$2 round=$3 out line
+  local t=$1 d=$2 round=$3 out line u0 s0 u1 s1 up0 up1 load1 w0 w1
   out=$TMP/wrk.$t.r$round.txt
+  read -r load1 _ </proc/loadavg
+  read -r u0 s0 w0 <<<"$(cpu_ticks "${PID_OF[$t]}")"
+  read -r up0 _ <<<"$(cpu_ticks "$UP_PID" | awk '{print $1 + $2}')"
   BENCH_BODY_FILE=$BODY_FILE BENCH_SIGNATURE=$SIGNATURE BENCH_COUNT_2XX=$COUNT_2XX \
     "$WRK" -t"$THREADS" -c"$CONNECTIONS" -d"${d}s" --latency \
     -s "$SCRIPT_DIR/request.lua" "${URL[$t]}" >"$out" 2>&1 &
@@ -345,13 +425,15 @@ run_wrk() { # target duration_s round(0=warm-up)
   fi
   WRK_PID=""
   kill -0 "${PID_OF[$t]}" 2>/dev/null || die "$t server process died during the run"
+  read -r u1 s1 w1 <<<"$(cpu_ticks "${PID_OF[$t]}")"
+  read -r up1 _ <<<"$(cpu_ticks "$UP_PID" | awk '{print $1 + $2}')"
 
   line=$(grep -m1 '^BENCH_RESULT ' "$out") || {
     cat "$out" >&2
     die "no BENCH_RESULT line in wrk output for $t ($out)"
   }
-  local reqs rps p50 p99 st n2 ce re we to
-  reqs=$(field "$line" requests) rps=$(field "$line" rps)
+  local reqs rps p50 p99 st n2 ce re we to dus
+  reqs=$(field "$line" requests) rps=$(field "$line" rps) dus=$(field "$line" duration_us)
   p50=$(field "$line" p50_us) p99=$(field "$line" p99_us)
   st=$(field "$line" status_errors) n2=$(field "$line" non2xx)
   ce=$(field "$line" connect_errors) re=$(field "$line" read_errors)
@@ -362,8 +444,10 @@ run_wrk() { # target duration_s round(0=warm-up)
 
   local tag="round $round/$ROUNDS"
   ((round > 0)) || tag="warm-up  "
-  printf '[load] %s  %-6s %10.0f req/s  p50 %8.3f ms  p99 %8.3f ms  (%d requests; >=400: %d; socket errors c/r/w/t: %d/%d/%d/%d)\n' \
+  printf '[load] %s  %-11s %9.0f req/s  p50 %7.3f ms  p99 %7.3f ms  cpu %5.1f us/req  waited %4.1f%%  load %s  (%d requests; >=400: %d; socket errors c/r/w/t: %d/%d/%d/%d)\n' \
     "$tag" "$t" "$rps" "$(awk -v v="$p50" 'BEGIN{print v/1000}')" "$(awk -v v="$p99" 'BEGIN{print v/1000}')" \
+    "$(awk -v c=$((u1 - u0 + s1 - s0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN{print n ? c / hz * 1e6 / n : 0}')" \
+    "$(awk -v w=$((w1 - w0)) -v d="$dus" 'BEGIN{print d ? w / 1e3 / d * 100 : 0}')" "$load1" \
     "$reqs" "$st" "$ce" "$re" "$we" "$to"
 
   if ((reqs == 0)); then
@@ -384,7 +468,8 @@ run_wrk() { # target duration_s round(0=warm-up)
     fi
   fi
   if ((round > 0)); then
-    printf '%d\t%s\t%s\t%s\t%s\t%s\n' "$round" "$t" "$rps" "$p50" "$p99" "$reqs" >>"$RESULTS"
+    printf '%d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%d\t%s\n' "$round" "$t" "$rps" "$p50" "$p99" "$reqs" \
+      $((u1 - u0)) $((s1 - s0)) $((up1 - up0)) "$load1" $((w1 - w0)) "$dus" >>"$RESULTS"
   fi
 }
 
@@ -435,38 +520,68 @@ echo "versions:     $("$NGINX" -v 2>&1 | head -n1); $("$HAPROXY" -v 2>&1 | head 
 echo "targets:      direct = wrk -> nginx upstream (127.0.0.1:$UP_PORT)"
 echo "              nginx  = wrk -> nginx proxy_pass, keepalive 64 -> upstream"
 echo "              haproxy = wrk -> haproxy (nbthread 1, http-reuse always) -> upstream"
+if [[ $SKIP_VALIDATING != 1 ]]; then
+  echo "              nginx-njs = wrk -> nginx + njs (1 worker; signature, body hash, 3 required fields) -> upstream"
+  echo "              haproxy-val = wrk -> haproxy converters (nbthread 1; signature, body hash, 3 fields) -> upstream"
+fi
 [[ $SKIP_PROXY == 1 ]] || echo "              proxy  = wrk -> $BIN (threads: 1) -> upstream"
+[[ $SKIP_VALIDATING == 1 ]] || echo "check:        $(tr '\n' ';' <<<"$CHECK_SUMMARY" | sed 's/;$//; s/;/; /g')"
 echo
-python3 - "$RESULTS" "$SKIP_PROXY" <<'EOF'
+python3 - "$RESULTS" "$SKIP_PROXY" "$SKIP_VALIDATING" "$CLK_TCK" "$CHECK_REQUEST_US" <<'EOF'
 import csv, statistics, sys
-path, skip_proxy = sys.argv[1], sys.argv[2] == "1"
+path, skip_proxy, skip_val, hz, check_us = sys.argv[1], sys.argv[2] == "1", sys.argv[3] == "1", int(sys.argv[4]), sys.argv[5]
 rows = list(csv.DictReader(open(path), delimiter="\t"))
-order = ["direct", "nginx", "haproxy"] + ([] if skip_proxy else ["proxy"])
-med = {}
-print(f"{'target':<8}{'req/s (median)':>16}{'min..max req/s':>22}{'p50 ms':>10}{'p99 ms':>10}{'rounds':>8}")
+plain, validating = ["nginx", "haproxy"], ([] if skip_val else ["nginx-njs", "haproxy-val"])
+order = ["direct"] + plain + validating + ([] if skip_proxy else ["proxy"])
+med, cpu = {}, {}
+print("per target: req/s over rounds; p50 and p99 = median over rounds; CPU = user + system time of the target's")
+print("server process(es) from /proc/PID/stat over all measured rounds / requests served (upstream: the handler's)")
+print("waited = time the target's threads were runnable but waiting for a CPU (schedstat), % of wall time")
+print(f"{'target':<12}{'req/s min':>10}{'median':>9}{'max':>9}{'slow/med':>9}{'p50 ms':>8}{'p99 ms':>8}"
+      f"{'user us':>9}{'sys us':>8}{'cpu us':>8}{'upstr us':>9}{'waited':>8}")
 for t in order:
     rs = [r for r in rows if r["target"] == t]
     rps = [float(r["rps"]) for r in rs]
     p50 = [float(r["p50_us"]) / 1000 for r in rs]
     p99 = [float(r["p99_us"]) / 1000 for r in rs]
-    med[t] = (statistics.median(rps), statistics.median(p50), statistics.median(p99))
-    print(f"{t:<8}{med[t][0]:>16.0f}{f'{min(rps):.0f}..{max(rps):.0f}':>22}{med[t][1]:>10.3f}{med[t][2]:>10.3f}{len(rs):>8}")
+    n = sum(int(r["requests"]) for r in rs)
+    us = lambda k: sum(int(r[k]) for r in rs) / hz * 1e6 / n
+    med[t] = (statistics.median(rps), statistics.median(p50), statistics.median(p99), min(rps))
+    cpu[t] = (us("user_ticks"), us("sys_ticks"), us("upstream_ticks"))
+    waited = sum(int(r["rqwait_ns"]) for r in rs) / 1e3 / sum(int(r["duration_us"]) for r in rs) * 100
+    print(f"{t:<12}{min(rps):>10.0f}{med[t][0]:>9.0f}{max(rps):>9.0f}{min(rps) / med[t][0]:>9.3f}{med[t][1]:>8.3f}"
+          f"{med[t][2]:>8.3f}{cpu[t][0]:>9.2f}{cpu[t][1]:>8.2f}{cpu[t][0] + cpu[t][1]:>8.2f}"
+          f"{'-' if t == 'direct' else f'{cpu[t][2]:.2f}':>9}{f'{waited:.1f}%':>8}")
+loads = [float(r["load1"]) for r in rows]
+print(f"1-minute load average at the start of each measured run: min {min(loads):.2f}, median "
+      f"{statistics.median(loads):.2f}, max {max(loads):.2f}")
 print()
-def ratios(a, b):
+def ratio(a, b, note=""):
     x, y = med[a], med[b]
-    print(f"{a + '/' + b:<14} req/s {x[0] / y[0]:7.3f}   p50 {x[1] / y[1]:7.3f}   p99 {x[2] / y[2]:7.3f}")
-print("ratios of medians (req/s < 1 = fewer requests; latency > 1 = slower):")
+    print(f"  {a + ' / ' + b:<26} req/s {x[0] / y[0]:6.3f}   p50 {x[1] / y[1]:6.3f}   p99 {x[2] / y[2]:6.3f}"
+          f"   cpu/req {(sum(cpu[a][:2])) / sum(cpu[b][:2]):6.3f}{note}")
+print("ratios of medians (req/s < 1 = fewer requests; latency, cpu > 1 = slower, more):")
 if not skip_proxy:
-    ratios("proxy", "nginx")
-    ratios("proxy", "haproxy")
-    # The goal (issue 11): against the better plain proxy, in requests/s and in tail latency.
-    best = max(["nginx", "haproxy"], key=lambda t: med[t][0])
-    low_tail = min(["nginx", "haproxy"], key=lambda t: med[t][2])
-    x = med["proxy"]
-    print(f"{'proxy/best':<14} req/s {x[0] / med[best][0]:7.3f} (vs {best})   p99 {x[2] / med[low_tail][2]:7.3f} (vs {low_tail})")
-    ratios("proxy", "direct")
-ratios("nginx", "direct")
-ratios("haproxy", "direct")
+    if validating:
+        best_val = max(validating, key=lambda t: med[t][0])
+        ratio("proxy", best_val, "   <- the better validating peer (req/s)")
+        for t in validating:
+            if t != best_val:
+                ratio("proxy", t)
+    best_plain = max(plain, key=lambda t: med[t][0])
+    ratio("proxy", best_plain, "   <- the better plain proxy (req/s)")
+    for t in plain:
+        if t != best_plain:
+            ratio("proxy", t)
+    ratio("proxy", "direct")
+for t in plain + validating:
+    ratio(t, "direct")
+if not skip_proxy:
+    d = sum(cpu["proxy"][:2]) - sum(cpu["nginx"][:2])
+    line = f"CPU per request, proxy - plain nginx: {d:+.2f} us"
+    if check_us:
+        line += f" (budget: check_request {float(check_us):.2f} us + 2 us = {float(check_us) + 2:.2f} us)"
+    print(line)
 EOF
 if [[ $SKIP_PROXY != 1 ]]; then
   echo

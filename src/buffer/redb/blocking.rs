@@ -7,7 +7,8 @@ use super::*;
 /// The work behind each [`NotificationStore`] call; each blocks on disk I/O.
 impl RedbStore {
     /// Durably inserts a new pending message (committed and fsynced before returning) and returns
-    /// its id. Ids are strictly increasing across restarts and never reused. Fails with
+    /// its id, in a transaction of its own (the async [`NotificationStore::insert`] shares one
+    /// with the inserts waiting beside it: see `group.rs`). Ids are strictly increasing across restarts and never reused. Fails with
     /// [`StoreError::Full`] when the pending table already holds `max_messages`.
     pub fn blocking_insert(&self, msg: &NewMessage, request: &[u8]) -> Result<u64, StoreError> {
         self.write(|txn| {

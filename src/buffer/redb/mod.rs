@@ -2,12 +2,15 @@
 //!
 //! Owns the on-disk layout and the promise that nothing is lost: every change is one write
 //! transaction committed with `Durability::Immediate` (fsync before `commit` returns), so a
-//! message either is on disk with its bytes, metadata and schedule, or not at all. It knows
+//! message either is on disk with its bytes, metadata and schedule, or not at all. Inserts that
+//! wait at the same time share one such transaction ([`group`]); each caller is answered only
+//! once the transaction holding its message committed. It knows
 //! nothing about HTTP, routes or retry policy; callers decide when to insert, reschedule or
 //! give up. redb locks the file, so one process at a time owns a store.
 //!
 //! The `blocking_*` methods do the work and block on disk I/O; the [`NotificationStore`] impl
-//! runs them on tokio's blocking pool, so the request threads never wait on an fsync.
+//! runs them (and the group commits) on tokio's blocking pool, so the request threads never
+//! wait on an fsync.
 //!
 //! Layout (ids are the keys everywhere; they only grow, so id order is arrival order):
 //! - `pending_meta` / `dead_meta`: id -> [`BufferedMeta`] as JSON, readable by operators.
@@ -36,6 +39,7 @@ use crate::buffer::{
 mod adopt;
 mod blocking;
 mod error;
+mod group;
 pub mod handoff;
 mod records;
 
@@ -67,6 +71,8 @@ struct Inner {
     max_messages: u64,
     /// Shared by every clone; set after opening (see [`RedbStore::set_max_dead_letters`]).
     max_dead_letters: std::sync::atomic::AtomicU64,
+    /// Inserts waiting for a shared transaction (see [`group`]).
+    group: std::sync::Mutex<group::GroupState>,
 }
 
 impl fmt::Debug for RedbStore {
@@ -145,6 +151,7 @@ impl RedbStore {
                 path: path.to_path_buf(),
                 max_messages,
                 max_dead_letters: std::sync::atomic::AtomicU64::new(u64::MAX),
+                group: std::sync::Mutex::default(),
             }),
         };
         // Create every table now, so that read transactions never meet a missing one.
@@ -310,8 +317,7 @@ impl NotificationStore for RedbStore {
     }
 
     async fn insert(&self, msg: NewMessage, request: Vec<u8>) -> Result<u64, StoreError> {
-        self.off_thread("insert", move |s| s.blocking_insert(&msg, &request))
-            .await
+        self.grouped_insert(msg, request).await
     }
 
     async fn due(

@@ -590,6 +590,12 @@ fn claims_are_taken_over_in_seconds(loss: Loss) {
     eventually("A holds claims", || {
         schema.count("pending WHERE claimed_by IS NOT NULL") == 16
     });
+    // The 20 live attempts and A's 16 claimed redeliveries all reached the handler (and hang):
+    // one still on its way when the handler turns healthy would be answered, and A, killed
+    // before removing it, would have delivered it once already (at-least-once, not this test).
+    eventually("A's claimed redeliveries at the handler", || {
+        handler.request_count() >= 36
+    });
     handler.set_behaviour(Behaviour::status(200, "ok"));
     // What reached the handler so far was never answered (the live attempts, A's claims).
     let hung = handler.request_count();

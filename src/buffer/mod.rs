@@ -14,6 +14,7 @@ pub(crate) mod fixtures;
 mod instrumented;
 pub mod postgres;
 pub mod redb;
+mod waiting;
 
 use async_trait::async_trait;
 

@@ -16,26 +16,13 @@ use tokio::sync::oneshot;
 
 use super::store::Inner;
 use super::{storable, to_i64, Failure};
+use crate::buffer::waiting::{InsertQueue, Waiting};
 use crate::buffer::{NewMessage, StoreError};
 
 /// At most this many messages per transaction (a few MB of requests at most).
 const MAX_BATCH: usize = 256;
 
-type Reply = oneshot::Sender<Result<u64, StoreError>>;
-
-struct Queued {
-    message: NewMessage,
-    request: Vec<u8>,
-    reply: Reply,
-}
-
-#[derive(Default)]
-pub(super) struct BatchState {
-    queue: Vec<Queued>,
-    flushing: bool,
-}
-
-fn lock(inner: &Inner) -> std::sync::MutexGuard<'_, BatchState> {
+fn lock(inner: &Inner) -> std::sync::MutexGuard<'_, InsertQueue> {
     // A std Mutex: held for a push or a take, never across an await.
     inner.batch.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -47,15 +34,11 @@ pub(super) async fn insert(
     request: Vec<u8>,
 ) -> Result<u64, StoreError> {
     let (reply, answer) = oneshot::channel();
-    let start_flush = {
-        let mut state = lock(inner);
-        state.queue.push(Queued {
-            message,
-            request,
-            reply,
-        });
-        !std::mem::replace(&mut state.flushing, true)
-    };
+    let start_flush = lock(inner).push(Waiting {
+        message,
+        request,
+        reply,
+    });
     if start_flush {
         tokio::spawn(flush(FlushGuard {
             inner: inner.clone(),
@@ -89,27 +72,17 @@ struct FlushGuard {
 impl Drop for FlushGuard {
     fn drop(&mut self) {
         if self.armed {
-            let mut state = lock(&self.inner);
-            state.flushing = false;
-            state.queue.clear();
+            lock(&self.inner).abandon();
         }
     }
 }
 
 async fn flush(mut guard: FlushGuard) {
     loop {
-        let batch: Vec<Queued> = {
-            let mut state = lock(&guard.inner);
-            // Callers that gave up are not written: they were answered with an error.
-            state.queue.retain(|q| !q.reply.is_closed());
-            if state.queue.is_empty() {
-                // Under the same lock a caller checks `flushing`: no insert is left behind.
-                state.flushing = false;
-                guard.armed = false;
-                return;
-            }
-            let take = state.queue.len().min(MAX_BATCH);
-            state.queue.drain(..take).collect()
+        // Callers that gave up were answered with an error: they are not written.
+        let Some(batch) = lock(&guard.inner).next_group(MAX_BATCH) else {
+            guard.armed = false;
+            return;
         };
         let inner = &guard.inner;
         let result = inner.pool.call("insert", write(inner, &batch)).await;
@@ -143,7 +116,7 @@ async fn flush(mut guard: FlushGuard) {
 
 /// One transaction: the fleet-wide bound, ids, rows. Returns each message's result in order:
 /// an id, or [`StoreError::Full`] for those past the bound.
-async fn write(inner: &Inner, batch: &[Queued]) -> Result<Vec<Result<u64, StoreError>>, Failure> {
+async fn write(inner: &Inner, batch: &[Waiting]) -> Result<Vec<Result<u64, StoreError>>, Failure> {
     let schema = inner.pool.schema();
     let mut client = inner.pool.client().await?;
     let txn = client.transaction().await?;

@@ -17,9 +17,9 @@ use async_trait::async_trait;
 use prometheus::IntCounter;
 use tokio_postgres::Row;
 
-use super::batch::BatchState;
 use super::liveness;
 use super::{storable, to_i64, Failure, PgPool};
+use crate::buffer::waiting::InsertQueue;
 use crate::buffer::{
     BufferedMessage, BufferedMeta, DeadLettered, NewMessage, NotificationStore, StoreError,
     StoreStats, Table,
@@ -42,7 +42,7 @@ pub(super) struct Inner {
     lease: Duration,
     /// Written into `claimed_by`: which instance holds a lease, for operators and takeovers.
     pub(super) instance: String,
-    pub(super) batch: Mutex<BatchState>,
+    pub(super) batch: Mutex<InsertQueue>,
     takeovers: AtomicU64,
     /// `notify_proxy_buffer_lease_takeovers_total`, when exported.
     takeover_counter: OnceLock<IntCounter>,
@@ -144,7 +144,7 @@ impl PostgresStore {
                 max_messages,
                 lease,
                 instance: instance.into(),
-                batch: Mutex::new(BatchState::default()),
+                batch: Mutex::new(InsertQueue::default()),
                 takeovers: AtomicU64::new(0),
                 takeover_counter: OnceLock::new(),
                 max_dead_letters: AtomicU64::new(u64::MAX),

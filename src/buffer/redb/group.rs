@@ -29,41 +29,13 @@ use tokio::sync::oneshot;
 
 use super::records::{new_meta, next_id, put_pending, PENDING_META};
 use super::{Failure, Inner, RedbStore};
+use crate::buffer::waiting::{InsertQueue, Waiting};
 use crate::buffer::{NewMessage, StoreError};
 
 /// At most this many messages per transaction (a few MB of requests at most).
 pub(super) const MAX_GROUP: usize = 256;
 
-type Reply = oneshot::Sender<Result<u64, StoreError>>;
-
-struct Queued {
-    message: NewMessage,
-    request: Vec<u8>,
-    reply: Reply,
-}
-
-/// The queue of inserts waiting for a transaction, and whether a flush is running.
-#[derive(Default)]
-pub(super) struct GroupState {
-    queue: Vec<Queued>,
-    flushing: bool,
-}
-
-impl GroupState {
-    /// How many inserts wait (tests use it to build a group deterministically).
-    #[cfg(test)]
-    pub(super) fn queued(&self) -> usize {
-        self.queue.len()
-    }
-
-    /// Whether a flush is running.
-    #[cfg(test)]
-    pub(super) fn flushing(&self) -> bool {
-        self.flushing
-    }
-}
-
-pub(super) fn lock(inner: &Inner) -> MutexGuard<'_, GroupState> {
+pub(super) fn lock(inner: &Inner) -> MutexGuard<'_, InsertQueue> {
     // A std Mutex: held for a push or a take, never across I/O.
     inner.group.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -76,15 +48,11 @@ impl RedbStore {
         request: Vec<u8>,
     ) -> Result<u64, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let start_flush = {
-            let mut state = lock(&self.inner);
-            state.queue.push(Queued {
-                message,
-                request,
-                reply,
-            });
-            !std::mem::replace(&mut state.flushing, true)
-        };
+        let start_flush = lock(&self.inner).push(Waiting {
+            message,
+            request,
+            reply,
+        });
         if start_flush {
             let guard = FlushGuard {
                 inner: self.inner.clone(),
@@ -111,18 +79,10 @@ impl RedbStore {
             // The write lock first, then the queue: everything that arrived while the previous
             // group (or another writer) held the lock goes into this group.
             let txn = self.inner.db.begin_write();
-            let group: Vec<Queued> = {
-                let mut state = lock(&self.inner);
-                // Callers that gave up are not written: they were not told it was stored.
-                state.queue.retain(|q| !q.reply.is_closed());
-                if state.queue.is_empty() {
-                    // Under the same lock a caller checks `flushing`: no insert is left behind.
-                    state.flushing = false;
-                    guard.armed = false;
-                    return;
-                }
-                let take = state.queue.len().min(MAX_GROUP);
-                state.queue.drain(..take).collect()
+            // Callers that gave up are not written: they were not told it was stored.
+            let Some(group) = lock(&self.inner).next_group(MAX_GROUP) else {
+                guard.armed = false;
+                return;
             };
             let result = txn
                 .map_err(Failure::from)
@@ -140,16 +100,10 @@ impl RedbStore {
                     errors.into_iter().map(Err).collect()
                 }
             };
-            let last = {
-                let mut state = lock(&self.inner);
-                state.queue.retain(|q| !q.reply.is_closed());
-                let last = state.queue.is_empty();
-                if last {
-                    state.flushing = false;
-                    guard.armed = false;
-                }
-                last
-            };
+            let last = lock(&self.inner).finish_if_empty();
+            if last {
+                guard.armed = false;
+            }
             if last {
                 drop(guard);
                 drop(self);
@@ -166,7 +120,7 @@ impl RedbStore {
     fn write_group(
         &self,
         mut txn: redb::WriteTransaction,
-        group: &[Queued],
+        group: &[Waiting],
     ) -> Result<Vec<Result<u64, StoreError>>, Failure> {
         // redb's default, stated so that no later change of default can weaken it.
         txn.set_durability(Durability::Immediate)?;
@@ -193,7 +147,7 @@ impl RedbStore {
     }
 }
 
-fn answer(group: Vec<Queued>, answers: Vec<Result<u64, StoreError>>) {
+fn answer(group: Vec<Waiting>, answers: Vec<Result<u64, StoreError>>) {
     for (queued, answer) in group.into_iter().zip(answers) {
         let _ = queued.reply.send(answer);
     }
@@ -235,9 +189,7 @@ struct FlushGuard {
 impl Drop for FlushGuard {
     fn drop(&mut self) {
         if self.armed {
-            let mut state = lock(&self.inner);
-            state.flushing = false;
-            state.queue.clear();
+            lock(&self.inner).abandon();
         }
     }
 }

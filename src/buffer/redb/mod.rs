@@ -72,7 +72,7 @@ struct Inner {
     /// Shared by every clone; set after opening (see [`RedbStore::set_max_dead_letters`]).
     max_dead_letters: std::sync::atomic::AtomicU64,
     /// Inserts waiting for a shared transaction (see [`group`]).
-    group: std::sync::Mutex<group::GroupState>,
+    group: std::sync::Mutex<crate::buffer::waiting::InsertQueue>,
 }
 
 impl fmt::Debug for RedbStore {

@@ -16,6 +16,7 @@ use crate::logging::Echo;
 use crate::outcome::{Reason, Rejection};
 use crate::schema::{self, Notification, SchemaViolation};
 use crate::signature::{self, KeyRing, SignatureError, SignedUrl};
+use crate::twilio_errors;
 
 /// The body the reader is to read: the head's [`Framing`] once the checks accepted it (a
 /// length within the limit, or chunked).
@@ -53,6 +54,16 @@ pub fn check_head(
     limits: &Limits,
     head: &RequestHead<'_>,
 ) -> Result<BodyFraming, Rejection> {
+    check_head_for(&[route.body], limits, head).map(|(framing, _)| framing)
+}
+
+/// [`check_head`] for a route that takes any of `accepts` (a `twilio_errors` route takes the
+/// Debugger's form and Event Streams' JSON): also says which kind the content type named.
+pub fn check_head_for(
+    accepts: &[BodyKind],
+    limits: &Limits,
+    head: &RequestHead<'_>,
+) -> Result<(BodyFraming, BodyKind), Rejection> {
     if head.method != Method::POST {
         return Err(Rejection::new(
             Reason::Method,
@@ -62,22 +73,21 @@ pub fn check_head(
             ),
         ));
     }
-    let expected = match route.body {
-        BodyKind::Json => "application/json",
-        BodyKind::Form => "application/x-www-form-urlencoded",
-    };
     let media_type = head
         .content_type
         .map(|ct| ct.split(|&b| b == b';').next().unwrap_or(b"").trim_ascii());
-    if !media_type.is_some_and(|mt| mt.eq_ignore_ascii_case(expected.as_bytes())) {
+    let Some(kind) = accepts.iter().copied().find(|kind| {
+        media_type.is_some_and(|mt| mt.eq_ignore_ascii_case(media_type_of(*kind).as_bytes()))
+    }) else {
         let got = head
             .content_type
             .map_or("none".into(), |c| Echo(c).to_string());
+        let expected: Vec<&str> = accepts.iter().map(|k| media_type_of(*k)).collect();
         return Err(Rejection::new(
             Reason::ContentType,
-            format!("Content-Type must be {expected}, got {got}"),
+            format!("Content-Type must be {}, got {got}", expected.join(" or ")),
         ));
-    }
+    };
     if head.content_type_count > 1 {
         return Err(Rejection::new(
             Reason::ContentType,
@@ -107,24 +117,37 @@ pub fn check_head(
             ));
         }
     }
-    match head.framing {
-        Framing::Chunked => Ok(BodyFraming::Chunked),
+    let framing = match head.framing {
+        Framing::Chunked => BodyFraming::Chunked,
         // Only plain chunked is meaningful for a request body; anything else we cannot frame.
-        Framing::Unframeable => Err(Rejection::new(
-            Reason::LengthRequired,
-            format!(
-                "Transfer-Encoding {} is not supported; send Content-Length or chunked",
-                Echo(head.transfer_encoding.unwrap_or_default())
-            ),
-        )),
-        Framing::None => Err(Rejection::new(
-            Reason::LengthRequired,
-            "Content-Length (or chunked encoding) is required",
-        )),
+        Framing::Unframeable => {
+            return Err(Rejection::new(
+                Reason::LengthRequired,
+                format!(
+                    "Transfer-Encoding {} is not supported; send Content-Length or chunked",
+                    Echo(head.transfer_encoding.unwrap_or_default())
+                ),
+            ))
+        }
+        Framing::None => {
+            return Err(Rejection::new(
+                Reason::LengthRequired,
+                "Content-Length (or chunked encoding) is required",
+            ))
+        }
         Framing::Length(len) => match usize::try_from(len) {
-            Ok(len) if len <= limits.max_body_bytes => Ok(BodyFraming::Length(len)),
-            _ => Err(too_large(limits)),
+            Ok(len) if len <= limits.max_body_bytes => BodyFraming::Length(len),
+            _ => return Err(too_large(limits)),
         },
+    };
+    Ok((framing, kind))
+}
+
+/// The media type a body kind is sent with.
+fn media_type_of(kind: BodyKind) -> &'static str {
+    match kind {
+        BodyKind::Json => "application/json",
+        BodyKind::Form => "application/x-www-form-urlencoded",
     }
 }
 
@@ -172,16 +195,11 @@ pub fn check_request(
     allowed_accounts: &HashSet<String>,
     req: &Inbound<'_>,
 ) -> Result<Verified, Rejection> {
-    let signature = match req.signatures {
-        [] => return Err(SignatureError::Missing.into()),
-        [one] => *one,
-        _ => return Err(SignatureError::Duplicate.into()),
-    };
+    let signature = the_signature(req)?;
 
     // The account picks the key, so it is read before the signature is checked; nothing else
     // is done with the unverified body.
-    let mut ambiguous_form = false;
-    let (json, form_suffix, account) = match route.body {
+    let (json, account) = match route.body {
         BodyKind::Json => {
             // An unparsable (or ambiguous) body is judged after the signature: until then it
             // only means "no account to pick a subaccount token by".
@@ -191,56 +209,18 @@ pub fn check_request(
                     .and_then(Value::as_str)
                     .map(str::to_owned)
             });
-            (Some(json), Vec::new(), account)
+            (Some(json), account)
         }
-        BodyKind::Form => {
-            let mut accounts = form_urlencoded::parse(req.body).filter(|(k, _)| k == "AccountSid");
-            let account = accounts.next().map(|(_, v)| v.into_owned());
-            // The signature covers the sorted keys and values run together, so a form whose
-            // keys repeat or are empty can be respelled (`a=1&=2` as `a=12`) under the same
-            // signature; and which copy would the handler use? Refuse rather than guess
-            // (after the signature, like every judgement of the body).
-            ambiguous_form = form_is_ambiguous(req.body);
-            (None, signature::form_signing_suffix(req.body), account)
-        }
+        BodyKind::Form => (None, form_account(req.body)),
     };
-
-    let candidates = keys.select(req.signature_settings, account.as_deref())?;
-    signature::verify_signature(&candidates, &req.url, &form_suffix, signature)?;
-    if route.body == BodyKind::Json {
-        signature::verify_body_hash(req.url.query, req.body)?;
-    }
-
-    if ambiguous_form {
-        return Err(Rejection::new(
-            Reason::Schema,
-            "the form body has an empty or repeated key",
-        ));
-    }
+    verify_origin(keys, req, route.body, account.as_deref(), signature)?;
     // A body that is not JSON names no account: say what is wrong with it first.
     let json = json
         .map(|j| {
             j.map_err(|e| Rejection::new(Reason::NotJson, format!("body is not valid JSON: {e}")))
         })
         .transpose()?;
-
-    if !allowed_accounts.is_empty() {
-        match account.as_deref() {
-            Some(sid) if allowed_accounts.contains(sid) => {}
-            Some(sid) => {
-                return Err(Rejection::new(
-                    Reason::UnknownAccount,
-                    format!("account {sid} is not in allowed_accounts"),
-                ))
-            }
-            None => {
-                return Err(Rejection::new(
-                    Reason::UnknownAccount,
-                    "the body names no account, and allowed_accounts is set",
-                ))
-            }
-        }
-    }
+    check_account(allowed_accounts, account.as_deref())?;
 
     let mut verified = Verified::default();
     if let Some(json) = json {
@@ -260,6 +240,117 @@ pub fn check_request(
         verified.json = Some(json);
     }
     Ok(verified)
+}
+
+/// The one `X-Twilio-Signature` a request must carry.
+fn the_signature<'a>(req: &Inbound<'a>) -> Result<&'a [u8], Rejection> {
+    match req.signatures {
+        [] => Err(SignatureError::Missing.into()),
+        [one] => Ok(*one),
+        _ => Err(SignatureError::Duplicate.into()),
+    }
+}
+
+/// The `AccountSid` of a form body (the key picker of form webhooks).
+fn form_account(body: &[u8]) -> Option<String> {
+    form_urlencoded::parse(body)
+        .find(|(k, _)| k == "AccountSid")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// That the request comes from Twilio: `signature` matches the public URL (plus, for a form,
+/// its sorted parameters) for one of the keys the settings header and `account` pick, and a
+/// JSON body is the one `bodySHA256` names. A form whose keys repeat or are empty is refused
+/// next: the signature covers the sorted keys and values run together, so such a form can be
+/// respelled (`a=1&=2` as `a=12`) under the same signature, and which copy would the handler
+/// use? Refuse rather than guess (after the signature, like every judgement of the body).
+fn verify_origin(
+    keys: &KeyRing,
+    req: &Inbound<'_>,
+    kind: BodyKind,
+    account: Option<&str>,
+    signature: &[u8],
+) -> Result<(), Rejection> {
+    let candidates = keys.select(req.signature_settings, account)?;
+    match kind {
+        BodyKind::Json => {
+            signature::verify_signature(&candidates, &req.url, b"", signature)?;
+            signature::verify_body_hash(req.url.query, req.body)?;
+        }
+        BodyKind::Form => {
+            let suffix = signature::form_signing_suffix(req.body);
+            signature::verify_signature(&candidates, &req.url, &suffix, signature)?;
+            if form_is_ambiguous(req.body) {
+                return Err(Rejection::new(
+                    Reason::Schema,
+                    "the form body has an empty or repeated key",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `allowed_accounts`, when set, admits only the accounts it lists, and no body naming none.
+fn check_account(
+    allowed_accounts: &HashSet<String>,
+    account: Option<&str>,
+) -> Result<(), Rejection> {
+    if allowed_accounts.is_empty() {
+        return Ok(());
+    }
+    match account {
+        Some(sid) if allowed_accounts.contains(sid) => Ok(()),
+        Some(sid) => Err(Rejection::new(
+            Reason::UnknownAccount,
+            format!("account {sid} is not in allowed_accounts"),
+        )),
+        None => Err(Rejection::new(
+            Reason::UnknownAccount,
+            "the body names no account, and allowed_accounts is set",
+        )),
+    }
+}
+
+/// A `twilio_errors` route's request: verified as a notification is (the same signature rules,
+/// key ring and account allow-list), then read strictly as the Debugger's form or an Event
+/// Streams batch. Every error's account must pass `allowed_accounts`; events that are not
+/// errors (a sink's test event) name none and need not.
+pub fn check_error_events(
+    keys: &KeyRing,
+    allowed_accounts: &HashSet<String>,
+    req: &Inbound<'_>,
+    kind: BodyKind,
+) -> Result<Vec<twilio_errors::Item>, Rejection> {
+    let signature = the_signature(req)?;
+    let items = match kind {
+        BodyKind::Form => {
+            let account = form_account(req.body);
+            verify_origin(keys, req, kind, account.as_deref(), signature)?;
+            vec![twilio_errors::debugger_event(req.body)?]
+        }
+        BodyKind::Json => {
+            let batch = schema::parse_json_array(req.body);
+            let account = batch
+                .as_ref()
+                .ok()
+                .and_then(|b| twilio_errors::event_streams_account(b));
+            verify_origin(keys, req, kind, account.as_deref(), signature)?;
+            let batch = batch.map_err(|e| {
+                Rejection::new(
+                    Reason::NotJson,
+                    format!("body is not a JSON array of events: {e}"),
+                )
+            })?;
+            twilio_errors::event_streams(&batch)?
+        }
+    };
+    for item in &items {
+        if let twilio_errors::Item::Error(event) = item {
+            check_account(allowed_accounts, Some(&event.account_sid))?;
+        }
+    }
+    Ok(items)
 }
 
 /// Whether a form body has an empty key or a key that appears more than once.

@@ -56,9 +56,11 @@ pub mod outcome;
 
 pub mod policy;
 pub mod probe;
+pub mod reconcile;
 pub mod redelivery;
 pub mod reload;
 pub mod route;
 pub mod schema;
 pub mod signature;
 pub mod snapshot;
+pub mod twilio_errors;

@@ -81,6 +81,14 @@ pub fn parse_json(body: &[u8]) -> Result<Value, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Parses a body as a JSON array of objects, each held to [`parse_json`]'s rule (no key named
+/// twice): the shape of an Event Streams webhook, a batch of CloudEvents.
+pub fn parse_json_array(body: &[u8]) -> Result<Vec<Value>, String> {
+    serde_json::from_slice::<Vec<StrictObject>>(body)
+        .map(|items| items.into_iter().map(|o| o.0).collect())
+        .map_err(|e| e.to_string())
+}
+
 /// A top-level JSON object whose keys are unique.
 struct StrictObject(Value);
 

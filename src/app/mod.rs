@@ -1,7 +1,8 @@
 //! Wiring: turns a validated [`Config`] into a Pingora [`Server`] with its services.
 //!
 //! Owns which services exist (public listeners, admin listener, health checks, peer
-//! re-resolution, live reload, redelivery, the optional demo handler) and the Pingora server
+//! re-resolution, live reload, redelivery, the reconciler of Twilio's error events, the
+//! optional demo handler) and the Pingora server
 //! settings; [`stores`] opens the buffer and dedupe. No request logic lives here.
 
 use std::sync::atomic::AtomicBool;
@@ -16,6 +17,7 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
+use crate::buffer::instance_name;
 use crate::clock::{Clock, SteadyClock};
 use crate::config::Config;
 use crate::delivery::resolve::{PeerRefresher, SystemResolver};
@@ -26,6 +28,7 @@ use crate::flow::Flow;
 use crate::lifecycle::{Draining, GraceWatch};
 use crate::logging::DroppedLines;
 use crate::metrics::Metrics;
+use crate::reconcile::Reconciler;
 use crate::redelivery::Redeliverer;
 use crate::reload::Reloader;
 use crate::route::Routes;
@@ -145,7 +148,11 @@ pub fn build_server(
     let store_writable = Arc::new(AtomicBool::new(true));
     // One clock for arrival, expiry and schedules, immune to system clock steps while running.
     let clock: Arc<dyn Clock> = Arc::new(SteadyClock::new());
-    let Stores { store, dedupe } = stores::open(&config, flags.upgrade, &mut server, &metrics)?;
+    let Stores {
+        store,
+        dedupe,
+        ledger,
+    } = stores::open(&config, flags.upgrade, &mut server, &metrics, &clock)?;
     let delivering: Vec<Arc<dyn Deliver>> = upstreams
         .iter()
         .map(|u| u.clone() as Arc<dyn Deliver>)
@@ -176,7 +183,21 @@ pub fn build_server(
     let dedupe_claims = dedupe.as_ref().map(|d| d.claims.clone());
     let flow = Flow::new(dedupe, store.clone(), store_writable.clone()).with_clock(clock);
     let draining = Draining::default();
-    let edge = Edge::new(live.clone(), flow, draining.clone(), metrics.edge());
+    // Twilio's error events, reconciled with the answers the edge remembers.
+    let (reconciler, worker) = Reconciler::new(
+        ledger,
+        metrics.twilio_errors(),
+        live.clone(),
+        instance_name(),
+    );
+    server.add_service(background_service("twilio errors", worker));
+    let edge = Edge::new(
+        live.clone(),
+        flow,
+        Arc::new(reconciler),
+        draining.clone(),
+        metrics.edge(),
+    );
     let mut public = Service::new("twilio-notify-proxy".to_string(), edge);
     public.threads = Some(config.server.threads.get());
     for l in &config.listeners {

@@ -1,5 +1,6 @@
-//! Opens the configured buffer and dedupe: the embedded redb file for one instance, or one
-//! PostgreSQL pool that a fleet's buffer and dedupe claims share.
+//! Opens the configured buffer, dedupe and answer ledger: the embedded redb file (and memory)
+//! for one instance, or one PostgreSQL pool that a fleet's buffer, dedupe claims and answer
+//! ledger share.
 //!
 //! Owns which store and which dedupe a configuration gets, and what happens at start when the
 //! store cannot be reached: a configuration the server refuses (a wrong password, a missing
@@ -17,15 +18,20 @@ use crate::buffer::{
     instance_name, HandoffService, Heartbeat, Instrumented, NotificationStore, PgOptions, PgPool,
     PostgresStore, RedbBuffer, StoreError,
 };
+use crate::clock::Clock;
 use crate::config::{BufferBackend, BufferConfig, Config, PostgresBuffer};
 use crate::dedupe::{Dedupe, DedupeCache, PostgresDedupe};
 use crate::flow::DedupeSetup;
 use crate::metrics::Metrics;
+use crate::reconcile::{AnswerLedger, LedgerFlush, MemoryLedger, PostgresLedger};
 
-/// The buffer and dedupe as configured.
+/// The buffer, dedupe and answer ledger as configured.
 pub(super) struct Stores {
     pub store: Option<Arc<dyn NotificationStore>>,
     pub dedupe: Option<DedupeSetup>,
+    /// What the proxy answered for each call (for Twilio's 13807s): shared with the fleet
+    /// through PostgreSQL, else this process's memory.
+    pub ledger: Arc<dyn AnswerLedger>,
 }
 
 /// Opens what `config` names. With `upgrade`, a redb buffer goes to a hand-off file while the
@@ -35,6 +41,7 @@ pub(super) fn open(
     upgrade: bool,
     server: &mut Server,
     metrics: &Metrics,
+    clock: &Arc<dyn Clock>,
 ) -> Result<Stores> {
     // The store, and with PostgreSQL the pool its dedupe claims share.
     let (store, pool): (Option<Arc<dyn NotificationStore>>, Option<PgPool>) = match &config.buffer {
@@ -85,7 +92,30 @@ pub(super) fn open(
         };
         DedupeSetup { key: d.key, claims }
     });
-    Ok(Stores { store, dedupe })
+    let remember = config.twilio_errors.remember;
+    let max_calls = config.twilio_errors.max_calls.get();
+    let ledger: Arc<dyn AnswerLedger> = match pool {
+        Some(pool) => {
+            let ledger = Arc::new(PostgresLedger::new(
+                pool,
+                max_calls,
+                remember,
+                clock.clone(),
+                metrics.twilio_errors().records_unshared,
+            ));
+            server.add_service(background_service(
+                "answer ledger",
+                LedgerFlush(ledger.clone()),
+            ));
+            ledger
+        }
+        None => Arc::new(MemoryLedger::new(max_calls, remember, clock.clone())),
+    };
+    Ok(Stores {
+        store,
+        dedupe,
+        ledger,
+    })
 }
 
 fn open_redb(path: &std::path::Path, b: &BufferConfig, upgrade: bool) -> Result<RedbBuffer> {

@@ -30,9 +30,10 @@ use std::path::Path;
 use anyhow::{anyhow, Result};
 
 pub use model::{
-    flatten_peers, BodyKind, BufferBackend, BufferConfig, Config, DedupeConfig, DedupeKey, Limits,
-    Listener, LogFormat, LoggingConfig, OnExhausted, PeerSpec, PostgresBuffer, ProbeConfig,
-    PublicUrl, ResolvedPeer, Route, SchemaMode, ServerSettings, TlsFiles, UpstreamConfig,
+    flatten_peers, BodyKind, BufferBackend, BufferConfig, Config, DedupeConfig, DedupeKey,
+    ErrorRoute, Limits, Listener, LogFormat, LoggingConfig, OnExhausted, PeerSpec, PostgresBuffer,
+    ProbeConfig, PublicUrl, ResolvedPeer, Route, SchemaMode, ServerSettings, TlsFiles,
+    TwilioErrorsConfig, UpstreamConfig,
 };
 pub use restart::restart_required;
 pub use source::{ProcessEnv, SecretSource};

@@ -34,6 +34,10 @@ pub struct Config {
     pub allowed_accounts: HashSet<String>,
     pub upstreams: Vec<UpstreamConfig>,
     pub routes: Vec<Route>,
+    /// Routes receiving Twilio's error events (`kind: twilio_errors`).
+    pub error_routes: Vec<ErrorRoute>,
+    /// What the proxy remembers to reconcile those events with its answers.
+    pub twilio_errors: TwilioErrorsConfig,
     /// The durable buffer; present when any route buffers on exhaustion.
     pub buffer: Option<BufferConfig>,
     /// Duplicate suppression; `None` when disabled.
@@ -279,6 +283,27 @@ impl PublicUrl {
             query: b"",
         }
     }
+}
+
+/// A path receiving Twilio's error events (`routes[i]` with `kind: twilio_errors`): the
+/// Debugger webhook (form) and Event Streams error logs (JSON), verified like notifications,
+/// counted and answered by the proxy, never forwarded.
+#[derive(Debug, Clone)]
+pub struct ErrorRoute {
+    pub name: String,
+    pub path: String,
+    pub public_url: Option<PublicUrl>,
+    /// As [`Route::allowed_hosts`].
+    pub allowed_hosts: Vec<String>,
+}
+
+/// `twilio_errors:`.
+#[derive(Debug, Clone, Copy)]
+pub struct TwilioErrorsConfig {
+    /// How long what the proxy answered for a call (and an error event's Sid) is remembered.
+    pub remember: Duration,
+    /// Calls remembered at most in this process (the oldest are forgotten first).
+    pub max_calls: NonZeroUsize,
 }
 
 /// One path the proxy serves (`routes[i]`).

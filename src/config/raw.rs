@@ -1,8 +1,8 @@
 //! The YAML file as written: a serde mirror with `deny_unknown_fields` everywhere.
 //!
 //! Owns only the shape of the file and its defaults (a section's defaults sit in its `Default`
-//! impl, or beside the field when the section has required keys). Closed choices (`body`,
-//! `schema_mode`, `on_exhausted`, `buffer.backend`, `dedupe.key`, `logging.format`) are serde
+//! impl, or beside the field when the section has required keys). Closed choices (`kind`,
+//! `body`, `schema_mode`, `on_exhausted`, `buffer.backend`, `dedupe.key`, `logging.format`) are serde
 //! enums, so an unknown value is rejected by the parser with its key and the accepted values.
 //! No other validation happens here: [`super::validate`] turns this into the typed
 //! [`super::Config`].
@@ -35,6 +35,28 @@ pub struct RawConfig {
     pub logging: RawLogging,
     #[serde(default)]
     pub probe: RawProbe,
+    #[serde(default)]
+    pub twilio_errors: RawTwilioErrors,
+}
+
+/// `twilio_errors:`: how long and how much the proxy remembers for reconciling Twilio's error
+/// events with its own answers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTwilioErrors {
+    pub remember: String,
+    pub max_calls: usize,
+}
+
+impl Default for RawTwilioErrors {
+    fn default() -> Self {
+        RawTwilioErrors {
+            // Twilio's error events arrive seconds after the call; ten minutes covers a delayed
+            // Event Streams batch with room to spare.
+            remember: "10m".into(),
+            max_calls: 100_000,
+        }
+    }
 }
 
 /// `probe:`: what synthetic notifications from `twilio-notify-proxy probe` may do.
@@ -194,37 +216,69 @@ impl Default for RawCircuitBreaker {
     }
 }
 
+/// One entry of `routes:`. Its `kind` decides which keys it may have: a notification route
+/// (the default) is forwarded to a handler; a `twilio_errors` route takes Twilio's error events
+/// and forwards nothing, so it takes only the endpoint keys. The handler keys are `Option`s so
+/// that [`super::route`] can refuse them by name on a `twilio_errors` route; their defaults
+/// sit in the functions below, applied there.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
+    #[serde(default)]
+    pub kind: RouteKind,
     pub name: Option<String>,
     pub path: Option<String>,
     pub public_url: Option<String>,
     /// Without `public_url`: the hosts Twilio may call this path on.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
-    pub upstream: String,
-    pub body: BodyKind,
+    pub upstream: Option<String>,
+    pub body: Option<BodyKind>,
     pub schema: Option<String>,
-    #[serde(default = "default_schema_mode")]
-    pub schema_mode: SchemaMode,
-    #[serde(default)]
-    pub retry: RawRetry,
-    #[serde(default)]
-    pub on_exhausted: RawOnExhausted,
-    #[serde(default = "default_buffer_ttl")]
-    pub buffer_ttl: String,
-    #[serde(default = "default_buffered_status")]
-    pub buffered_status: u16,
+    pub schema_mode: Option<SchemaMode>,
+    pub retry: Option<RawRetry>,
+    pub on_exhausted: Option<RawOnExhausted>,
+    pub buffer_ttl: Option<String>,
+    pub buffered_status: Option<u16>,
 }
 
-fn default_schema_mode() -> SchemaMode {
+/// `routes[].kind:`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteKind {
+    /// A Client Notification URL (or another Twilio webhook), forwarded to a handler.
+    #[default]
+    Notification,
+    /// Twilio's error events (Debugger webhook, Event Streams error logs), taken by the proxy.
+    TwilioErrors,
+}
+
+impl RawRoute {
+    /// The handler keys written on this route, by name (a `twilio_errors` route takes none).
+    pub fn handler_keys(&self) -> Vec<&'static str> {
+        [
+            ("upstream", self.upstream.is_some()),
+            ("body", self.body.is_some()),
+            ("schema", self.schema.is_some()),
+            ("schema_mode", self.schema_mode.is_some()),
+            ("retry", self.retry.is_some()),
+            ("on_exhausted", self.on_exhausted.is_some()),
+            ("buffer_ttl", self.buffer_ttl.is_some()),
+            ("buffered_status", self.buffered_status.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, written)| written.then_some(key))
+        .collect()
+    }
+}
+
+pub fn default_schema_mode() -> SchemaMode {
     SchemaMode::Enforce
 }
-fn default_buffer_ttl() -> String {
-    "60s".into()
+pub fn default_buffer_ttl() -> &'static str {
+    "60s"
 }
-fn default_buffered_status() -> u16 {
+pub fn default_buffered_status() -> u16 {
     200
 }
 

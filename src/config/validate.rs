@@ -20,9 +20,9 @@ use super::model::{
 };
 use super::raw::{
     BufferBackendKind, RawBuffer, RawConfig, RawDedupe, RawLimits, RawListener, RawLogging,
-    RawProbe, RawRoute, RawServer, RawUpstream,
+    RawProbe, RawServer, RawUpstream,
 };
-use super::route::route;
+use super::route::{routes, twilio_errors};
 use super::secrets::keys;
 use super::source::{existing_file, read_secret, resolve, SecretSource};
 use super::upstream::upstream;
@@ -54,7 +54,8 @@ pub(super) fn config(
     };
     let allowed_accounts = allowed_accounts(&raw.allowed_accounts)?;
     let upstreams = upstreams(&raw.upstreams)?;
-    let routes = routes(raw.routes, &upstreams, base, &mut warnings)?;
+    let (routes, error_routes) = routes(raw.routes, &upstreams, base, &mut warnings)?;
+    let twilio_errors = twilio_errors(&raw.twilio_errors)?;
     let buffer = match &raw.buffer {
         Some(b) => Some(buffer(b, base, secrets)?),
         None => None,
@@ -80,6 +81,8 @@ pub(super) fn config(
         allowed_accounts,
         upstreams,
         routes,
+        error_routes,
+        twilio_errors,
         buffer,
         dedupe,
         logging,
@@ -199,36 +202,6 @@ fn upstreams(raw: &std::collections::BTreeMap<String, RawUpstream>) -> Result<Ve
         bail!("upstreams: at least one upstream group is required");
     }
     raw.iter().map(|(name, u)| upstream(name, u)).collect()
-}
-
-fn routes(
-    raw: Vec<RawRoute>,
-    upstreams: &[UpstreamConfig],
-    base: &Path,
-    warnings: &mut Vec<String>,
-) -> Result<Vec<Route>> {
-    if raw.is_empty() {
-        bail!("routes: at least one route is required");
-    }
-    let mut routes: Vec<Route> = Vec::new();
-    for (i, r) in raw.into_iter().enumerate() {
-        let route = route(&format!("routes[{i}]"), r, upstreams, base, warnings)?;
-        if let Some(other) = routes.iter().find(|o| o.path == route.path) {
-            bail!(
-                "routes[{i}].path: {:?} is already served by route {:?}; paths must be unique",
-                route.path,
-                other.name
-            );
-        }
-        if routes.iter().any(|o| o.name == route.name) {
-            bail!(
-                "routes[{i}].name: {:?} is used twice; names label metrics and must be unique",
-                route.name
-            );
-        }
-        routes.push(route);
-    }
-    Ok(routes)
 }
 
 fn buffer(raw: &RawBuffer, base: &Path, secrets: &dyn SecretSource) -> Result<BufferConfig> {

@@ -6,7 +6,6 @@
 //! pipelined next request) stay in the buffer and are served next, in order. Any doubt about
 //! where a request ends closes the connection after its answer.
 
-use std::net::IpAddr;
 use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
@@ -16,35 +15,24 @@ use pingora::server::ShutdownWatch;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant as Deadline;
 
+use super::events::take_events;
 use super::head::{Framing, Head};
 use super::read::{read_body, read_head, Body, INITIAL_BUFFER};
+use super::request::{Peer, Request, SignedParts};
 use super::respond::{answer_bytes, lingering_close, write_within, Persistence};
 use super::Edge;
 use crate::checks::{self, Inbound, RequestHead};
+use crate::clock::now_ms;
+use crate::config::BodyKind;
 use crate::delivery::{upstream_request, Forwarding};
 use crate::flow::{Accepted, Ending};
 use crate::logging::{bounded, request_id, Echo};
 use crate::metrics::UNMATCHED_ROUTE;
 use crate::outcome::{Outcome, Reason, Rejection};
 use crate::probe;
-use crate::route::LiveRoute;
-use crate::signature::{public_url, RequestOrigin};
+use crate::route::{LiveRoute, Served};
 use crate::snapshot::Snapshot;
-
-/// What is known about the connection itself.
-struct Peer {
-    ip: Option<IpAddr>,
-    tls: bool,
-}
-
-/// The request being served: its parsed head, who sent it, the id its log lines and answer
-/// carry, and when its head was complete.
-struct Request<'a> {
-    head: &'a Head,
-    peer: &'a Peer,
-    id: &'a str,
-    started: Instant,
-}
+use crate::twilio_errors::{sid_shaped, AnswerRecord};
 
 pub async fn serve(edge: &Edge, mut stream: Stream, shutdown: &ShutdownWatch) {
     let ip = stream
@@ -94,11 +82,22 @@ pub async fn serve(edge: &Edge, mut stream: Stream, shutdown: &ShutdownWatch) {
         };
         let (route, ending, body_read) =
             serve_one(edge, &snap, &mut stream, &mut buf, &request).await;
-        let metrics = route.map_or(snap.routes.unmatched(), |r| &r.metrics);
+        let metrics = route
+            .as_ref()
+            .map_or(snap.routes.unmatched(), Served::metrics);
         let elapsed = started.elapsed();
         metrics.record(ending.outcome, ending.reason, elapsed.as_secs_f64());
         if snap.access_log {
-            access_line(route, &ending, elapsed, &peer, &id);
+            access_line(
+                route.as_ref().map(Served::name),
+                &ending,
+                elapsed,
+                &peer,
+                &id,
+            );
+        }
+        if let (Some(Served::Notification(route)), true) = (route, snap.routes.reconciles()) {
+            remember_answer(edge, route, &ending, &id);
         }
 
         let closing = *shutdown.borrow() || edge.draining.is_draining();
@@ -140,7 +139,7 @@ async fn serve_one<'s>(
     stream: &mut Stream,
     buf: &mut BytesMut,
     request: &Request<'_>,
-) -> (Option<&'s LiveRoute>, Ending, bool) {
+) -> (Option<Served<'s>>, Ending, bool) {
     let Request {
         head,
         peer,
@@ -163,6 +162,10 @@ async fn serve_one<'s>(
             skip_empty_body(buf, head, no_body),
         );
     };
+    let accepts: &[BodyKind] = match route {
+        Served::Notification(r) => std::slice::from_ref(&r.route.body),
+        Served::TwilioErrors(_) => &[BodyKind::Form, BodyKind::Json],
+    };
     let checked_head = {
         let method = Method::from_bytes(&buf[head.method.clone()]).unwrap_or(Method::GET);
         let connection: Vec<&[u8]> = head.values(buf, "connection").collect();
@@ -174,10 +177,10 @@ async fn serve_one<'s>(
             transfer_encoding: head.value(buf, "transfer-encoding"),
             connection: &connection,
         };
-        checks::check_head(&route.route, &snap.limits, &request_head)
+        checks::check_head_for(accepts, &snap.limits, &request_head)
     };
-    let framing = match checked_head {
-        Ok(framing) => framing,
+    let (framing, kind) = match checked_head {
+        Ok(checked) => checked,
         Err(rejection) => {
             log_rejection(edge, Some(route), &rejection, peer, id);
             return (
@@ -198,25 +201,107 @@ async fn serve_one<'s>(
     let prepared = match &body {
         Body::InBuffer(n) => {
             let (head_bytes, rest) = buf.split_at(head.len);
-            prepare(snap, route, request, head_bytes, &rest[..*n])
+            prepare_for(edge, snap, route, kind, request, head_bytes, &rest[..*n])
         }
-        Body::Owned { head: h, body: b } => prepare(snap, route, request, h, b),
+        Body::Owned { head: h, body: b } => prepare_for(edge, snap, route, kind, request, h, b),
     };
     if let Body::InBuffer(n) = body {
         buf.advance(head.len + n);
     }
-    match prepared {
-        Ok(Prepared::Probe) => (Some(route), Ending::probe(&route.route.name), true),
-        Ok(Prepared::Deliver(accepted)) => (
-            Some(route),
-            edge.flow.run(route, accepted, started).await,
-            true,
-        ),
-        Err(rejection) => {
+    match (prepared, route) {
+        (Ok(Prepared::Probe), _) => (Some(route), Ending::probe(route.name()), true),
+        (Ok(Prepared::Answered(ending)), _) => (Some(route), ending, true),
+        (Ok(Prepared::Deliver(accepted)), Served::Notification(r)) => {
+            (Some(route), edge.flow.run(r, accepted, started).await, true)
+        }
+        (Ok(Prepared::Deliver(_)), Served::TwilioErrors(_)) => {
+            unreachable!("only a notification route delivers")
+        }
+        (
+            Err(Refused {
+                rejection,
+                call_sid,
+            }),
+            _,
+        ) => {
             log_rejection(edge, Some(route), &rejection, peer, id);
-            (Some(route), Ending::rejected(&rejection), true)
+            let mut ending = Ending::rejected(&rejection);
+            ending.call_sid = call_sid;
+            (Some(route), ending, true)
         }
     }
+}
+
+/// The checks after the body for the route's kind: a notification's ([`prepare`]) or a
+/// `twilio_errors` route's ([`take_events`]).
+fn prepare_for(
+    edge: &Edge,
+    snap: &Snapshot,
+    route: Served<'_>,
+    kind: BodyKind,
+    request: &Request<'_>,
+    head_bytes: &[u8],
+    body: &[u8],
+) -> Result<Prepared, Refused> {
+    match route {
+        Served::Notification(r) => {
+            prepare(snap, r, request, head_bytes, body).map_err(|rejection| {
+                // A refused notification's call, for reconciling a 13807 with this answer and for
+                // the access line: read without trusting the body (anyone could have sent it), and
+                // only when it has a call SID's shape.
+                let call_sid = (r.route.body == BodyKind::Json)
+                    .then(|| unverified_call_sid(body))
+                    .flatten();
+                Refused {
+                    rejection,
+                    call_sid,
+                }
+            })
+        }
+        Served::TwilioErrors(r) => take_events(edge, snap, r, kind, request, head_bytes, body)
+            .map(Prepared::Answered)
+            .map_err(|rejection| Refused {
+                rejection,
+                call_sid: None,
+            }),
+    }
+}
+
+/// A refusal after the body was read, with the call SID the body named (unverified).
+struct Refused {
+    rejection: Rejection,
+    call_sid: Option<String>,
+}
+
+/// The `twi_call_sid` of a JSON body that failed a check, if it has a call SID's shape.
+fn unverified_call_sid(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct CallOnly<'a> {
+        #[serde(borrow)]
+        twi_call_sid: Option<std::borrow::Cow<'a, str>>,
+    }
+    let sid = serde_json::from_slice::<CallOnly<'_>>(body)
+        .ok()?
+        .twi_call_sid?;
+    sid_shaped(&sid, Some("CA")).then(|| sid.into_owned())
+}
+
+/// Remembers what a notification route answered for its call, for reconciling Twilio's 13807.
+fn remember_answer(edge: &Edge, route: &LiveRoute, ending: &Ending, request_id: &str) {
+    let Some(call_sid) = ending.call_sid.clone() else {
+        return;
+    };
+    edge.reconciler.record(AnswerRecord {
+        call_sid,
+        route: route.route.name.clone(),
+        outcome: ending.outcome.as_str().to_owned(),
+        reason: ending.reason.map(|r| r.as_str().to_owned()),
+        status: ending.status(),
+        answered_at_ms: now_ms(),
+        instance: edge.reconciler.instance().to_owned(),
+        request_id: request_id.to_owned(),
+        verified: ending.outcome != Outcome::Rejected,
+    });
 }
 
 /// A request refused before its body was read: when it has no body, the buffer moves past it and
@@ -233,6 +318,8 @@ enum Prepared {
     /// A `probe` that asked to be answered by the proxy itself.
     Probe,
     Deliver(Accepted),
+    /// Answered by the proxy (Twilio's error events, taken).
+    Answered(Ending),
 }
 
 /// The checks after the body (signature, body hash, JSON, accounts, schema), then the exact bytes
@@ -249,31 +336,15 @@ fn prepare(
         head.value(head_bytes, name)
             .and_then(|v| std::str::from_utf8(v).ok())
     };
-    let origin = RequestOrigin {
-        raw_target: &head_bytes[head.target.clone()],
-        host: text("host"),
-        forwarded_proto: text("x-forwarded-proto"),
-        forwarded_host: text("x-forwarded-host"),
-        tls: peer.tls,
-        trusted: snap.trusts(peer.ip),
-    };
     let configured = route.route.public_url.as_ref().map(|p| p.as_signed_url());
-    let url = public_url(configured, &route.route.allowed_hosts, &origin)?;
-    let mut signatures: [&[u8]; 2] = [&[], &[]];
-    let mut count = 0;
-    for value in head.values(head_bytes, "x-twilio-signature") {
-        // Two are as bad as ten: the check refuses more than one.
-        if count < 2 {
-            signatures[count] = value;
-        }
-        count += 1;
-    }
-    let inbound = Inbound {
-        url,
-        signatures: &signatures[..count.min(2)],
-        signature_settings: head.value(head_bytes, "x-twilio-webhooks-signature-settings"),
-        body,
-    };
+    let signed = SignedParts::gather(
+        snap,
+        configured,
+        &route.route.allowed_hosts,
+        request,
+        head_bytes,
+    )?;
+    let inbound = signed.inbound(body);
     let is_probe = head.value(head_bytes, probe::HEADER).is_some();
     let verified =
         checks::check_request(&route.route, &snap.keys, &snap.allowed_accounts, &inbound).map_err(
@@ -317,7 +388,7 @@ fn prepare(
             &Forwarding {
                 client: peer.ip,
                 tls: peer.tls,
-                trusted: origin.trusted,
+                trusted: signed.trusted,
             },
         ),
         call_sid: notification.call_sid.map(str::to_owned),
@@ -338,7 +409,7 @@ fn signed_base(inbound: &Inbound<'_>) -> String {
 /// within the edge's rate for them.
 fn log_rejection(
     edge: &Edge,
-    route: Option<&LiveRoute>,
+    route: Option<Served<'_>>,
     rejection: &Rejection,
     peer: &Peer,
     request_id: &str,
@@ -350,7 +421,7 @@ fn log_rejection(
     };
     tracing::info!(
         request_id,
-        route = route.map_or(UNMATCHED_ROUTE, |r| r.route.name.as_str()),
+        route = route.as_ref().map_or(UNMATCHED_ROUTE, Served::name),
         reason = rejection.reason.as_str(),
         status = rejection.reason.status().as_u16(),
         peer = %peer.ip.map_or("-".to_string(), |ip| ip.to_string()),
@@ -360,7 +431,7 @@ fn log_rejection(
 }
 
 fn access_line(
-    route: Option<&LiveRoute>,
+    route: Option<&str>,
     ending: &Ending,
     elapsed: std::time::Duration,
     peer: &Peer,
@@ -369,7 +440,7 @@ fn access_line(
     tracing::info!(
         target: "access",
         request_id,
-        route = route.map_or(UNMATCHED_ROUTE, |r| r.route.name.as_str()),
+        route = route.unwrap_or(UNMATCHED_ROUTE),
         outcome = ending.outcome.as_str(),
         reason = ending.reason.map_or("-", Reason::as_str),
         status = ending.status(),

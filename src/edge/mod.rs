@@ -5,7 +5,9 @@
 //! [`crate::chunked`] for chunked ones) into one small per-connection buffer, keep-alive and
 //! pipelining by RFC 9112, `100 Continue`, answers in one write within the write timeout, and
 //! closing ([`respond`]). The checks live in [`crate::checks`], the signed URL in
-//! [`crate::signature`], everything after the checks in [`crate::flow`]. It never forwards a
+//! [`crate::signature`], everything after the checks in [`crate::flow`]; a `twilio_errors`
+//! route's events go to [`crate::reconcile`] ([`events`]), which also hears every
+//! notification's answer while such a route exists. It never forwards a
 //! request that failed a check and never logs a signature, token or body.
 //!
 //! Why not Pingora's downstream session: it keeps a 64 KiB buffered stream and a header map per
@@ -13,8 +15,10 @@
 //! (docs/design.md §9). Pingora keeps the listeners, TLS, upgrades, services and the upstream connectors.
 
 mod conn;
+mod events;
 pub mod head;
 mod read;
+mod request;
 mod respond;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -30,6 +34,7 @@ use crate::flow::Flow;
 use crate::lifecycle::Draining;
 use crate::logging::{RateLimit, REJECTION_DETAILS_PER_SECOND};
 use crate::metrics::EdgeMetrics;
+use crate::reconcile::Reconciler;
 use crate::snapshot::LiveConfig;
 
 /// What Pingora's listener buffers for each connection: nothing on plain TCP (the edge reads
@@ -44,6 +49,8 @@ pub fn l4_buffers(tls: bool) -> L4BufferSettings {
 pub struct Edge {
     live: Arc<LiveConfig>,
     flow: Flow,
+    /// Remembers answers for reconciling, and takes Twilio's error events.
+    reconciler: Arc<Reconciler>,
     /// In the grace period after SIGTERM: answer, but close each connection after its answer,
     /// so clients and load balancers move to another instance.
     draining: Draining,
@@ -58,12 +65,14 @@ impl Edge {
     pub fn new(
         live: Arc<LiveConfig>,
         flow: Flow,
+        reconciler: Arc<Reconciler>,
         draining: Draining,
         metrics: EdgeMetrics,
     ) -> Self {
         Edge {
             live,
             flow,
+            reconciler,
             draining,
             open: AtomicUsize::new(0),
             metrics,

@@ -70,13 +70,16 @@ pub struct Metrics {
     lease_takeovers: IntCounter,
     claims_lost: IntCounter,
     dedupe_unavailable: IntCounter,
+    twilio_errors: TwilioErrorMetrics,
 }
 
 mod handles;
+mod twilio;
 
 use crate::logging::DroppedLines;
 use crate::outcome::ReloadResult;
 pub use handles::{EdgeMetrics, ResolveMetrics, RouteMetrics, StoreMetrics, UpstreamMetrics};
+pub use twilio::TwilioErrorMetrics;
 
 impl Metrics {
     pub fn new() -> Self {
@@ -334,6 +337,7 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        let twilio_errors = TwilioErrorMetrics::register(&registry);
 
         Metrics {
             registry,
@@ -371,7 +375,13 @@ impl Metrics {
             lease_takeovers,
             claims_lost,
             dedupe_unavailable,
+            twilio_errors,
         }
+    }
+
+    /// The counters of Twilio's error events and their reconciliation.
+    pub fn twilio_errors(&self) -> TwilioErrorMetrics {
+        self.twilio_errors.clone()
     }
 
     /// Exports the lines `dropped` counts (the queue [`crate::logging::init`] started).

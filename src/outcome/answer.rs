@@ -1,6 +1,7 @@
 //! What the proxy answers when it ends a request itself and the reason is not a refusal (those
 //! are [`super::Reason`]'s): the live attempts gave up under policy `fail`, the notification
-//! was buffered (or could not be), a duplicate was recognised, a probe was verified.
+//! was buffered (or could not be), a duplicate was recognised, a probe was verified, Twilio's
+//! error events were taken.
 //!
 //! Each ending's outcome, status and JSON body are chosen here and nowhere else; the request
 //! flow only decides *which* ending it reached. The public detail is fixed per ending: the
@@ -138,11 +139,31 @@ impl MadeAnswer {
             }),
         )
     }
+
+    /// Twilio's error events on a `twilio_errors` route: `events` taken (`errors` of them to
+    /// count; the rest are warnings or other event types). Counting happens after the answer.
+    pub fn twilio_events(events: usize, errors: usize) -> Self {
+        MadeAnswer::json(
+            Outcome::TwilioEvents,
+            StatusCode::OK,
+            serde_json::json!({"received": events, "errors": errors}),
+        )
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn twilio_events_are_answered_200_with_what_was_taken() {
+        let a = MadeAnswer::twilio_events(3, 2);
+        assert_eq!(
+            (a.outcome, a.status),
+            (Outcome::TwilioEvents, StatusCode::OK)
+        );
+        assert_eq!(json(&a), serde_json::json!({"received": 3, "errors": 2}));
+    }
 
     fn json(answer: &MadeAnswer) -> serde_json::Value {
         serde_json::from_slice(&answer.body).unwrap()

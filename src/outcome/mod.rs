@@ -4,20 +4,23 @@
 //! Owns [`Reason`] (why the proxy itself refused a request, and that refusal's status and public
 //! detail), [`Outcome`] (how every request ended), in [`answer`] the answers the proxy makes
 //! when it ends a request for another reason (gave up, buffered, buffer failed, duplicate,
-//! probe), in [`delivery`] the result kinds of attempts, redeliveries, dead letters and store
-//! calls, and in [`reload`] how a live reload ended. What a handler's status means is
+//! probe, Twilio's error events taken), in [`delivery`] the result kinds of attempts, redeliveries, dead letters and store
+//! calls, in [`reload`] how a live reload ended, and in [`twilio`] what became of Twilio's
+//! error events. What a handler's status means is
 //! [`crate::policy::StatusClass`], from which the labels here derive. Adding a variant here is
 //! how the taxonomy grows; nothing else spells these strings or picks these statuses. No I/O.
 
 mod answer;
 mod delivery;
 mod reload;
+mod twilio;
 
 use http::StatusCode;
 
 pub use answer::{GaveUp, MadeAnswer, Original};
 pub use delivery::{AttemptResult, DeadLetterReason, RedeliveryResult, StoreOperation};
 pub use reload::ReloadResult;
+pub use twilio::{EventResult, Seen};
 
 use crate::policy::StatusClass;
 use crate::signature::SignatureError;
@@ -275,10 +278,13 @@ pub enum Outcome {
     /// A synthetic notification from `twilio-notify-proxy probe`, verified in full and answered
     /// by the proxy itself (never forwarded, so no device is notified).
     Probe,
+    /// Twilio's error events on a `twilio_errors` route: verified, taken for counting and
+    /// reconciling, answered by the proxy (never forwarded).
+    TwilioEvents,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 13] = [
+    pub const ALL: [Outcome; 14] = [
         Outcome::Forwarded2xx,
         Outcome::ForwardedOther,
         Outcome::NoBinding,
@@ -292,6 +298,7 @@ impl Outcome {
         Outcome::Duplicate,
         Outcome::BufferFailed,
         Outcome::Probe,
+        Outcome::TwilioEvents,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -309,6 +316,7 @@ impl Outcome {
             Outcome::Duplicate => "duplicate",
             Outcome::BufferFailed => "buffer_failed",
             Outcome::Probe => "probe",
+            Outcome::TwilioEvents => "twilio_events",
         }
     }
 

@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod events;
+
 use twilio_notify_proxy::signature::{sign_json, Algorithm, SigningKey};
 
 pub const TOKEN: &str = "test-auth-token-0123456789";

@@ -15,6 +15,8 @@
 //! - `dedupe`: in-flight and settled claims by fingerprint, each with an expiry.
 //! - `instances`: each running instance's heartbeat; a claim in `pending` lives while its
 //!   owner's is fresh.
+//! - `call_answers`: what each instance answered on a notification route, by call, and
+//!   `twilio_events`: the SIDs of Twilio's error events counted (both for reconciling).
 
 use super::{Failure, PgPool};
 
@@ -76,6 +78,31 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
              name text PRIMARY KEY,
              heartbeat_at timestamptz NOT NULL
          );",
+    ),
+    (
+        4,
+        "answers and twilio events",
+        // What each instance answered for a call, and the error events counted, so a
+        // Twilio error event landing on any instance is reconciled and counted once
+        // (reconcile/postgres.rs). Times are the proxy's unix ms.
+        "CREATE TABLE {schema}.call_answers (
+             call_sid text NOT NULL,
+             request_id text NOT NULL,
+             route text NOT NULL,
+             outcome text NOT NULL,
+             reason text,
+             status integer NOT NULL,
+             answered_at_ms bigint NOT NULL,
+             instance text NOT NULL,
+             verified boolean NOT NULL,
+             PRIMARY KEY (call_sid, request_id)
+         );
+         CREATE INDEX call_answers_answered ON {schema}.call_answers (answered_at_ms);
+         CREATE TABLE {schema}.twilio_events (
+             sid text PRIMARY KEY,
+             seen_at_ms bigint NOT NULL
+         );
+         CREATE INDEX twilio_events_seen ON {schema}.twilio_events (seen_at_ms);",
     ),
 ];
 

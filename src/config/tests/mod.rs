@@ -4,6 +4,7 @@ use std::time::Duration;
 use super::*;
 
 mod buffer;
+mod twilio_errors;
 use crate::signature::{Algorithm, SigningKey};
 
 /// The environment variable the test configs name for their auth token.
@@ -35,7 +36,7 @@ const SECRETS: TestSecrets = TestSecrets(&[
     ),
 ]);
 
-const SCHEMA: &str = concat!(
+pub(super) const SCHEMA: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/conf/schemas/client-notification.schema.json"
 );
@@ -68,7 +69,7 @@ pub(super) fn load(text: &str) -> anyhow::Result<Config> {
     Config::from_yaml_with(text, Path::new("/etc/tnp/test.yaml"), &SECRETS)
 }
 
-fn err(text: &str) -> String {
+pub(super) fn err(text: &str) -> String {
     format!("{:#}", load(text).expect_err("config should be rejected"))
 }
 

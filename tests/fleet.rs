@@ -649,3 +649,73 @@ fn a_killed_instances_claims_are_taken_over_in_seconds_not_a_lease() {
 fn a_frozen_instances_claims_are_taken_over_in_seconds_not_a_lease() {
     claims_are_taken_over_in_seconds(Loss::Frozen);
 }
+
+/// Twilio's 13807 for a call can land on another instance than the call's notification did:
+/// the answer is found through the shared record, and an event sent to two instances is
+/// counted once by the fleet.
+#[test]
+fn a_13807_landing_on_another_instance_is_reconciled_with_the_first_ones_answer() {
+    use harness::events::*;
+    let Some(schema) = Schema::new("errors") else {
+        return;
+    };
+    let handler = MockUpstream::start(Behaviour::status(500, "{}"));
+    let start = || {
+        let mut spec = fleet_spec(handler.addr, &schema, &postgres_url());
+        // Policy fail: the notification is answered 502, not buffered.
+        spec.route_extra = format!(
+            "    retry: {{ max_attempts: 1, deadline: 2s }}{}",
+            errors_route()
+        );
+        spec.capture_stderr = true;
+        spec.env.push(("RUST_LOG".into(), "warn".into()));
+        Proxy::start(spec)
+    };
+    let (a, b) = (start(), start());
+    let seen = |proxy: &Proxy, seen: &str| {
+        proxy.metric(&format!("notify_proxy_twilio_13807_total{{seen=\"{seen}\"}}"))
+    };
+
+    let call = sid("CA");
+    assert_refused(
+        &a.send(&twilio_request(&notification_for(&call))),
+        502,
+        "upstream_5xx",
+    );
+    let r = b.send(&debugger_request(&debugger_error(&sid("NO"), "13807", Some(&call))));
+    assert_eq!(r.status, 200, "{}", r.text());
+    eventually_fleet("B reconciles the 13807 with A's answer", || {
+        seen(&b, "answered_error") == 1.0
+    });
+    let line = b
+        .log_lines()
+        .into_iter()
+        .find(|l| l.contains("Twilio logged 13807") && l.contains(&call))
+        .expect("B's line for the call");
+    assert!(
+        line.contains("proxy_outcome=\"upstream_5xx\"") && line.contains(&format!(":{}\"", a.pid())),
+        "B names A's answer and A as the instance: {line}"
+    );
+    for label in ["answered_error", "answered_ok", "not_seen", "unknown"] {
+        assert_eq!(seen(&a, label), 0.0, "A reconciled nothing ({label})");
+    }
+    // A call neither instance saw is not_seen on either.
+    let r = a.send(&debugger_request(&debugger_error(&sid("NO"), "13807", Some(&sid("CA")))));
+    assert_eq!(r.status, 200);
+    eventually_fleet("A finds no answer anywhere", || seen(&a, "not_seen") == 1.0);
+
+    // One event, delivered to both (Twilio's retry through the load balancer): counted once.
+    let form = debugger_error(&sid("NO"), "11200", Some(&call));
+    for proxy in [&a, &b] {
+        assert_eq!(proxy.send(&debugger_request(&form)).status, 200);
+    }
+    let metric = |p: &Proxy, m: &str| p.metric(m);
+    eventually_fleet("the copy counted as a duplicate", || {
+        let duplicate = "notify_proxy_twilio_events_total{result=\"duplicate\"}";
+        metric(&a, duplicate) + metric(&b, duplicate) == 1.0
+    });
+    let counted = "notify_proxy_twilio_errors_total{error_code=\"11200\"}";
+    assert_eq!(metric(&a, counted) + metric(&b, counted), 1.0);
+    assert_eq!(schema.count("twilio_events"), 3);
+    assert!(schema.count("call_answers") >= 1);
+}

@@ -4,32 +4,39 @@
 //!
 //! Layout, from the outside in (each module opens with what it owns and must not touch):
 //! - [`cli`]: command line, one file per command family (`run`/`demo`/`demo-handler`, `check`,
-//!   `sign`, `buffer ...`, `healthcheck`).
+//!   `sign`, `probe`, `buffer ...`, `healthcheck`).
+//! - [`app`]: wiring of Pingora services (public listeners, admin, health checks, redelivery,
+//!   the reconciler) and the stores they share.
+//! - [`demo`], [`admin`]: a sample notification handler; `/metrics`, `/healthz`, `/readyz`.
+//! - [`reload`]: SIGHUP: validate the file again, refuse restart-only changes, swap the snapshot.
+//! - [`edge`]: the HTTP/1 edge of the public listeners: connections, heads, bodies, keep-alive,
+//!   answers (over Pingora's raw streams).
+//! - [`reconcile`]: Twilio's error events at run time: the answer ledger and the worker that
+//!   counts each event once and reconciles each 13807 with the proxy's answer.
+//! - [`redelivery`]: the worker that drains the buffer.
+//! - [`flow`]: after the checks: dedupe, delivery, fail-or-buffer, the ending (no sockets).
+//! - [`snapshot`], [`route`]: the reloadable configuration serving now; the routes by path.
+//! - [`dedupe`]: claims that keep a notification from being delivered twice.
+//! - [`delivery`]: one exchange with a handler peer (wire framing, idle pool, peer choice).
+//! - [`buffer`]: the durable store (redb, with its hand-off file across `run --upgrade`, or
+//!   PostgreSQL for a fleet).
+//! - [`probe`]: the marker of `probe`'s synthetic notifications and what the edge does (pure).
+//! - [`metrics`]: Prometheus families and the handles the rest counts through.
+//! - [`checks`]: the ordered request checks, before the flow (pure).
+//! - [`twilio_errors`]: Twilio's error events read strictly, and the verdict on a 13807 (pure).
+//! - [`outcome`]: the names and status codes of every ending and every result label.
+//! - [`logging`]: log setup (byte-bounded queue, bounded echo of request values, rate limits,
+//!   request ids).
 //! - [`config`]: the YAML file, validated into a typed [`config::Config`] before any port opens:
 //!   raw serde layer, one validator per section, file/env reads behind a `SecretSource`, the
 //!   `check` summary.
-//! - [`app`]: wiring of Pingora services (public listeners, admin, health checks, redelivery).
-//! - [`lifecycle`]: signals and the grace period (keep serving, then drain).
-//! - [`edge`]: the HTTP/1 edge of the public listeners: connections, heads, bodies, keep-alive,
-//!   answers (over Pingora's raw streams).
-//! - [`reload`]: SIGHUP: validate the file again, refuse restart-only changes, swap the snapshot.
-//! - [`runtime`]: the reloadable snapshot (routes, keys, limits...) the edge loads per request.
-//! - [`route`]: the routes by path, each with its metrics and upstream.
-//! - [`checks`]: the ordered request checks, before the flow (pure).
-//! - [`probe`]: the marker of `probe`'s synthetic notifications and what the edge does (pure).
 //! - [`signature`]: Twilio's signing rules and the signed public URL (pure).
 //! - [`schema`]: JSON parsing and JSON Schema validation of the body (pure).
-//! - [`flow`]: after the checks: dedupe, delivery, fail-or-buffer, the ending (no sockets).
 //! - [`policy`]: retry, circuit breaker and the one settlement rule (pure).
-//! - [`delivery`]: one exchange with a handler peer (wire framing, idle pool, peer choice).
-//! - [`chunked`]: the chunked transfer coding, decoded for both sides (pure).
-//! - [`dedupe`]: claims that keep a notification from being delivered twice.
-//! - [`buffer`], [`redelivery`]: the durable store (with its hand-off file across `run --upgrade`)
-//!   and the worker that drains it.
-//! - [`outcome`]: the names and status codes of every ending and every result label.
-//! - [`metrics`], [`admin`], [`logging`]: Prometheus metrics, the admin listener, log setup
-//!   (byte-bounded queue, bounded echo of request values, rate limits, request ids).
-//! - [`demo`]: a sample notification handler for trying the proxy.
+//! - [`framing`], [`chunked`]: how a body is delimited, and the chunked coding, for both sides
+//!   (pure).
+//! - [`jitter`], [`lifecycle`], [`clock`]: the injected sources (randomness, signals and the
+//!   grace period, time).
 //!
 //! Dependencies point down this list (the pure modules at the bottom depend on nothing of
 //! the crate but each other); no module imports one that imports it back.

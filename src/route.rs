@@ -95,6 +95,16 @@ impl Routes {
                     .map(|(i, r)| (r.route.path.clone(), Slot::TwilioErrors(i))),
             )
             .collect();
+        let kinds: Vec<(&str, &str)> = routes
+            .iter()
+            .map(|r| (r.route.name.as_str(), "notification"))
+            .chain(
+                error_routes
+                    .iter()
+                    .map(|r| (r.route.name.as_str(), "twilio_errors")),
+            )
+            .collect();
+        metrics.set_routes(&kinds);
         Routes {
             by_path,
             routes,

@@ -24,8 +24,9 @@ const TARGET_LABELS: [&str; 2] = ["job", "instance"];
 // ---------------------------------------------------------------------------------------------
 // The real scrape
 
-/// `/metrics` of the real binary, with a buffer configured (so the buffer gauges exist) and one
-/// forwarded notification behind it. Taken once and shared by the tests.
+/// `/metrics` of the real binary, with a buffer configured (so the buffer gauges exist), a route
+/// taking Twilio's error events (so both route kinds are exported) and one forwarded
+/// notification behind it. Taken once and shared by the tests.
 fn scrape() -> &'static str {
     static SCRAPE: OnceLock<String> = OnceLock::new();
     SCRAPE.get_or_init(|| {
@@ -33,7 +34,10 @@ fn scrape() -> &'static str {
         let dir = tempfile::tempdir().unwrap();
         let mut spec = ProxySpec::new(upstream.addr);
         spec.top_extra = format!("buffer:\n  path: {}", dir.path().join("b.redb").display());
-        spec.route_extra = "    on_exhausted: buffer".into();
+        spec.route_extra = format!(
+            "    on_exhausted: buffer{}",
+            harness::events::errors_route()
+        );
         let proxy = Proxy::start(spec);
         let response = proxy.send(&twilio_request(&notification()));
         assert_eq!(response.status, 200, "{}", response.text());
@@ -534,8 +538,9 @@ fn anchors(markdown: &str) -> BTreeSet<String> {
         .collect()
 }
 
-const ALERT_NAMES: [&str; 7] = [
+const ALERT_NAMES: [&str; 8] = [
     "High13807Rate",
+    "Twilio13807NotSeen",
     "SignatureFailureSpike",
     "UpstreamDown",
     "BufferOldestNearTTL",

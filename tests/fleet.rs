@@ -673,7 +673,9 @@ fn a_13807_landing_on_another_instance_is_reconciled_with_the_first_ones_answer(
     };
     let (a, b) = (start(), start());
     let seen = |proxy: &Proxy, seen: &str| {
-        proxy.metric(&format!("notify_proxy_twilio_13807_total{{seen=\"{seen}\"}}"))
+        proxy.metric(&format!(
+            "notify_proxy_twilio_13807_total{{seen=\"{seen}\"}}"
+        ))
     };
 
     let call = sid("CA");
@@ -682,7 +684,11 @@ fn a_13807_landing_on_another_instance_is_reconciled_with_the_first_ones_answer(
         502,
         "upstream_5xx",
     );
-    let r = b.send(&debugger_request(&debugger_error(&sid("NO"), "13807", Some(&call))));
+    let r = b.send(&debugger_request(&debugger_error(
+        &sid("NO"),
+        "13807",
+        Some(&call),
+    )));
     assert_eq!(r.status, 200, "{}", r.text());
     eventually_fleet("B reconciles the 13807 with A's answer", || {
         seen(&b, "answered_error") == 1.0
@@ -693,14 +699,19 @@ fn a_13807_landing_on_another_instance_is_reconciled_with_the_first_ones_answer(
         .find(|l| l.contains("Twilio logged 13807") && l.contains(&call))
         .expect("B's line for the call");
     assert!(
-        line.contains("proxy_outcome=\"upstream_5xx\"") && line.contains(&format!(":{}\"", a.pid())),
+        line.contains("proxy_outcome=\"upstream_5xx\"")
+            && line.contains(&format!(":{}\"", a.pid())),
         "B names A's answer and A as the instance: {line}"
     );
     for label in ["answered_error", "answered_ok", "not_seen", "unknown"] {
         assert_eq!(seen(&a, label), 0.0, "A reconciled nothing ({label})");
     }
     // A call neither instance saw is not_seen on either.
-    let r = a.send(&debugger_request(&debugger_error(&sid("NO"), "13807", Some(&sid("CA")))));
+    let r = a.send(&debugger_request(&debugger_error(
+        &sid("NO"),
+        "13807",
+        Some(&sid("CA")),
+    )));
     assert_eq!(r.status, 200);
     eventually_fleet("A finds no answer anywhere", || seen(&a, "not_seen") == 1.0);
 

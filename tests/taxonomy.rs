@@ -112,7 +112,7 @@ fn expect_attempt<R>(proxy: &Proxy, what: &str, result: &str, send: impl FnOnce(
 
 // The label values the README documents, spelled out here (not taken from the code), so that
 // renaming one in the code fails this test.
-const OUTCOMES: [&str; 13] = [
+const OUTCOMES: [&str; 14] = [
     "forwarded_2xx",
     "forwarded_other",
     "no_binding",
@@ -126,6 +126,7 @@ const OUTCOMES: [&str; 13] = [
     "duplicate",
     "buffer_failed",
     "probe",
+    "twilio_events",
 ];
 /// Every rejection reason and the status the README gives it.
 const REASONS: [(&str, u16); 19] = [
@@ -273,6 +274,10 @@ fn expect_all_series_at_zero(proxy: &Proxy, routes: &[&str]) {
     assert!(reasons.len() >= 19, "{reasons:?}");
     let mut checked = 0;
     for family in documented_metrics() {
+        if family.name == "notify_proxy_route_info" {
+            // One series per route, of that route's kind (checked below), not every pairing.
+            continue;
+        }
         let name = if family.histogram {
             format!("{}_count", family.name)
         } else {
@@ -330,6 +335,24 @@ fn expect_all_series_at_zero(proxy: &Proxy, routes: &[&str]) {
             checked += 1;
         }
     }
+    // Each route has its kind: the error-event route is `twilio_errors`, the others
+    // `notification`.
+    for route in routes {
+        let kind = if *route == harness::events::ERRORS_ROUTE_NAME {
+            "twilio_errors"
+        } else {
+            "notification"
+        };
+        let sample = format!("notify_proxy_route_info{{kind=\"{kind}\",route=\"{route}\"}}");
+        assert_eq!(proxy.metric(&sample), 1.0, "{sample}");
+    }
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("notify_proxy_route_info{"))
+            .count(),
+        routes.len() + 1,
+        "one series per route (the rebuilt route too)"
+    );
     // The unmatched route carries only `rejected`, and the reasons a request without a route
     // can have.
     for sample in [
@@ -364,11 +387,15 @@ fn every_outcome_and_reason_is_reachable_and_counted_once() {
         dir.path().join("b.redb").display()
     );
     spec.route_extra = format!(
-        "    retry: {{ max_attempts: 1 }}\n  - name: buffered\n    public_url: {BUFFERED_URL}\n    upstream: handler\n    body: json\n    on_exhausted: buffer\n    retry: {{ max_attempts: 1 }}\n  - name: rebuilt\n    path: /rebuilt\n    allowed_hosts: [voice.example.com]\n    upstream: handler\n    body: json"
+        "    retry: {{ max_attempts: 1 }}\n  - name: buffered\n    public_url: {BUFFERED_URL}\n    upstream: handler\n    body: json\n    on_exhausted: buffer\n    retry: {{ max_attempts: 1 }}\n  - name: rebuilt\n    path: /rebuilt\n    allowed_hosts: [voice.example.com]\n    upstream: handler\n    body: json{}",
+        harness::events::errors_route()
     );
     spec.upstream_extra = "    circuit_breaker: { failure_threshold: 1000 }".into();
     let proxy = Proxy::start(spec);
-    expect_all_series_at_zero(&proxy, &["notify", "buffered"]);
+    expect_all_series_at_zero(
+        &proxy,
+        &["notify", "buffered", harness::events::ERRORS_ROUTE_NAME],
+    );
     let body = notification();
     let send = |raw: Vec<u8>| send_raw(proxy.addr, &raw);
     // An answer the proxy made: its status and JSON `error`.
@@ -536,6 +563,14 @@ fn every_outcome_and_reason_is_reachable_and_counted_once() {
     .expect("the probe was answered");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["probe"], "ok");
+
+    // Twilio's error events, taken on the twilio_errors route.
+    let event = harness::events::debugger_error(&harness::events::sid("NO"), "13807", None);
+    let r = expect_counted(&proxy, "twilio error event", "twilio_events", None, || {
+        send_raw(proxy.addr, &harness::events::debugger_request(&event))
+    })
+    .expect("the event was answered");
+    assert_eq!(r.status, 200, "{}", r.text());
 
     // upstream_unreachable needs a handler that refuses connections: a second proxy.
     let (_guard, refusing) = refusing_address();

@@ -364,3 +364,34 @@ fn each_13807_is_classified_by_what_the_proxy_answered_for_its_call() {
         (2.0, 1.0, 2.0)
     );
 }
+
+/// A `twilio_errors` route added by SIGHUP takes events from the next request, and the answers
+/// given from then on are remembered for it; `twilio_errors:` itself needs a restart.
+#[test]
+fn a_reload_adds_a_twilio_errors_route_and_its_memory_starts_then() {
+    let handler = MockUpstream::start(Behaviour::status(200, "{}"));
+    let mut spec = spec(&handler);
+    spec.route_extra = String::new();
+    let proxy = Proxy::start(spec);
+    let form = debugger_error(&sid("NO"), "13807", None);
+    let r = proxy.send(&debugger_request(&form));
+    assert_refused(&r, 404, "unknown_route");
+
+    let call = sid("CA");
+    // The route goes after the notification route, at the end of the file.
+    proxy.reload_with(&format!("{}{}", proxy.config(), errors_route()), "success");
+    taken(&proxy.send(&debugger_request(&form)), 1, 1);
+    assert_eq!(
+        proxy.send(&twilio_request(&notification_for(&call))).status,
+        200
+    );
+    let form = debugger_error(&sid("NO"), "13807", Some(&call));
+    taken(&proxy.send(&debugger_request(&form)), 1, 1);
+    eventually(
+        "the 13807 reconciled with the answer given after the reload",
+        || seen(&proxy, "answered_ok") == 1.0,
+    );
+
+    let changed = format!("{}twilio_errors: {{ remember: 5m }}\n", proxy.config());
+    proxy.reload_with(&changed, "restart_required");
+}

@@ -71,9 +71,11 @@ pub struct Metrics {
     claims_lost: IntCounter,
     dedupe_unavailable: IntCounter,
     twilio_errors: TwilioErrorMetrics,
+    route_info: routes::RouteInfo,
 }
 
 mod handles;
+mod routes;
 mod twilio;
 
 use crate::logging::DroppedLines;
@@ -338,6 +340,7 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         let twilio_errors = TwilioErrorMetrics::register(&registry);
+        let route_info = routes::RouteInfo::register(&registry);
 
         Metrics {
             registry,
@@ -376,7 +379,13 @@ impl Metrics {
             claims_lost,
             dedupe_unavailable,
             twilio_errors,
+            route_info,
         }
+    }
+
+    /// The routes serving now, as (name, kind): `notify_proxy_route_info`.
+    pub fn set_routes(&self, routes: &[(&str, &str)]) {
+        self.route_info.set(routes);
     }
 
     /// The counters of Twilio's error events and their reconciliation.

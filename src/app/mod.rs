@@ -184,10 +184,11 @@ pub fn build_server(
     let flow = Flow::new(dedupe, store.clone(), store_writable.clone()).with_clock(clock);
     let draining = Draining::default();
     // Twilio's error events, reconciled with the answers the edge remembers.
+    let serving = live.clone();
     let (reconciler, worker) = Reconciler::new(
         ledger,
         metrics.twilio_errors(),
-        live.clone(),
+        Arc::new(move || serving.load().routes.served_urls()),
         instance_name(),
     );
     server.add_service(background_service("twilio errors", worker));

@@ -29,10 +29,13 @@ pub use postgres::{LedgerFlush, PostgresLedger};
 use crate::logging::bounded;
 use crate::metrics::TwilioErrorMetrics;
 use crate::outcome::{EventResult, Seen};
-use crate::snapshot::LiveConfig;
 use crate::twilio_errors::{
-    classify, code_label, url_is_served, AnswerRecord, ErrorEvent, Item, CLIENT_NOTIFICATION_FAILED,
+    classify, code_label, url_is_served, AnswerRecord, ErrorEvent, Item, ServedUrl,
+    CLIENT_NOTIFICATION_FAILED,
 };
+
+/// The URLs the notification routes serve now (they change with a reload).
+pub type ServedUrls = Arc<dyn Fn() -> Vec<ServedUrl> + Send + Sync>;
 
 /// How long after its arrival a 13807 is reconciled: many times the shared ledger's write
 /// interval, and nothing against the minutes Twilio takes to report.
@@ -63,7 +66,7 @@ impl Reconciler {
     pub fn new(
         ledger: Arc<dyn AnswerLedger>,
         metrics: TwilioErrorMetrics,
-        live: Arc<LiveConfig>,
+        served: ServedUrls,
         instance: String,
     ) -> (Reconciler, ReconcileWorker) {
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -71,7 +74,7 @@ impl Reconciler {
             events: Mutex::new(Some(rx)),
             ledger: ledger.clone(),
             metrics: metrics.clone(),
-            live,
+            served,
             after: RECONCILE_AFTER,
         };
         (
@@ -127,8 +130,7 @@ pub struct ReconcileWorker {
     events: Mutex<Option<mpsc::Receiver<Taken>>>,
     ledger: Arc<dyn AnswerLedger>,
     metrics: TwilioErrorMetrics,
-    /// For the URLs the notification routes serve now.
-    live: Arc<LiveConfig>,
+    served: ServedUrls,
     after: Duration,
 }
 
@@ -197,7 +199,7 @@ impl ReconcileWorker {
         };
         let verdict = answers.as_deref().map(classify);
         let seen = verdict.map_or(Seen::Unknown, |v| v.seen);
-        let served = self.live.load().routes.served_urls();
+        let served = (self.served)();
         let url_known = event
             .called_url
             .as_deref()
@@ -248,3 +250,6 @@ fn explanation(seen: Seen, url_known: Option<bool>) -> &'static str {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

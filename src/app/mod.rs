@@ -17,7 +17,6 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
-use crate::buffer::instance_name;
 use crate::clock::{Clock, SteadyClock};
 use crate::config::Config;
 use crate::delivery::resolve::{PeerRefresher, SystemResolver};
@@ -189,7 +188,6 @@ pub fn build_server(
         ledger,
         metrics.twilio_errors(),
         Arc::new(move || serving.load().routes.served_urls()),
-        instance_name(),
     );
     server.add_service(background_service("twilio errors", worker));
     let edge = Edge::new(

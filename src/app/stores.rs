@@ -102,6 +102,7 @@ pub(super) fn open(
                 remember,
                 clock.clone(),
                 metrics.twilio_errors().records_unshared,
+                &instance_name(),
             ));
             server.add_service(background_service(
                 "answer ledger",
@@ -109,7 +110,12 @@ pub(super) fn open(
             ));
             ledger
         }
-        None => Arc::new(MemoryLedger::new(max_calls, remember, clock.clone())),
+        None => Arc::new(MemoryLedger::new(
+            max_calls,
+            remember,
+            clock.clone(),
+            &instance_name(),
+        )),
     };
     Ok(Stores {
         store,

@@ -30,9 +30,10 @@ use crate::logging::{bounded, request_id, Echo};
 use crate::metrics::UNMATCHED_ROUTE;
 use crate::outcome::{Outcome, Reason, Rejection};
 use crate::probe;
+use crate::reconcile::Answer;
 use crate::route::{LiveRoute, Served};
 use crate::snapshot::Snapshot;
-use crate::twilio_errors::{sid_shaped, AnswerRecord};
+use crate::twilio_errors::sid_shaped;
 
 pub async fn serve(edge: &Edge, mut stream: Stream, shutdown: &ShutdownWatch) {
     let ip = stream
@@ -288,20 +289,21 @@ fn unverified_call_sid(body: &[u8]) -> Option<String> {
 
 /// Remembers what a notification route answered for its call, for reconciling Twilio's 13807.
 fn remember_answer(edge: &Edge, route: &LiveRoute, ending: &Ending, request_id: &str) {
-    let Some(call_sid) = ending.call_sid.clone() else {
+    let Some(call_sid) = &ending.call_sid else {
         return;
     };
-    edge.reconciler.record(AnswerRecord {
+    edge.reconciler.record(
         call_sid,
-        route: route.route.name.clone(),
-        outcome: ending.outcome.as_str().to_owned(),
-        reason: ending.reason.map(|r| r.as_str().to_owned()),
-        status: ending.status(),
-        answered_at_ms: now_ms(),
-        instance: edge.reconciler.instance().to_owned(),
-        request_id: request_id.to_owned(),
-        verified: ending.outcome != Outcome::Rejected,
-    });
+        &Answer {
+            route: &route.route.name,
+            outcome: ending.outcome.as_str(),
+            reason: ending.reason.map(Reason::as_str),
+            status: ending.status(),
+            answered_at_ms: now_ms(),
+            request_id,
+            verified: ending.outcome != Outcome::Rejected,
+        },
+    );
 }
 
 /// A request refused before its body was read: when it has no body, the buffer moves past it and

@@ -4,7 +4,9 @@
 //! Owns the [`AnswerLedger`] seam and its in-process implementation, [`MemoryLedger`]: per
 //! instance, in memory, lost on restart (what a redb or buffer-less proxy gets). The fleet's
 //! shared one is [`super::postgres::PostgresLedger`]. Recording never blocks a request: it is a
-//! short critical section here, a queue there. Nothing here classifies or counts.
+//! short critical section here, a queue there. An answer is kept compact (about 250 bytes a
+//! call: route and instance names shared, labels static), and turned into an
+//! [`AnswerRecord`] only when a 13807 asks for it. Nothing here classifies or counts.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -23,11 +25,27 @@ pub const ANSWERS_PER_CALL: usize = 8;
 #[error("answer ledger unavailable: {0}")]
 pub struct LedgerError(pub String);
 
+/// One answer the edge gave on a notification route, as it hands it over (borrowed: recording
+/// costs the request no copies it does not keep).
+#[derive(Debug, Clone, Copy)]
+pub struct Answer<'a> {
+    pub route: &'a str,
+    /// The outcome label.
+    pub outcome: &'static str,
+    /// The rejection reason label, for a refused request.
+    pub reason: Option<&'static str>,
+    pub status: u16,
+    pub answered_at_ms: u64,
+    pub request_id: &'a str,
+    /// Whether the request passed the signature check.
+    pub verified: bool,
+}
+
 /// Where answers and counted event SIDs are remembered.
 #[async_trait]
 pub trait AnswerLedger: Send + Sync {
-    /// Remembers one answer; returns at once.
-    fn record(&self, record: AnswerRecord);
+    /// Remembers one answer for `call_sid`; returns at once.
+    fn record(&self, call_sid: &str, answer: &Answer<'_>);
     /// The answers remembered for `call_sid` (at most [`ANSWERS_PER_CALL`] per instance), by
     /// every instance that shares this ledger.
     async fn answers_for(&self, call_sid: &str) -> Result<Vec<AnswerRecord>, LedgerError>;
@@ -41,10 +59,10 @@ pub trait AnswerLedger: Send + Sync {
 #[derive(Debug)]
 struct Recent<V> {
     /// Each value with the time its key was first remembered.
-    entries: HashMap<String, (u64, V)>,
-    /// Keys in that order, with that time. An entry whose time no longer matches its key's
-    /// (the key expired and came back) is stale and skipped.
-    order: VecDeque<(u64, String)>,
+    entries: HashMap<Arc<str>, (u64, V)>,
+    /// Keys in that order, with that time (the key shared with the map). An entry whose time no
+    /// longer matches its key's (the key expired and came back) is stale and skipped.
+    order: VecDeque<(u64, Arc<str>)>,
     max: usize,
     remember_ms: u64,
 }
@@ -91,36 +109,88 @@ impl<V> Recent<V> {
         if fresh {
             self.entries.remove(key);
             self.make_room(now_ms);
-            self.entries.insert(key.to_owned(), (now_ms, new()));
-            self.order.push_back((now_ms, key.to_owned()));
+            let key: Arc<str> = Arc::from(key);
+            self.entries.insert(key.clone(), (now_ms, new()));
+            self.order.push_back((now_ms, key));
         }
         let (_, value) = self.entries.get_mut(key).expect("present or just inserted");
         (value, fresh)
     }
 }
 
+/// An answer as this process keeps it: names shared, labels static.
+#[derive(Debug)]
+struct Kept {
+    route: Arc<str>,
+    outcome: &'static str,
+    reason: Option<&'static str>,
+    status: u16,
+    answered_at_ms: u64,
+    request_id: Box<str>,
+    verified: bool,
+}
+
+/// The answers of the remembered calls, and the route names they share.
+#[derive(Debug)]
+struct Answers {
+    calls: Recent<Vec<Kept>>,
+    /// One `Arc` per route name (routes are few; a reload may add some).
+    routes: HashMap<Box<str>, Arc<str>>,
+}
+
 /// One process's ledger: `max_calls` calls and as many event SIDs, each for `remember`.
 #[derive(Debug)]
 pub struct MemoryLedger {
-    answers: Mutex<Recent<Vec<AnswerRecord>>>,
+    answers: Mutex<Answers>,
     sids: Mutex<Recent<()>>,
     clock: Arc<dyn Clock>,
+    /// This process's name in the records.
+    instance: Arc<str>,
 }
 
 impl MemoryLedger {
-    pub fn new(max_calls: usize, remember: Duration, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        max_calls: usize,
+        remember: Duration,
+        clock: Arc<dyn Clock>,
+        instance: &str,
+    ) -> Self {
         MemoryLedger {
-            answers: Mutex::new(Recent::new(max_calls, remember)),
+            answers: Mutex::new(Answers {
+                calls: Recent::new(max_calls, remember),
+                routes: HashMap::new(),
+            }),
             sids: Mutex::new(Recent::new(max_calls, remember)),
             clock,
+            instance: Arc::from(instance),
         }
+    }
+
+    /// This process's name in the records.
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     /// The answers this process remembers for `call_sid`.
     pub fn local_answers(&self, call_sid: &str) -> Vec<AnswerRecord> {
         let now = self.clock.now_ms();
         let answers = self.answers.lock().expect("ledger lock");
-        answers.get(call_sid, now).cloned().unwrap_or_default()
+        let Some(kept) = answers.calls.get(call_sid, now) else {
+            return Vec::new();
+        };
+        kept.iter()
+            .map(|k| AnswerRecord {
+                call_sid: call_sid.to_owned(),
+                route: k.route.to_string(),
+                outcome: k.outcome.to_owned(),
+                reason: k.reason.map(str::to_owned),
+                status: k.status,
+                answered_at_ms: k.answered_at_ms,
+                instance: self.instance.to_string(),
+                request_id: k.request_id.to_string(),
+                verified: k.verified,
+            })
+            .collect()
     }
 
     /// Whether this process has seen `sid` before; remembers it either way.
@@ -133,14 +203,31 @@ impl MemoryLedger {
 
 #[async_trait]
 impl AnswerLedger for MemoryLedger {
-    fn record(&self, record: AnswerRecord) {
+    fn record(&self, call_sid: &str, answer: &Answer<'_>) {
         let now = self.clock.now_ms();
         let mut answers = self.answers.lock().expect("ledger lock");
-        let (list, _) = answers.entry(&record.call_sid, now, Vec::new);
+        let route = match answers.routes.get(answer.route) {
+            Some(route) => route.clone(),
+            None => {
+                let route: Arc<str> = Arc::from(answer.route);
+                answers.routes.insert(answer.route.into(), route.clone());
+                route
+            }
+        };
+        // Most calls get one answer: no room for more until a second comes.
+        let (list, _) = answers.calls.entry(call_sid, now, || Vec::with_capacity(1));
         if list.len() == ANSWERS_PER_CALL {
             list.remove(0);
         }
-        list.push(record);
+        list.push(Kept {
+            route,
+            outcome: answer.outcome,
+            reason: answer.reason,
+            status: answer.status,
+            answered_at_ms: answer.answered_at_ms,
+            request_id: answer.request_id.into(),
+            verified: answer.verified,
+        });
     }
 
     async fn answers_for(&self, call_sid: &str) -> Result<Vec<AnswerRecord>, LedgerError> {
@@ -157,22 +244,25 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
 
-    fn record(call: &str, request: usize) -> AnswerRecord {
-        AnswerRecord {
-            call_sid: call.into(),
-            route: "notify".into(),
-            outcome: "forwarded_2xx".into(),
-            reason: None,
-            status: 200,
-            answered_at_ms: 0,
-            instance: "test".into(),
-            request_id: format!("r{request}"),
-            verified: true,
-        }
+    /// Records answer number `request` for `call`.
+    fn record(l: &MemoryLedger, call: &str, request: usize) {
+        let id = format!("r{request}");
+        l.record(
+            call,
+            &Answer {
+                route: "notify",
+                outcome: "forwarded_2xx",
+                reason: None,
+                status: 200,
+                answered_at_ms: 0,
+                request_id: &id,
+                verified: true,
+            },
+        );
     }
 
     fn ledger(max: usize, clock: &Arc<ManualClock>) -> MemoryLedger {
-        MemoryLedger::new(max, Duration::from_secs(60), clock.clone())
+        MemoryLedger::new(max, Duration::from_secs(60), clock.clone(), "test")
     }
 
     #[test]
@@ -180,9 +270,9 @@ mod tests {
         let clock = Arc::new(ManualClock::at(1_000));
         let l = ledger(10, &clock);
         for i in 0..ANSWERS_PER_CALL + 2 {
-            l.record(record("CA1", i));
+            record(&l, "CA1", i);
         }
-        l.record(record("CA2", 0));
+        record(&l, "CA2", 0);
         let kept = l.local_answers("CA1");
         assert_eq!(kept.len(), ANSWERS_PER_CALL);
         assert_eq!(
@@ -197,16 +287,16 @@ mod tests {
     fn calls_are_forgotten_oldest_first_at_the_bound_and_after_remember() {
         let clock = Arc::new(ManualClock::at(1_000));
         let l = ledger(2, &clock);
-        l.record(record("CA1", 0));
+        record(&l, "CA1", 0);
         clock.set(1_001);
-        l.record(record("CA2", 0));
+        record(&l, "CA2", 0);
         assert_eq!(
             l.local_answers("CA1").len(),
             1,
             "at the bound, nothing is forgotten"
         );
         clock.set(1_002);
-        l.record(record("CA3", 0));
+        record(&l, "CA3", 0);
         assert!(
             l.local_answers("CA1").is_empty(),
             "one past it, the oldest goes"
@@ -218,7 +308,7 @@ mod tests {
         clock.set(1_001 + 60_000);
         assert!(l.local_answers("CA2").is_empty());
         // And a new answer for a forgotten call starts afresh.
-        l.record(record("CA2", 5));
+        record(&l, "CA2", 5);
         assert_eq!(l.local_answers("CA2")[0].request_id, "r5");
     }
 

@@ -23,7 +23,7 @@ use pingora::services::background::BackgroundService;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-pub use ledger::{AnswerLedger, LedgerError, MemoryLedger, ANSWERS_PER_CALL};
+pub use ledger::{Answer, AnswerLedger, LedgerError, MemoryLedger, ANSWERS_PER_CALL};
 pub use postgres::{LedgerFlush, PostgresLedger};
 
 use crate::logging::bounded;
@@ -57,8 +57,6 @@ pub struct Reconciler {
     ledger: Arc<dyn AnswerLedger>,
     events: mpsc::Sender<Taken>,
     metrics: TwilioErrorMetrics,
-    /// This process's name in the records (as in the buffer's heartbeats).
-    instance: String,
 }
 
 impl Reconciler {
@@ -67,7 +65,6 @@ impl Reconciler {
         ledger: Arc<dyn AnswerLedger>,
         metrics: TwilioErrorMetrics,
         served: ServedUrls,
-        instance: String,
     ) -> (Reconciler, ReconcileWorker) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let worker = ReconcileWorker {
@@ -82,20 +79,14 @@ impl Reconciler {
                 ledger,
                 events: tx,
                 metrics,
-                instance,
             },
             worker,
         )
     }
 
-    /// This process's name in the records it writes.
-    pub fn instance(&self) -> &str {
-        &self.instance
-    }
-
-    /// Remembers an answer the proxy gave on a notification route.
-    pub fn record(&self, record: AnswerRecord) {
-        self.ledger.record(record);
+    /// Remembers an answer the proxy gave on a notification route for `call_sid`.
+    pub fn record(&self, call_sid: &str, answer: &Answer<'_>) {
+        self.ledger.record(call_sid, answer);
     }
 
     /// Takes a verified request's events: errors go to the worker, the rest are counted as

@@ -22,7 +22,7 @@ use pingora::services::background::BackgroundService;
 use prometheus::IntCounter;
 use tokio::sync::Notify;
 
-use super::ledger::{AnswerLedger, LedgerError, MemoryLedger};
+use super::ledger::{Answer, AnswerLedger, LedgerError, MemoryLedger};
 use crate::buffer::postgres::{storable, to_i64};
 use crate::buffer::PgPool;
 use crate::clock::{now_ms, Clock};
@@ -60,9 +60,10 @@ impl PostgresLedger {
         remember: Duration,
         clock: Arc<dyn Clock>,
         unshared: IntCounter,
+        instance: &str,
     ) -> Self {
         PostgresLedger {
-            local: MemoryLedger::new(max_calls, remember, clock.clone()),
+            local: MemoryLedger::new(max_calls, remember, clock.clone(), instance),
             pool,
             queue: Mutex::new(Vec::new()),
             wake: Notify::new(),
@@ -169,11 +170,22 @@ impl PostgresLedger {
 
 #[async_trait]
 impl AnswerLedger for PostgresLedger {
-    fn record(&self, record: AnswerRecord) {
+    fn record(&self, call_sid: &str, answer: &Answer<'_>) {
+        self.local.record(call_sid, answer);
         let waiting = {
             let mut queue = self.queue.lock().expect("ledger queue");
             if queue.len() < QUEUE_MAX {
-                queue.push(record.clone());
+                queue.push(AnswerRecord {
+                    call_sid: call_sid.to_owned(),
+                    route: answer.route.to_owned(),
+                    outcome: answer.outcome.to_owned(),
+                    reason: answer.reason.map(str::to_owned),
+                    status: answer.status,
+                    answered_at_ms: answer.answered_at_ms,
+                    instance: self.local.instance().to_owned(),
+                    request_id: answer.request_id.to_owned(),
+                    verified: answer.verified,
+                });
                 Some(queue.len())
             } else {
                 None
@@ -184,7 +196,6 @@ impl AnswerLedger for PostgresLedger {
             Some(_) => {}
             None => self.unshared.inc(),
         }
-        self.local.record(record);
     }
 
     async fn answers_for(&self, call_sid: &str) -> Result<Vec<AnswerRecord>, LedgerError> {

@@ -18,16 +18,14 @@ fn event(sid: &str, code: u32, call: Option<&str>) -> Item {
     })
 }
 
-fn answer(call: &str, status: u16) -> AnswerRecord {
-    AnswerRecord {
-        call_sid: call.into(),
-        route: "notify".into(),
-        outcome: "upstream_5xx".into(),
+fn answer(status: u16) -> Answer<'static> {
+    Answer {
+        route: "notify",
+        outcome: "upstream_5xx",
         reason: None,
         status,
         answered_at_ms: 1,
-        instance: "a".into(),
-        request_id: "r1".into(),
+        request_id: "r1",
         verified: true,
     }
 }
@@ -44,6 +42,7 @@ fn reconciler(metrics: &Metrics) -> (Reconciler, ReconcileWorker) {
         100,
         Duration::from_secs(600),
         Arc::new(SteadyClock::new()),
+        "test",
     ));
     let served: ServedUrls = Arc::new(|| {
         vec![crate::twilio_errors::ServedUrl::Hosts {
@@ -51,7 +50,7 @@ fn reconciler(metrics: &Metrics) -> (Reconciler, ReconcileWorker) {
             path: "/n".into(),
         }]
     });
-    Reconciler::new(ledger, metrics.twilio_errors(), served, "test".into())
+    Reconciler::new(ledger, metrics.twilio_errors(), served)
 }
 
 #[tokio::test]
@@ -88,7 +87,7 @@ async fn the_worker_counts_once_and_reconciles_a_13807_after_its_wait() {
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let running = tokio::spawn(async move { worker.start(shutdown).await });
 
-    reconciler.record(answer("CA1", 502));
+    reconciler.record("CA1", &answer(502));
     reconciler.take(vec![event("NO1", 13807, Some("CA1"))], "r");
     reconciler.take(vec![event("NO1", 13807, Some("CA1"))], "r");
     reconciler.take(vec![event("NO2", 13807, Some("CA2"))], "r");

@@ -4,6 +4,7 @@ use std::time::Duration;
 use super::*;
 
 mod buffer;
+mod probe;
 use crate::signature::{Algorithm, SigningKey};
 
 /// The environment variable the test configs name for their auth token.

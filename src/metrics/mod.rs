@@ -70,13 +70,16 @@ pub struct Metrics {
     lease_takeovers: IntCounter,
     claims_lost: IntCounter,
     dedupe_unavailable: IntCounter,
+    public_probe: PublicProbeMetrics,
 }
 
 mod handles;
+mod probe;
 
 use crate::logging::DroppedLines;
 use crate::outcome::ReloadResult;
 pub use handles::{EdgeMetrics, ResolveMetrics, RouteMetrics, StoreMetrics, UpstreamMetrics};
+pub use probe::PublicProbeMetrics;
 
 impl Metrics {
     pub fn new() -> Self {
@@ -334,6 +337,7 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        let public_probe = PublicProbeMetrics::register(&registry);
 
         Metrics {
             registry,
@@ -371,7 +375,13 @@ impl Metrics {
             lease_takeovers,
             claims_lost,
             dedupe_unavailable,
+            public_probe,
         }
+    }
+
+    /// The handles of the proxy's own public probe (`probe.public`).
+    pub fn public_probe(&self) -> PublicProbeMetrics {
+        self.public_probe.clone()
     }
 
     /// Exports the lines `dropped` counts (the queue [`crate::logging::init`] started).

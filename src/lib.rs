@@ -16,7 +16,9 @@
 //! - [`runtime`]: the reloadable snapshot (routes, keys, limits...) the edge loads per request.
 //! - [`route`]: the routes by path, each with its metrics and upstream.
 //! - [`checks`]: the ordered request checks, before the flow (pure).
-//! - [`probe`]: the marker of `probe`'s synthetic notifications and what the edge does (pure).
+//! - [`public_probe`]: the proxy's own probe of its public URL, every interval (a service).
+//! - [`probe`]: the marker of `probe`'s synthetic notifications and what the edge does (pure);
+//!   the client that sends one (dns, connect, tls, answer), for `probe` and `public_probe`.
 //! - [`signature`]: Twilio's signing rules and the signed public URL (pure).
 //! - [`schema`]: JSON parsing and JSON Schema validation of the body (pure).
 //! - [`flow`]: after the checks: dedupe, delivery, fail-or-buffer, the ending (no sockets).
@@ -56,6 +58,7 @@ pub mod outcome;
 
 pub mod policy;
 pub mod probe;
+pub mod public_probe;
 pub mod redelivery;
 pub mod reload;
 pub mod route;

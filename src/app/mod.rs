@@ -1,7 +1,7 @@
 //! Wiring: turns a validated [`Config`] into a Pingora [`Server`] with its services.
 //!
 //! Owns which services exist (public listeners, admin listener, health checks, peer
-//! re-resolution, live reload, redelivery, the optional demo handler) and the Pingora server
+//! re-resolution, live reload, redelivery, the public probe, the optional demo handler) and the Pingora server
 //! settings; [`stores`] opens the buffer and dedupe. No request logic lives here.
 
 use std::sync::atomic::AtomicBool;
@@ -26,6 +26,7 @@ use crate::flow::Flow;
 use crate::lifecycle::{Draining, GraceWatch};
 use crate::logging::DroppedLines;
 use crate::metrics::Metrics;
+use crate::public_probe::PublicProbeService;
 use crate::redelivery::Redeliverer;
 use crate::reload::Reloader;
 use crate::route::Routes;
@@ -226,6 +227,10 @@ pub fn build_server(
     server.add_service(background_service(
         "circuit recovery",
         RecoveryWatch::new(upstreams.clone()),
+    ));
+    server.add_service(background_service(
+        "public probe",
+        PublicProbeService::new(live.clone(), metrics.public_probe()),
     ));
     let reloader = Reloader::new(
         config.source.clone(),

@@ -534,7 +534,7 @@ fn anchors(markdown: &str) -> BTreeSet<String> {
         .collect()
 }
 
-const ALERT_NAMES: [&str; 7] = [
+const ALERT_NAMES: [&str; 9] = [
     "High13807Rate",
     "SignatureFailureSpike",
     "UpstreamDown",
@@ -542,6 +542,8 @@ const ALERT_NAMES: [&str; 7] = [
     "DeadLetters",
     "BufferFailing",
     "ProxyDown",
+    "PublicProbeFailing",
+    "CertificateExpiringSoon",
 ];
 
 #[test]

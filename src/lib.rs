@@ -13,10 +13,10 @@
 //! - [`edge`]: the HTTP/1 edge of the public listeners: connections, heads, bodies, keep-alive,
 //!   answers (over Pingora's raw streams).
 //! - [`reload`]: SIGHUP: validate the file again, refuse restart-only changes, swap the snapshot.
+//! - [`public_probe`]: the proxy's own probe of its public URL, every interval (a service).
 //! - [`runtime`]: the reloadable snapshot (routes, keys, limits...) the edge loads per request.
 //! - [`route`]: the routes by path, each with its metrics and upstream.
 //! - [`checks`]: the ordered request checks, before the flow (pure).
-//! - [`public_probe`]: the proxy's own probe of its public URL, every interval (a service).
 //! - [`probe`]: the marker of `probe`'s synthetic notifications and what the edge does (pure);
 //!   the client that sends one (dns, connect, tls, answer), for `probe` and `public_probe`.
 //! - [`signature`]: Twilio's signing rules and the signed public URL (pure).

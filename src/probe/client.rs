@@ -269,4 +269,38 @@ mod tests {
         assert!(text.contains(&format!("\r\n{HEADER}: 1\r\n")));
         assert!(request("https://voice.example.com/a#frag", &signer(&key)).is_err());
     }
+
+    /// A peer that accepts and then says nothing: each step it stalls ends at the deadline.
+    #[test]
+    fn a_silent_peer_fails_the_step_it_stalls_within_the_timeout() {
+        let key = SigningKey::new(Algorithm::HmacSha1, b"t");
+        for (scheme, step) in [("https", Step::Tls), ("http", Step::Answer)] {
+            let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = silent.local_addr().unwrap();
+            // Holds the connection open, silent, far longer than the probe may take.
+            let held = std::thread::spawn(move || {
+                let conn = silent.accept();
+                std::thread::sleep(Duration::from_secs(3));
+                drop(conn);
+            });
+            let url = format!("{scheme}://127.0.0.1:{}/notify", addr.port());
+            let target = Target {
+                url: &url,
+                connect: None,
+                extra_roots: &[],
+                timeout: Duration::from_millis(300),
+            };
+            let started = Instant::now();
+            let report = run(
+                &request(&url, &signer(&key)).unwrap(),
+                &signer(&key),
+                &target,
+            );
+            let (failed, cause, _) = report.failure().expect("a silent peer fails");
+            assert_eq!((failed, cause), (step, "timeout"), "{scheme}");
+            // Generous: the point is that it ends, not how fast.
+            assert!(started.elapsed() < Duration::from_secs(2), "{scheme}");
+            held.join().unwrap();
+        }
+    }
 }

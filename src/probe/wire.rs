@@ -8,7 +8,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use openssl::asn1::{Asn1Time, Asn1TimeRef};
@@ -88,8 +88,7 @@ pub(super) fn connect(
     Err(last)
 }
 
-/// The TLS handshake, verifying the certificate for `host`; the leaf's notAfter goes to `seen`
-/// as soon as the certificate arrives, so an expired one is still reported.
+/// The TLS handshake, verifying the certificate for `host` (see [`connector`]).
 pub(super) fn handshake(
     host: &str,
     addr: SocketAddr,
@@ -98,23 +97,7 @@ pub(super) fn handshake(
     seen: &Arc<Mutex<Option<i64>>>,
 ) -> Result<SslStream<Deadlined>, StepError> {
     let setup = |e: openssl::error::ErrorStack| ("error", format!("TLS setup: {e}"));
-    let mut builder = SslConnector::builder(SslMethod::tls_client()).map_err(setup)?;
-    for root in extra_roots {
-        builder
-            .cert_store_mut()
-            .add_cert(root.clone())
-            .map_err(setup)?;
-    }
-    let leaf = seen.clone();
-    builder.set_verify_callback(SslVerifyMode::PEER, move |ok, ctx| {
-        if ctx.error_depth() == 0 {
-            if let Some(cert) = ctx.current_cert() {
-                *leaf.lock().unwrap_or_else(|e| e.into_inner()) = unix_seconds(cert.not_after());
-            }
-        }
-        ok
-    });
-    let connector = builder.build();
+    let connector = connector(extra_roots, seen).map_err(setup)?;
     match connector.connect(host, stream) {
         Ok(s) => Ok(s),
         Err(HandshakeError::WouldBlock(_)) => Err((
@@ -140,6 +123,41 @@ pub(super) fn handshake(
         }
         Err(HandshakeError::SetupFailure(e)) => Err(setup(e)),
     }
+}
+
+/// A client that trusts the system's roots and `extra_roots`, and puts the leaf certificate's
+/// notAfter in `seen` as soon as the certificate arrives (so an expired one is still reported).
+fn connector(
+    extra_roots: &[X509],
+    seen: &Arc<Mutex<Option<i64>>>,
+) -> Result<SslConnector, openssl::error::ErrorStack> {
+    let mut builder = SslConnector::builder(SslMethod::tls_client())?;
+    // The vendored OpenSSL looks for roots where it was built to (/usr/local/ssl), which hosts
+    // and images rarely have: load the system's bundle, found as Pingora's connector finds it.
+    let system = system_roots();
+    if system.cert_file.is_some() || system.cert_dir.is_some() {
+        builder.load_verify_locations(system.cert_file.as_deref(), system.cert_dir.as_deref())?;
+    }
+    for root in extra_roots {
+        builder.cert_store_mut().add_cert(root.clone())?;
+    }
+    let leaf = seen.clone();
+    builder.set_verify_callback(SslVerifyMode::PEER, move |ok, ctx| {
+        if ctx.error_depth() == 0 {
+            if let Some(cert) = ctx.current_cert() {
+                *leaf.lock().unwrap_or_else(|e| e.into_inner()) = unix_seconds(cert.not_after());
+            }
+        }
+        ok
+    });
+    Ok(builder.build())
+}
+
+/// Where this system keeps its trusted roots (`SSL_CERT_FILE` / `SSL_CERT_DIR` first), looked
+/// up once per process.
+fn system_roots() -> &'static openssl_probe::ProbeResult {
+    static ROOTS: OnceLock<openssl_probe::ProbeResult> = OnceLock::new();
+    ROOTS.get_or_init(openssl_probe::probe)
 }
 
 /// Unix seconds of an ASN.1 time.
@@ -249,5 +267,15 @@ mod tests {
         let t = Asn1Time::from_unix(4_102_444_800).unwrap(); // 2100-01-01T00:00:00Z
         assert_eq!(unix_seconds(&t), Some(4_102_444_800));
         assert_eq!(unix_seconds(&Asn1Time::from_unix(0).unwrap()), Some(0));
+    }
+
+    /// Without `SSL_CERT_FILE` the vendored OpenSSL finds no root at all on most hosts. Cargo
+    /// sets it for what it runs: see that case by running the test binary itself under
+    /// `env -u SSL_CERT_FILE -u SSL_CERT_DIR`.
+    #[test]
+    fn the_systems_roots_are_trusted() {
+        let seen = Arc::new(Mutex::new(None));
+        let c = connector(&[], &seen).unwrap();
+        assert!(!c.context().cert_store().all_certificates().is_empty());
     }
 }

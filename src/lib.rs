@@ -6,9 +6,10 @@
 //! - [`cli`]: command line, one file per command family (`run`/`demo`/`demo-handler`, `check`,
 //!   `sign`, `probe`, `buffer ...`, `healthcheck`).
 //! - [`app`]: wiring of Pingora services (public listeners, admin, health checks, redelivery,
-//!   the reconciler) and the stores they share.
+//!   the reconciler, the public probe) and the stores they share.
 //! - [`demo`], [`admin`]: a sample notification handler; `/metrics`, `/healthz`, `/readyz`.
 //! - [`reload`]: SIGHUP: validate the file again, refuse restart-only changes, swap the snapshot.
+//! - [`public_probe`]: the proxy's own probe of its public URL, every interval (a service).
 //! - [`edge`]: the HTTP/1 edge of the public listeners: connections, heads, bodies, keep-alive,
 //!   answers (over Pingora's raw streams).
 //! - [`reconcile`]: Twilio's error events at run time: the answer ledger and the worker that
@@ -20,8 +21,9 @@
 //! - [`delivery`]: one exchange with a handler peer (wire framing, idle pool, peer choice).
 //! - [`buffer`]: the durable store (redb, with its hand-off file across `run --upgrade`, or
 //!   PostgreSQL for a fleet).
-//! - [`probe`]: the marker of `probe`'s synthetic notifications and what the edge does (pure).
 //! - [`metrics`]: Prometheus families and the handles the rest counts through.
+//! - [`probe`]: the marker of `probe`'s synthetic notifications and what the edge does (pure);
+//!   the client that sends one (dns, connect, tls, answer), for `probe` and `public_probe`.
 //! - [`checks`]: the ordered request checks, before the flow (pure).
 //! - [`twilio_errors`]: Twilio's error events read strictly, and the verdict on a 13807 (pure).
 //! - [`outcome`]: the names and status codes of every ending and every result label.
@@ -60,9 +62,9 @@ pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod outcome;
-
 pub mod policy;
 pub mod probe;
+pub mod public_probe;
 pub mod reconcile;
 pub mod redelivery;
 pub mod reload;

@@ -1,12 +1,13 @@
 //! The part of the configuration that a live reload may change, as one immutable snapshot.
 //!
 //! Owns [`Snapshot`] (routes with their policies and upstream, keys, allowed accounts, trusted
-//! proxies, limits, the access-log switch, the probe identity) and [`LiveConfig`], the atomic
-//! pointer to the current one. The edge loads the pointer once per request and keeps that
-//! `Arc` until the answer is written, so a request that started before a swap finishes on the
-//! old snapshot and never sees half of each; the redelivery worker loads it per message, for
-//! the route's retry policy and metrics. Building a snapshot and deciding whether a new
-//! config may replace the running one is `reload`'s job; this module only holds it.
+//! proxies, limits, the access-log switch, the probe identity, the public probe) and
+//! [`LiveConfig`], the atomic pointer to the current one. The edge loads the pointer once per
+//! request and keeps that `Arc` until the answer is written, so a request that started before a
+//! swap finishes on the old snapshot and never sees half of each; the redelivery worker loads
+//! it per message, for the route's retry policy and metrics, the public probe once per run.
+//! Building a snapshot and deciding whether a new config may replace the running one is
+//! `reload`'s job; this module only holds it.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
 
-use crate::config::{Config, Limits};
+use crate::config::{Config, Limits, PublicProbe};
 use crate::route::Routes;
 use crate::signature::KeyRing;
 
@@ -29,6 +30,8 @@ pub struct Snapshot {
     pub access_log: bool,
     /// The identity a `probe --through` may notify (`probe.identity`); `None` refuses them.
     pub probe_identity: Option<String>,
+    /// The proxy's own probe of its public URL (`probe.public`), read by its service each run.
+    pub public_probe: Option<Arc<PublicProbe>>,
 }
 
 impl Snapshot {
@@ -47,6 +50,7 @@ impl Snapshot {
             limits: config.limits,
             access_log: config.logging.access_log,
             probe_identity: config.probe.identity.clone(),
+            public_probe: config.probe.public.clone(),
         }
     }
 }

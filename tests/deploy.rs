@@ -538,7 +538,7 @@ fn anchors(markdown: &str) -> BTreeSet<String> {
         .collect()
 }
 
-const ALERT_NAMES: [&str; 8] = [
+const ALERT_NAMES: [&str; 10] = [
     "High13807Rate",
     "Twilio13807NotSeen",
     "SignatureFailureSpike",
@@ -547,6 +547,8 @@ const ALERT_NAMES: [&str; 8] = [
     "DeadLetters",
     "BufferFailing",
     "ProxyDown",
+    "PublicProbeFailing",
+    "CertificateExpiringSoon",
 ];
 
 #[test]

@@ -1,8 +1,8 @@
 //! Wiring: turns a validated [`Config`] into a Pingora [`Server`] with its services.
 //!
 //! Owns which services exist (public listeners, admin listener, health checks, peer
-//! re-resolution, live reload, redelivery, the reconciler of Twilio's error events, the
-//! optional demo handler) and the Pingora server
+//! re-resolution, live reload, redelivery, the reconciler of Twilio's error events, the public
+//! probe, the optional demo handler) and the Pingora server
 //! settings; [`stores`] opens the buffer and dedupe. No request logic lives here.
 
 use std::sync::atomic::AtomicBool;
@@ -27,6 +27,7 @@ use crate::flow::Flow;
 use crate::lifecycle::{Draining, GraceWatch};
 use crate::logging::DroppedLines;
 use crate::metrics::Metrics;
+use crate::public_probe::PublicProbeService;
 use crate::reconcile::Reconciler;
 use crate::redelivery::Redeliverer;
 use crate::reload::Reloader;
@@ -246,6 +247,10 @@ pub fn build_server(
     server.add_service(background_service(
         "circuit recovery",
         RecoveryWatch::new(upstreams.clone()),
+    ));
+    server.add_service(background_service(
+        "public probe",
+        PublicProbeService::new(live.clone(), metrics.public_probe()),
     ));
     let reloader = Reloader::new(
         config.source.clone(),

@@ -5,8 +5,8 @@
 //! names the file, the key and, where there is one, the fix. The work is split by job:
 //! - `model`: the typed sections (enums, `Duration`s, `NonZero*`), re-exported here;
 //! - `raw`: the serde mirror of the file (`deny_unknown_fields`, serde enums);
-//! - `validate` (top-level sections and cross-section rules), `route`, `upstream`, `secrets`:
-//!   one validator per section; `values`: the scalar parsers they share;
+//! - `validate` (top-level sections and cross-section rules), `route`, `upstream`, `secrets`,
+//!   `probe`: one validator per section; `values`: the scalar parsers they share;
 //! - `source`: all file and environment reads, secrets behind [`SecretSource`];
 //! - `summary`: what `check` prints ([`summary()`]);
 //! - `restart`: which changes a live reload may apply ([`restart_required`]).
@@ -15,6 +15,7 @@
 //! re-exports below, never the raw layer.
 
 mod model;
+mod probe;
 mod raw;
 mod restart;
 mod route;
@@ -35,6 +36,7 @@ pub use model::{
     ProbeConfig, PublicUrl, ResolvedPeer, Route, SchemaMode, ServerSettings, TlsFiles,
     TwilioErrorsConfig, UpstreamConfig,
 };
+pub use probe::PublicProbe;
 pub use restart::restart_required;
 pub use source::{ProcessEnv, SecretSource};
 pub use summary::summary;

@@ -91,6 +91,8 @@ pub struct Limits {
 pub struct ProbeConfig {
     /// The identity a `probe --through` may notify (`twi_to: client:<identity>`).
     pub identity: Option<String>,
+    /// The proxy's own probe of its public URL (`probe.public`).
+    pub public: Option<Arc<super::probe::PublicProbe>>,
 }
 
 /// A peer as written in `upstreams.NAME.peers`.

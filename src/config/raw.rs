@@ -59,12 +59,14 @@ impl Default for RawTwilioErrors {
     }
 }
 
-/// `probe:`: what synthetic notifications from `twilio-notify-proxy probe` may do.
+/// `probe:`: what synthetic notifications may do, and the proxy's own probe.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawProbe {
     /// The test identity a `probe --through` may be forwarded for; unset refuses them.
     pub identity: Option<String>,
+    /// The proxy's own probe of its public URL; unset: none.
+    pub public: Option<super::probe::RawPublicProbe>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,5 +1,5 @@
 //! Everything configuration reads from outside the YAML text: the config file itself, secrets
-//! from environment variables or files, JSON Schema files, TLS files.
+//! from environment variables or files, JSON Schema files, TLS files, the probe's extra CA file.
 //!
 //! Owns all file and environment access of [`super`], so validators stay free of I/O except
 //! through here. Secrets go through the [`SecretSource`] trait, so tests inject a map instead of
@@ -70,6 +70,14 @@ pub(super) fn read_json(
     let json = serde_json::from_str(&text)
         .with_context(|| format!("{key}: {} is not valid JSON", path.display()))?;
     Ok((path, json))
+}
+
+/// Reads a file the config names that is not a secret (`probe.public.ca_file`).
+pub(super) fn read_bytes(key: &str, base: &Path, value: &str) -> Result<(PathBuf, Vec<u8>)> {
+    let path = resolve(base, value);
+    let bytes =
+        std::fs::read(&path).with_context(|| format!("{key}: cannot read {}", path.display()))?;
+    Ok((path, bytes))
 }
 
 /// Reads one secret. The value never appears in an error message; only where it was looked for.

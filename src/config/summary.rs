@@ -51,6 +51,12 @@ pub fn summary(config: &Config) -> BTreeMap<&'static str, String> {
             config.keys.shared_keys.len()
         ),
     );
+    if let Some(p) = &config.probe.public {
+        m.insert(
+            "public probe",
+            format!("{} every {:?} (timeout {:?})", p.url, p.interval, p.timeout),
+        );
+    }
     if let Some(b) = &config.buffer {
         let backend = match &b.backend {
             BufferBackend::Redb { path } => format!("redb {}", path.display()),

@@ -16,11 +16,12 @@ use ipnet::IpNet;
 
 use super::model::{
     BufferBackend, BufferConfig, Config, DedupeConfig, Limits, Listener, LoggingConfig,
-    OnExhausted, PostgresBuffer, ProbeConfig, Route, ServerSettings, TlsFiles, UpstreamConfig,
+    OnExhausted, PostgresBuffer, Route, ServerSettings, TlsFiles, UpstreamConfig,
 };
+use super::probe::probe;
 use super::raw::{
     BufferBackendKind, RawBuffer, RawConfig, RawDedupe, RawLimits, RawListener, RawLogging,
-    RawProbe, RawServer, RawUpstream,
+    RawServer, RawUpstream,
 };
 use super::route::{routes, twilio_errors};
 use super::secrets::keys;
@@ -69,7 +70,8 @@ pub(super) fn config(
         }
     }
     let logging = logging(raw.logging)?;
-    let probe = probe(raw.probe)?;
+    let keys_read = (read_keys == Keys::Read).then_some(&keys);
+    let probe = probe(raw.probe, base, keys_read, &allowed_accounts, &mut warnings)?;
     Ok(Config {
         source: source.to_path_buf(),
         server,
@@ -88,22 +90,6 @@ pub(super) fn config(
         logging,
         probe,
         warnings,
-    })
-}
-
-fn probe(raw: RawProbe) -> Result<ProbeConfig> {
-    if let Some(id) = &raw.identity {
-        // It becomes `client:<identity>` in a notification body: keep it a plain token.
-        if id.is_empty()
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
-        {
-            bail!("probe.identity: {id:?} must be a non-empty identity of letters, digits, - _ . @ (e.g. notify-proxy-probe)");
-        }
-    }
-    Ok(ProbeConfig {
-        identity: raw.identity,
     })
 }
 

@@ -72,15 +72,18 @@ pub struct Metrics {
     dedupe_unavailable: IntCounter,
     twilio_errors: TwilioErrorMetrics,
     route_info: routes::RouteInfo,
+    public_probe: PublicProbeMetrics,
 }
 
 mod handles;
+mod probe;
 mod routes;
 mod twilio;
 
 use crate::logging::DroppedLines;
 use crate::outcome::ReloadResult;
 pub use handles::{EdgeMetrics, ResolveMetrics, RouteMetrics, StoreMetrics, UpstreamMetrics};
+pub use probe::PublicProbeMetrics;
 pub use twilio::TwilioErrorMetrics;
 
 impl Metrics {
@@ -341,6 +344,7 @@ impl Metrics {
             .set(1);
         let twilio_errors = TwilioErrorMetrics::register(&registry);
         let route_info = routes::RouteInfo::register(&registry);
+        let public_probe = PublicProbeMetrics::register(&registry);
 
         Metrics {
             registry,
@@ -380,6 +384,7 @@ impl Metrics {
             dedupe_unavailable,
             twilio_errors,
             route_info,
+            public_probe,
         }
     }
 
@@ -391,6 +396,11 @@ impl Metrics {
     /// The counters of Twilio's error events and their reconciliation.
     pub fn twilio_errors(&self) -> TwilioErrorMetrics {
         self.twilio_errors.clone()
+    }
+
+    /// The handles of the proxy's own public probe (`probe.public`).
+    pub fn public_probe(&self) -> PublicProbeMetrics {
+        self.public_probe.clone()
     }
 
     /// Exports the lines `dropped` counts (the queue [`crate::logging::init`] started).

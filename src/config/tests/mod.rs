@@ -5,6 +5,7 @@ use super::*;
 
 mod buffer;
 mod twilio_errors;
+mod probe;
 use crate::signature::{Algorithm, SigningKey};
 
 /// The environment variable the test configs name for their auth token.

@@ -1,15 +1,24 @@
-//! Probes: synthetic notifications that `twilio-notify-proxy probe` sends through the real
-//! public path (DNS, TLS, load balancer, proxy) to check that URL, token and schema line up.
+//! Probes: synthetic notifications sent through the real public path (DNS, TLS, load balancer,
+//! proxy) to check that URL, token and schema line up, by `twilio-notify-proxy probe` and by the
+//! proxy itself (`probe.public`, see `public_probe`).
 //!
-//! Owns the marker and what the edge does with a marked request. A probe is signed like any
-//! notification and carries two markers Twilio never sends: the header [`HEADER`] and the body
-//! field [`FIELD`] (covered by the signature through `bodySHA256`, so it cannot be added to, or
-//! removed from, a real notification in transit). The edge runs every check first, then: a
-//! probe in mode `answer` is answered by the proxy itself under the outcome `probe` and never
-//! reaches the handler; mode `through` is forwarded like a notification, only for the test
-//! identity of `probe.identity`, so no real user's device rings. On a signature mismatch a
+//! This module owns the marker and what the edge does with a marked request. A probe is signed
+//! like any notification and carries two markers Twilio never sends: the header [`HEADER`] and
+//! the body field [`FIELD`] (covered by the signature through `bodySHA256`, so it cannot be
+//! added to, or removed from, a real notification in transit). The edge runs every check first,
+//! then: a probe in mode `answer` is answered by the proxy itself under the outcome `probe` and
+//! never reaches the handler; mode `through` is forwarded like a notification, only for the
+//! test identity of `probe.identity`, so no real user's device rings. On a signature mismatch a
 //! marked request learns which URL the proxy verified against (the public URL, no secret),
-//! which tells a wrong URL from a wrong token. Pure: no I/O.
+//! which tells a wrong URL from a wrong token. This file is pure: no I/O.
+//!
+//! The sending side, shared by the command and the proxy's own probe: [`client`] runs one
+//! probe as the [`Step`]s below (the only I/O here, with `wire`: DNS, TCP, TLS, one HTTP/1.1
+//! exchange), and [`answer`] judges what came back (pure).
+
+pub mod answer;
+pub mod client;
+mod wire;
 
 use serde_json::Value;
 
@@ -19,6 +28,32 @@ use crate::outcome::{Reason, Rejection};
 pub const HEADER: &str = "x-notify-proxy-probe";
 /// The body field marking a probe; its value is the [`Mode`].
 pub const FIELD: &str = "notify_proxy_probe";
+
+/// The steps of one probe, in order; each has its own duration and can be the one that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Resolving the URL's host (skipped for an IP address or a `connect` address).
+    Dns,
+    /// The TCP connection.
+    Connect,
+    /// The TLS handshake, the served certificate verified (skipped for plain http).
+    Tls,
+    /// Sending the probe and judging the answer: the proxy's verdict.
+    Answer,
+}
+
+impl Step {
+    pub const ALL: [Step; 4] = [Step::Dns, Step::Connect, Step::Tls, Step::Answer];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Dns => "dns",
+            Step::Connect => "connect",
+            Step::Tls => "tls",
+            Step::Answer => "answer",
+        }
+    }
+}
 
 /// What the proxy does with a verified probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,14 +15,13 @@ use pingora::server::ShutdownWatch;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant as Deadline;
 
-use super::events::take_events;
+use super::events::{remember_answer, take_events, unverified_call_sid};
 use super::head::{Framing, Head};
 use super::read::{read_body, read_head, Body, INITIAL_BUFFER};
 use super::request::{Peer, Request, SignedParts};
 use super::respond::{answer_bytes, lingering_close, write_within, Persistence};
 use super::Edge;
 use crate::checks::{self, Inbound, RequestHead};
-use crate::clock::now_ms;
 use crate::config::BodyKind;
 use crate::delivery::{upstream_request, Forwarding};
 use crate::flow::{Accepted, Ending};
@@ -30,10 +29,8 @@ use crate::logging::{bounded, request_id, Echo};
 use crate::metrics::UNMATCHED_ROUTE;
 use crate::outcome::{Outcome, Reason, Rejection};
 use crate::probe;
-use crate::reconcile::Answer;
 use crate::route::{LiveRoute, Served};
 use crate::snapshot::Snapshot;
-use crate::twilio_errors::sid_shaped;
 
 pub async fn serve(edge: &Edge, mut stream: Stream, shutdown: &ShutdownWatch) {
     let ip = stream
@@ -272,38 +269,6 @@ fn prepare_for(
 struct Refused {
     rejection: Rejection,
     call_sid: Option<String>,
-}
-
-/// The `twi_call_sid` of a JSON body that failed a check, if it has a call SID's shape.
-fn unverified_call_sid(body: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct CallOnly<'a> {
-        #[serde(borrow)]
-        twi_call_sid: Option<std::borrow::Cow<'a, str>>,
-    }
-    let sid = serde_json::from_slice::<CallOnly<'_>>(body)
-        .ok()?
-        .twi_call_sid?;
-    sid_shaped(&sid, Some("CA")).then(|| sid.into_owned())
-}
-
-/// Remembers what a notification route answered for its call, for reconciling Twilio's 13807.
-fn remember_answer(edge: &Edge, route: &LiveRoute, ending: &Ending, request_id: &str) {
-    let Some(call_sid) = &ending.call_sid else {
-        return;
-    };
-    edge.reconciler.record(
-        call_sid,
-        &Answer {
-            route: &route.route.name,
-            outcome: ending.outcome.as_str(),
-            reason: ending.reason.map(Reason::as_str),
-            status: ending.status(),
-            answered_at_ms: now_ms(),
-            request_id,
-            verified: ending.outcome != Outcome::Rejected,
-        },
-    );
 }
 
 /// A request refused before its body was read: when it has no body, the buffer moves past it and

@@ -7,9 +7,9 @@
 //! room owns the two payload shapes ([`parse`]), the fixed set of error codes counted by name
 //! ([`code_label`]), what the proxy remembers of each answer ([`AnswerRecord`]) and the
 //! verdict on a 13807 against those records ([`classify`]). Pure: no I/O, no clock, no
-//! metrics. The edge verifies the signature first (the same code and key ring as for
-//! notifications, [`crate::checks`]); the reconciler ([`crate::reconcile`]) remembers answers,
-//! counts, and logs the verdicts.
+//! metrics. The edge verifies the signature first (the same checks and key ring as for
+//! notifications, in the `checks` room); the reconciler (the `reconcile` room) remembers
+//! answers, counts, and logs the verdicts.
 
 mod classify;
 mod parse;

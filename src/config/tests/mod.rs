@@ -4,8 +4,8 @@ use std::time::Duration;
 use super::*;
 
 mod buffer;
-mod twilio_errors;
 mod probe;
+mod twilio_errors;
 use crate::signature::{Algorithm, SigningKey};
 
 /// The environment variable the test configs name for their auth token.

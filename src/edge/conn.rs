@@ -244,10 +244,10 @@ fn prepare_for(
     match route {
         Served::Notification(r) => {
             prepare(snap, r, request, head_bytes, body).map_err(|rejection| {
-                // A refused notification's call, for reconciling a 13807 with this answer and for
-                // the access line: read without trusting the body (anyone could have sent it), and
-                // only when it has a call SID's shape.
-                let call_sid = (r.route.body == BodyKind::Json)
+                // A refused notification's call, for reconciling a 13807 with this answer (and
+                // the access line), only while a twilio_errors route exists: read without trusting
+                // the body (anyone could have sent it), and only when it has a call SID's shape.
+                let call_sid = (snap.routes.reconciles() && r.route.body == BodyKind::Json)
                     .then(|| unverified_call_sid(body))
                     .flatten();
                 Refused {

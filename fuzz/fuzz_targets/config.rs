@@ -16,7 +16,8 @@
 //!   admin apart from the listeners; body limit in 1..=1 MiB; unique route paths and names,
 //!   each path starting with `/` without a query and found by the route table; deadlines below
 //!   Twilio's 15 s; only 5xx retried; buffered routes have a buffer and answer 2xx; form routes
-//!   carry no schema; a public URL reads back as the same host, port and path;
+//!   carry no schema; a public URL reads back as the same host, port and path; error-event
+//!   routes share the unique paths and names and are pinned by a public URL or allowed hosts;
 //! - every backoff in an accepted config stays within its cap for any retry count and random
 //!   draw, and never panics (durations are user input: `1000000y` is legal humantime).
 #![no_main]
@@ -190,6 +191,18 @@ fn check_invariants(c: &Config) {
             assert!(again.query.is_empty());
         }
     }
+    // Routes of Twilio's error events share the paths' and names' namespace, and the rules of
+    // the public URL.
+    for e in &c.error_routes {
+        assert!(e.path.starts_with('/') && !e.path.contains('?'), "{:?}", e.path);
+        assert!(c.routes.iter().all(|r| r.path != e.path && r.name != e.name));
+        assert_eq!(c.error_routes.iter().filter(|o| o.path == e.path).count(), 1);
+        assert_eq!(c.error_routes.iter().filter(|o| o.name == e.name).count(), 1);
+        assert!(e.public_url.is_some() != !e.allowed_hosts.is_empty());
+        assert!(e.public_url.as_ref().is_none_or(|u| !u.host.contains('_')));
+    }
+    assert!((60..=86_400).contains(&c.twilio_errors.remember.as_secs()));
+    assert!(c.twilio_errors.max_calls.get() <= 10_000_000);
     if let Some(b) = &c.buffer {
         assert!(b.max_messages >= 1);
         check_backoff(&b.redelivery_backoff);

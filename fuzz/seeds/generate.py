@@ -130,6 +130,10 @@ routes:
           .replace("https://voice.example.com/notify", "http://[::1]:8443/notify"))
     write("config", "no_public_url", minimal.replace("    public_url: https://voice.example.com/notify\n", "")
           + "server: { threads: 1, work_stealing: true, grace_period: 0s, graceful_shutdown_timeout: 1s }\n")
+    write("config", "twilio_errors", minimal
+          + "  - kind: twilio_errors\n    name: twilio-errors\n    path: /twilio/errors\n"
+          + "    allowed_hosts: [voice.example.com]\n"
+          + "twilio_errors:\n  remember: 5m\n  max_calls: 1000\n")
 
 
 if __name__ == "__main__":

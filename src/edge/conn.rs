@@ -23,7 +23,7 @@ use super::Edge;
 use crate::checks::{self, Inbound, RequestHead};
 use crate::delivery::{upstream_request, Forwarding};
 use crate::flow::{Accepted, Ending};
-use crate::logging::{bounded, request_id, Echo};
+use crate::logging::{bounded, request_id, Echo, RequestId};
 use crate::metrics::UNMATCHED_ROUTE;
 use crate::outcome::{Outcome, Reason, Rejection};
 use crate::probe;
@@ -42,7 +42,7 @@ struct Peer {
 struct Request<'a> {
     head: &'a Head,
     peer: &'a Peer,
-    id: &'a str,
+    id: RequestId,
     started: Instant,
 }
 
@@ -73,9 +73,9 @@ pub async fn serve(edge: &Edge, mut stream: Stream, shutdown: &ShutdownWatch) {
                 snap.routes
                     .unmatched()
                     .record(Outcome::Rejected, Some(Reason::Malformed), 0.0);
-                log_rejection(edge, None, &rejection, &peer, &id);
+                log_rejection(edge, None, &rejection, &peer, id.as_str());
                 let ending = Ending::rejected(&rejection);
-                let bytes = answer_bytes(&ending.reply, false, Persistence::Close, &id);
+                let bytes = answer_bytes(&ending.reply, false, Persistence::Close, id.as_str());
                 if write_within(&mut stream, &bytes, snap.limits.write_timeout).await {
                     lingering_close(&mut stream).await;
                 }
@@ -89,7 +89,7 @@ pub async fn serve(edge: &Edge, mut stream: Stream, shutdown: &ShutdownWatch) {
         let request = Request {
             head: &head,
             peer: &peer,
-            id: &id,
+            id,
             started,
         };
         let (route, ending, body_read) =
@@ -98,7 +98,7 @@ pub async fn serve(edge: &Edge, mut stream: Stream, shutdown: &ShutdownWatch) {
         let elapsed = started.elapsed();
         metrics.record(ending.outcome, ending.reason, elapsed.as_secs_f64());
         if snap.access_log {
-            access_line(route, &ending, elapsed, &peer, &id);
+            access_line(route, &ending, elapsed, &peer, id.as_str());
         }
 
         let closing = *shutdown.borrow() || edge.draining.is_draining();
@@ -110,7 +110,7 @@ pub async fn serve(edge: &Edge, mut stream: Stream, shutdown: &ShutdownWatch) {
             (true, _) => Persistence::KeepAlive,
         };
         let allow_post = ending.reason == Some(Reason::Method);
-        let bytes = answer_bytes(&ending.reply, allow_post, persistence, &id);
+        let bytes = answer_bytes(&ending.reply, allow_post, persistence, id.as_str());
         if !write_within(&mut stream, &bytes, snap.limits.write_timeout).await {
             return;
         }
@@ -156,7 +156,7 @@ async fn serve_one<'s>(
     let Some(route) = snap.routes.find(&target[..path_end]) else {
         let path = Echo(&target[..path_end]);
         let rejection = Rejection::new(Reason::UnknownRoute, format!("no route for path {path}"));
-        log_rejection(edge, None, &rejection, peer, id);
+        log_rejection(edge, None, &rejection, peer, id.as_str());
         return (
             None,
             Ending::rejected(&rejection),
@@ -179,7 +179,7 @@ async fn serve_one<'s>(
     let framing = match checked_head {
         Ok(framing) => framing,
         Err(rejection) => {
-            log_rejection(edge, Some(route), &rejection, peer, id);
+            log_rejection(edge, Some(route), &rejection, peer, id.as_str());
             return (
                 Some(route),
                 Ending::rejected(&rejection),
@@ -191,7 +191,7 @@ async fn serve_one<'s>(
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {
-            log_rejection(edge, Some(route), &rejection, peer, id);
+            log_rejection(edge, Some(route), &rejection, peer, id.as_str());
             return (Some(route), Ending::rejected(&rejection), false);
         }
     };
@@ -213,7 +213,7 @@ async fn serve_one<'s>(
             true,
         ),
         Err(rejection) => {
-            log_rejection(edge, Some(route), &rejection, peer, id);
+            log_rejection(edge, Some(route), &rejection, peer, id.as_str());
             (Some(route), Ending::rejected(&rejection), true)
         }
     }
@@ -302,7 +302,7 @@ fn prepare(
     if let Some(violation) = &verified.reported_violation {
         route.metrics.schema_reported.inc();
         tracing::warn!(
-            request_id = request.id,
+            request_id = request.id.as_str(),
             route = %route.route.name,
             call_sid = notification.call_sid.unwrap_or("-"),
             message_id = notification.message_id.unwrap_or("-"),
@@ -323,7 +323,7 @@ fn prepare(
         call_sid: notification.call_sid.map(str::to_owned),
         message_id: notification.message_id.map(str::to_owned),
         idempotency_token: text("i-twilio-idempotency-token").map(str::to_owned),
-        request_id: request.id.to_owned(),
+        request_id: request.id,
     }))
 }
 

@@ -22,6 +22,7 @@ use crate::clock::{Clock, SteadyClock};
 use crate::config::{DedupeKey, OnExhausted};
 use crate::dedupe::{Claim, Dedupe, Identities, Seen};
 use crate::delivery::Delivery;
+use crate::logging::RequestId;
 use crate::outcome::{MadeAnswer, Original, Outcome};
 use crate::route::LiveRoute;
 pub use ending::{Ending, Reply};
@@ -36,7 +37,7 @@ pub struct Accepted {
     /// `I-Twilio-Idempotency-Token`, if the request carried one.
     pub idempotency_token: Option<String>,
     /// The id of the request's log lines and of its proxy-made answer.
-    pub request_id: String,
+    pub request_id: RequestId,
 }
 
 /// Duplicate suppression as configured: which identities count, and where claims live.
@@ -110,7 +111,7 @@ impl Flow {
             Err(e) => {
                 // Degraded, not down: delivering twice beats not delivering. The dedupe store
                 // counts and logs its own failures (rate-limited), so only a debug line here.
-                tracing::debug!(request_id = accepted.request_id, route = %route.route.name, error = %e, "dedupe unavailable; delivering without it");
+                tracing::debug!(request_id = accepted.request_id.as_str(), route = %route.route.name, error = %e, "dedupe unavailable; delivering without it");
             }
         }
         let ending = self.deliver(route, accepted, arrived).await;
@@ -151,7 +152,7 @@ impl Flow {
             Delivery::Exhausted { last, attempts } => {
                 let failed = MadeAnswer::gave_up(last.gave_up());
                 tracing::warn!(
-                    request_id = accepted.request_id,
+                    request_id = accepted.request_id.as_str(),
                     route = %config.name,
                     call_sid = accepted.call_sid.as_deref().unwrap_or("-"),
                     message_id = accepted.message_id.as_deref().unwrap_or("-"),

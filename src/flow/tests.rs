@@ -97,7 +97,7 @@ fn accepted(message_id: &str) -> Accepted {
         call_sid: Some("CA1".into()),
         message_id: Some(message_id.into()),
         idempotency_token: Some(format!("token-{message_id}")),
-        request_id: format!("request-{message_id}"),
+        request_id: crate::logging::request_id(),
     }
 }
 

@@ -219,6 +219,13 @@ mod properties {
             prop_assert!(answer.reusable);
         }
 
+        /// Heads are cut into the lines `split` at LF would give, whatever the bytes.
+        #[test]
+        fn lines_are_those_of_a_split_at_lf(head in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'a')], 0..40)) {
+            let split: Vec<&[u8]> = head.split(|&b| b == b'\n').collect();
+            prop_assert_eq!(Lines::of(&head).collect::<Vec<_>>(), split);
+        }
+
         /// Request heads of any shape are forwarded or skipped line by line, never panicked on.
         #[test]
         fn any_request_head_is_reframed(head in proptest::collection::vec(any::<u8>(), 0..400), body in proptest::collection::vec(any::<u8>(), 0..50)) {

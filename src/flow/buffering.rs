@@ -32,7 +32,7 @@ impl Flow {
     pub(super) async fn buffer(
         &self,
         route: &LiveRoute,
-        accepted: Accepted,
+        accepted: &Accepted,
         how: Buffering<'_>,
     ) -> Ending {
         let Buffering {
@@ -42,14 +42,7 @@ impl Flow {
             status,
             arrived,
         } = how;
-        let ending = |answer| {
-            Ending::made(
-                answer,
-                attempts,
-                accepted.call_sid.clone(),
-                accepted.message_id.clone(),
-            )
-        };
+        let ending = |answer| Ending::made(answer, attempts);
         let failed = || ending(MadeAnswer::buffer_failed());
         let Some(store) = &self.store else {
             // Config validation guarantees a store for buffering routes.

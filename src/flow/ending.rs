@@ -35,13 +35,9 @@ pub struct Ending {
 }
 
 impl Ending {
-    /// An answer the proxy made itself (see [`crate::outcome::MadeAnswer`]).
-    pub fn made(
-        answer: MadeAnswer,
-        attempts: u32,
-        call_sid: Option<String>,
-        message_id: Option<String>,
-    ) -> Ending {
+    /// An answer the proxy made itself (see [`crate::outcome::MadeAnswer`]). The flow names
+    /// the notification in it once it ended ([`crate::flow::Flow::run`]).
+    pub fn made(answer: MadeAnswer, attempts: u32) -> Ending {
         Ending {
             outcome: answer.outcome,
             reason: None,
@@ -50,14 +46,14 @@ impl Ending {
                 body: answer.body.into(),
             },
             attempts,
-            call_sid,
-            message_id,
+            call_sid: None,
+            message_id: None,
         }
     }
 
     /// A probe, verified in full and answered here (see [`crate::probe`]).
     pub fn probe(route: &str) -> Ending {
-        Ending::made(MadeAnswer::probe(route), 0, None, None)
+        Ending::made(MadeAnswer::probe(route), 0)
     }
 
     /// A refusal by the proxy's own checks.

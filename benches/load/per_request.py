@@ -29,7 +29,7 @@ Every answer must be 200 from the handler; the proxy's `forwarded_2xx` counter m
 WARMUP + REQUESTS (read after the dump, so the scrape is not counted).
 
 Usage: benches/load/per_request.py [--bin target/release/twilio-notify-proxy] [--requests 20000]
-       [--warmup 2000] [--connections 32] [--top 25] [--callers REGEX] [--keep]
+       [--warmup 2000] [--connections 32] [--top 25] [--callers REGEX] [--tree REGEX] [--keep]
        benches/load/per_request.py --file <kept callgrind.out.N> --requests N --top 25
 """
 
@@ -212,7 +212,18 @@ def parse_callgrind(path):
     return total, self_ir, inclusive, calls, pair_calls, incl_ir
 
 
-def report(path, n, top, callers):
+def print_tree(fn, cost, calls, n, pair_calls, pair_ir, depth, seen, floor):
+    """`fn` and, below it, what its callees cost when called from it (not from elsewhere)."""
+    print("  %s%8.0f  %5.2fx  %s" % ("  " * depth, cost / n, calls / n, fn[:120]))
+    if depth >= 4 or fn in seen:
+        return
+    callees = [(k[1], c) for k, c in pair_calls.items() if k[0] == fn and k[1] != fn]
+    for callee, c in sorted(callees, key=lambda kc: -pair_ir[(fn, kc[0])]):
+        if pair_ir[(fn, callee)] / n >= floor:
+            print_tree(callee, pair_ir[(fn, callee)], c, n, pair_calls, pair_ir, depth + 1, seen | {fn}, floor)
+
+
+def report(path, n, top, callers, trees=()):
     total, self_ir, inclusive, calls, pair_calls, pair_ir = parse_callgrind(path)
     allocs = sum(calls[f] for f in ALLOC)
     reallocs = sum(calls[f] for f in REALLOC)
@@ -233,6 +244,11 @@ def report(path, n, top, callers):
         for (caller, callee), c in by_caller.most_common(top):
             if c / n >= 0.05:
                 print("  %6.2f  %s -> %s" % (c / n, caller[:140], callee))
+    for pattern in trees or []:
+        for fn in [f for f in inclusive if re.search(pattern, f)][:3]:
+            print("\ncall tree of %s: instructions and calls per request, each callee as called"
+                  " from its parent (>= 100 instructions shown)" % fn)
+            print_tree(fn, inclusive[fn], n, n, pair_calls, pair_ir, 0, frozenset(), 100)
     for pattern in callers or []:
         print("\ncallers of /%s/: calls and inclusive Ir per request" % pattern)
         rows = [(k, c) for k, c in pair_calls.items() if re.search(pattern, k[1])]
@@ -250,11 +266,13 @@ def main():
     ap.add_argument("--top", type=int, default=0)
     ap.add_argument("--callers", action="append", metavar="REGEX",
                     help="also list the callers of the functions matching REGEX (repeatable)")
+    ap.add_argument("--tree", action="append", metavar="REGEX",
+                    help="also print the call tree under the functions matching REGEX (repeatable)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (callgrind output)")
     ap.add_argument("--file", help="report on a kept callgrind output (with --requests) instead of running")
     args = ap.parse_args()
     if args.file:
-        report(args.file, args.requests, args.top, args.callers)
+        report(args.file, args.requests, args.top, args.callers, args.tree)
         return
     for tool in ("valgrind", "callgrind_control", "nginx"):
         if not shutil.which(tool):
@@ -303,7 +321,7 @@ def main():
         print("binary: %s" % args.bin)
         print("requests: %d measured after %d warm-up, %d connections, %.1f s under callgrind"
               % (args.requests, args.warmup, args.connections, took))
-        report(dumps[-1], args.requests, args.top, args.callers)
+        report(dumps[-1], args.requests, args.top, args.callers, args.tree)
     finally:
         for p in reversed(procs):
             if p.poll() is None:

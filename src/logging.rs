@@ -24,6 +24,9 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LoggingConfig};
 
+mod request_id;
+pub use request_id::{request_id, RequestId};
+
 /// Bytes of formatted lines waiting for the writer thread. At ~300 B a line that is some 27k
 /// lines: seconds of a stalled stderr at full load, and a bounded amount of memory whatever
 /// the lines carry.
@@ -305,20 +308,6 @@ impl RateLimit {
 /// (reason, status and request id stay, so counting by log still works).
 pub const REJECTION_DETAILS_PER_SECOND: u64 = 50;
 
-/// A short id unique within this process and unlikely to repeat across processes: a random
-/// per-process prefix and a counter (`3f9c1a2b-1c`). Cheap: one atomic add and a format.
-pub fn request_id() -> String {
-    static PREFIX: OnceLock<u32> = OnceLock::new();
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    let prefix = *PREFIX.get_or_init(|| {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u32(std::process::id());
-        h.finish() as u32
-    });
-    format!("{prefix:08x}-{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,14 +331,6 @@ mod tests {
         assert_eq!((0..5).filter(|_| limit.allow_at(7)).count(), 3);
         assert_eq!(limit.suppressed(), 2);
         assert!(limit.allow_at(8));
-    }
-
-    #[test]
-    fn request_ids_are_unique_and_short() {
-        let a = request_id();
-        let b = request_id();
-        assert_ne!(a, b);
-        assert!(a.len() <= 26 && a.bytes().all(|c| c.is_ascii_hexdigit() || c == b'-'));
     }
 
     /// A writer that blocks until released, like a stderr nobody reads.

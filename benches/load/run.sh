@@ -9,13 +9,15 @@
 #   * nginx-njs         - nginx + njs validating signature, body hash, required fields (1 worker)
 #   * haproxy-val       - HAProxy validating the same with its converters (nbthread 1)
 #   * the proxy         - $BIN run --config <generated yaml>
+#   * proxy-base        - with BASE_BIN set: another build of the proxy (say main's), same config,
+#                         interleaved with the first, for an A/B comparison on a noisy machine
 # checks that the validating peers (and the proxy) answer a set of good and bad requests correctly
 # (check_peers.py; a peer that fails is not measured: the run stops), then sends the same pre-signed
 # Twilio client notification with wrk to each target, interleaved over ROUNDS rounds, and prints the
 # medians, the spread, CPU per request (from /proc/PID/stat) and the ratios.
 #
 # Usage: benches/load/run.sh            (after: cargo build --release)
-# Knobs (env): BIN ROUNDS DURATION CONNECTIONS THREADS WARMUP SKIP_PROXY SKIP_VALIDATING
+# Knobs (env): BIN BASE_BIN ROUNDS DURATION CONNECTIONS THREADS WARMUP SKIP_PROXY SKIP_VALIDATING
 #              NJS_MODULE CHECK_REQUEST_US ALLOW_SOCKET_ERRORS COUNT_2XX KEEP_TMP NGINX HAPROXY WRK
 #              (see README.md)
 set -euo pipefail
@@ -24,6 +26,8 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(cd "$SCRIPT_DIR/../.." && pwd)
 
 BIN=${BIN:-$REPO_DIR/target/release/twilio-notify-proxy}
+# Another build of the proxy to measure beside BIN in the same interleaved run (empty: none).
+BASE_BIN=${BASE_BIN:-}
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-5}
 CONNECTIONS=${CONNECTIONS:-32}
@@ -52,7 +56,7 @@ BODY='{"twi_account_sid":"AC0123456789abcdef0123456789abcdef","twi_bridge_token"
 
 # Reconstruct the exact command line (with the knobs that were set) for the report.
 CMDLINE=""
-for v in BIN ROUNDS DURATION CONNECTIONS THREADS WARMUP SKIP_PROXY SKIP_VALIDATING NJS_MODULE CHECK_REQUEST_US ALLOW_SOCKET_ERRORS COUNT_2XX KEEP_TMP ACCESS_LOG NGINX HAPROXY WRK; do
+for v in BIN BASE_BIN ROUNDS DURATION CONNECTIONS THREADS WARMUP SKIP_PROXY SKIP_VALIDATING NJS_MODULE CHECK_REQUEST_US ALLOW_SOCKET_ERRORS COUNT_2XX KEEP_TMP ACCESS_LOG NGINX HAPROXY WRK; do
   if printenv "$v" >/dev/null 2>&1; then
     CMDLINE+="$v=$(printf '%q' "${!v}") "
   fi
@@ -95,11 +99,16 @@ if [[ $SKIP_PROXY != 1 ]]; then
   [[ -e $BIN ]] || die "binary not found: $BIN (build it first: cargo build --release, or set BIN=...)"
   [[ -x $BIN ]] || die "binary not executable: $BIN"
   [[ -f $SCHEMA ]] || die "schema not found: $SCHEMA"
+  if [[ -n $BASE_BIN ]]; then
+    [[ -x $BASE_BIN ]] || die "BASE_BIN not found or not executable: $BASE_BIN"
+  fi
+elif [[ -n $BASE_BIN ]]; then
+  die "BASE_BIN needs the proxy (SKIP_PROXY=1 is set)"
 fi
 
 # ------------------------------------------------------ temp dir + cleanup ----
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/notify-proxy-load.XXXXXX")
-UP_PID="" NGINX_PID="" HAPROXY_PID="" PROXY_PID="" WRK_PID="" NJS_PID="" HAVAL_PID=""
+UP_PID="" NGINX_PID="" HAPROXY_PID="" PROXY_PID="" BASE_PID="" WRK_PID="" NJS_PID="" HAVAL_PID=""
 
 stop_pid() { # name pid
   local name=$1 pid=$2 i
@@ -123,6 +132,7 @@ cleanup() {
   set +e
   stop_pid wrk "$WRK_PID"
   stop_pid proxy "$PROXY_PID"
+  stop_pid proxy-base "$BASE_PID"
   stop_pid "nginx proxy" "$NGINX_PID"
   stop_pid haproxy "$HAPROXY_PID"
   stop_pid nginx-njs "$NJS_PID"
@@ -130,7 +140,7 @@ cleanup() {
   stop_pid "nginx upstream" "$UP_PID"
   if ((rc != 0)); then
     warn "failed (exit $rc); logs kept in $TMP"
-    for f in "$TMP"/proxy.log "$TMP"/upstream/error.log "$TMP"/nginx/error.log "$TMP"/haproxy/haproxy.log \
+    for f in "$TMP"/proxy.log "$TMP"/proxy-base.log "$TMP"/upstream/error.log "$TMP"/nginx/error.log "$TMP"/haproxy/haproxy.log \
       "$TMP"/nginx-njs/error.log "$TMP"/haproxy-val/haproxy.log "$TMP"/check.log; do
       if [[ -s $f ]]; then
         warn "---- last lines of $f ----"
@@ -152,7 +162,7 @@ trap 'exit 143' TERM
 PORTS=$(python3 - <<'EOF'
 import socket
 socks = []
-for _ in range(7):
+for _ in range(9):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -161,8 +171,8 @@ for s in socks:
     s.close()
 EOF
 ) || die "could not pick free ports with python3"
-read -r UP_PORT NGINX_PORT PROXY_PORT ADMIN_PORT HAPROXY_PORT NJS_PORT HAVAL_PORT <<<"$PORTS"
-[[ -n ${HAVAL_PORT:-} ]] || die "could not pick free ports (got '$PORTS')"
+read -r UP_PORT NGINX_PORT PROXY_PORT ADMIN_PORT HAPROXY_PORT NJS_PORT HAVAL_PORT BASE_PORT BASE_ADMIN_PORT <<<"$PORTS"
+[[ -n ${BASE_ADMIN_PORT:-} ]] || die "could not pick free ports (got '$PORTS')"
 
 # ------------------------------------------------------------------ nginx ----
 USER_DIRECTIVE=""
@@ -310,35 +320,42 @@ REQ_PATH=$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]
 [[ $REQ_PATH == /* ]] || die "could not derive the request path from '$SIGNED_URL'"
 
 # ------------------------------------------------------------------ proxy ----
-if [[ $SKIP_PROXY != 1 ]]; then
-  CFG=$TMP/proxy.yaml
-  render "$SCRIPT_DIR/proxy.yaml.tmpl" "$CFG" \
-    "PROXY_PORT=$PROXY_PORT" "ADMIN_PORT=$ADMIN_PORT" "UP_PORT=$UP_PORT" \
+start_proxy() { # name bin port admin_port ; sets STARTED_PID once its /healthz answers
+  local name=$1 bin=$2 port=$3 admin=$4 cfg=$TMP/$1.yaml st i
+  render "$SCRIPT_DIR/proxy.yaml.tmpl" "$cfg" \
+    "PROXY_PORT=$port" "ADMIN_PORT=$admin" "UP_PORT=$UP_PORT" \
     "PUBLIC_URL=$PUBLIC_URL" "SCHEMA=$SCHEMA" "ACCESS_LOG=$ACCESS_LOG"
-  log "starting proxy: TWILIO_AUTH_TOKEN=<bench token> $BIN run --config $CFG"
-  TWILIO_AUTH_TOKEN=$BENCH_TOKEN "$BIN" run --config "$CFG" >"$TMP/proxy.log" 2>&1 &
-  PROXY_PID=$!
-  ready=0
+  log "starting $name: TWILIO_AUTH_TOKEN=<bench token> $bin run --config $cfg"
+  TWILIO_AUTH_TOKEN=$BENCH_TOKEN "$bin" run --config "$cfg" >"$TMP/$name.log" 2>&1 &
+  STARTED_PID=$!
   for ((i = 0; i < 100; i++)); do
-    if ! kill -0 "$PROXY_PID" 2>/dev/null; then
+    if ! kill -0 "$STARTED_PID" 2>/dev/null; then
       st=0
-      wait "$PROXY_PID" || st=$?
-      PROXY_PID=""
-      die "proxy exited during startup with status $st (log: $TMP/proxy.log; config: $CFG)"
+      wait "$STARTED_PID" || st=$?
+      die "$name exited during startup with status $st (log: $TMP/$name.log; config: $cfg)"
     fi
-    if curl -fsS -o /dev/null -m 1 "http://127.0.0.1:$ADMIN_PORT/healthz" 2>/dev/null; then
-      ready=1
-      break
+    if curl -fsS -o /dev/null -m 1 "http://127.0.0.1:$admin/healthz" 2>/dev/null; then
+      return 0
     fi
     sleep 0.1
   done
-  ((ready)) || die "proxy not healthy: http://127.0.0.1:$ADMIN_PORT/healthz did not answer 2xx within 10 s"
+  die "$name not healthy: http://127.0.0.1:$admin/healthz did not answer 2xx within 10 s"
+}
+
+if [[ $SKIP_PROXY != 1 ]]; then
+  start_proxy proxy "$BIN" "$PROXY_PORT" "$ADMIN_PORT"
+  PROXY_PID=$STARTED_PID
+  if [[ -n $BASE_BIN ]]; then
+    start_proxy proxy-base "$BASE_BIN" "$BASE_PORT" "$BASE_ADMIN_PORT"
+    BASE_PID=$STARTED_PID
+  fi
 fi
 
 # --------------------------------------------------------------- targets ----
 TARGETS=(direct nginx haproxy)
 [[ $SKIP_VALIDATING == 1 ]] || TARGETS+=(nginx-njs haproxy-val)
 [[ $SKIP_PROXY == 1 ]] || TARGETS+=(proxy)
+[[ -z $BASE_BIN ]] || TARGETS+=(proxy-base)
 declare -A URL PID_OF
 URL[direct]="http://127.0.0.1:$UP_PORT$REQ_PATH"
 URL[nginx]="http://127.0.0.1:$NGINX_PORT$REQ_PATH"
@@ -352,6 +369,8 @@ PID_OF[direct]=$UP_PID
 PID_OF[nginx]=$NGINX_PID
 PID_OF[haproxy]=$HAPROXY_PID
 PID_OF[proxy]=$PROXY_PID
+URL[proxy-base]="http://127.0.0.1:$BASE_PORT$REQ_PATH"
+PID_OF[proxy-base]=$BASE_PID
 
 curl_request() { # url [extra curl args...] ; the exact request wrk sends
   local url=$1
@@ -525,14 +544,16 @@ if [[ $SKIP_VALIDATING != 1 ]]; then
   echo "              haproxy-val = wrk -> haproxy converters (nbthread 1; signature, body hash, 3 fields) -> upstream"
 fi
 [[ $SKIP_PROXY == 1 ]] || echo "              proxy  = wrk -> $BIN (threads: 1) -> upstream"
+[[ -z $BASE_BIN ]] || echo "              proxy-base = wrk -> $BASE_BIN (threads: 1, same config) -> upstream"
 [[ $SKIP_VALIDATING == 1 ]] || echo "check:        $(tr '\n' ';' <<<"$CHECK_SUMMARY" | sed 's/;$//; s/;/; /g')"
 echo
-python3 - "$RESULTS" "$SKIP_PROXY" "$SKIP_VALIDATING" "$CLK_TCK" "$CHECK_REQUEST_US" <<'EOF'
+python3 - "$RESULTS" "$SKIP_PROXY" "$SKIP_VALIDATING" "$CLK_TCK" "$CHECK_REQUEST_US" "$BASE_BIN" <<'EOF'
 import csv, statistics, sys
 path, skip_proxy, skip_val, hz, check_us = sys.argv[1], sys.argv[2] == "1", sys.argv[3] == "1", int(sys.argv[4]), sys.argv[5]
+base = sys.argv[6] != ""
 rows = list(csv.DictReader(open(path), delimiter="\t"))
 plain, validating = ["nginx", "haproxy"], ([] if skip_val else ["nginx-njs", "haproxy-val"])
-order = ["direct"] + plain + validating + ([] if skip_proxy else ["proxy"])
+order = ["direct"] + plain + validating + ([] if skip_proxy else ["proxy"]) + (["proxy-base"] if base else [])
 med, cpu = {}, {}
 print("per target: req/s over rounds; p50 and p99 = median over rounds; CPU = user + system time of the target's")
 print("server process(es) from /proc/PID/stat over all measured rounds / requests served (upstream: the handler's)")
@@ -574,6 +595,8 @@ if not skip_proxy:
         if t != best_plain:
             ratio("proxy", t)
     ratio("proxy", "direct")
+    if base:
+        ratio("proxy", "proxy-base", "   <- BIN against BASE_BIN, interleaved")
 for t in plain + validating:
     ratio(t, "direct")
 if not skip_proxy:
@@ -582,6 +605,9 @@ if not skip_proxy:
     if check_us:
         line += f" (budget: check_request {float(check_us):.2f} us + 2 us = {float(check_us) + 2:.2f} us)"
     print(line)
+    if base:
+        d = sum(cpu["proxy-base"][:2]) - sum(cpu["nginx"][:2])
+        print(f"CPU per request, proxy-base - plain nginx: {d:+.2f} us")
 EOF
 if [[ $SKIP_PROXY != 1 ]]; then
   echo

@@ -54,16 +54,27 @@ impl Fingerprints {
     }
 }
 
+/// One claim: what became of it, when that was last said, and which row of the eviction queue
+/// is its own.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    state: State,
+    at: Instant,
+    row: u64,
+}
+
 #[derive(Debug)]
 struct Inner {
-    entries: HashMap<u64, (State, Instant), BuildHasherDefault<Prehashed>>,
-    /// Insertion order, for eviction; stale rows (re-inserted keys) are skipped.
-    order: VecDeque<(u64, Instant)>,
+    entries: HashMap<u64, Entry, BuildHasherDefault<Prehashed>>,
+    /// Keys in the order their entries were made, for eviction: `(key, row)`. A row whose entry
+    /// is gone or was made again since (another `row`) is stale and skipped.
+    order: VecDeque<(u64, u64)>,
+    next_row: u64,
 }
 
 /// Claims in this process's memory: bounded, expiring, keyed by 64-bit fingerprints under a
 /// per-process random key (fixed-size entries, ~40 bytes each whatever the key length; two
-/// different keys collide with probability ~capacity/2^64). The oldest entries go first. After
+/// different keys collide with probability ~capacity/2^64). The entries claimed first go first. After
 /// a restart it starts empty: buffered messages are still in the store, and a duplicate of one
 /// delivered before the restart is delivered again (the handler sees the same token).
 #[derive(Debug)]
@@ -85,6 +96,7 @@ impl DedupeCache {
             inner: Mutex::new(Inner {
                 entries: HashMap::default(),
                 order: VecDeque::new(),
+                next_row: 0,
             }),
             ended: Notify::new(),
         }
@@ -96,7 +108,7 @@ impl DedupeCache {
     }
 
     /// The keys of `ids` in the map: at most two (a token and a message id), no allocation.
-    fn fingerprints(&self, ids: &Identities) -> Fingerprints {
+    fn fingerprints(&self, ids: &Identities<'_>) -> Fingerprints {
         let mut keys = [0; 2];
         let mut len = 0;
         for (slot, identity) in keys.iter_mut().zip(ids.keys()) {
@@ -107,19 +119,22 @@ impl DedupeCache {
     }
 
     /// One look: `Some(claim)` when decided, `None` while another delivery holds it.
-    fn try_claim(&self, ids: &Identities, now: Instant, take_over: bool) -> Option<Claim> {
+    fn try_claim(&self, ids: &Identities<'_>, now: Instant, take_over: bool) -> Option<Claim> {
         let keys = self.fingerprints(ids);
         let mut inner = self.lock();
         let mut in_flight = false;
         for key in keys.iter() {
             match inner.entries.get(&key) {
-                Some((State::Ended(seen), at)) if now.duration_since(*at) < self.ttl => {
-                    return Some(Claim::Duplicate(*seen));
-                }
-                Some((State::InFlight, at)) if now.duration_since(*at) < self.ttl => {
-                    in_flight = true;
-                }
-                _ => {}
+                Some(e) if now.duration_since(e.at) >= self.ttl => {}
+                Some(Entry {
+                    state: State::Ended(seen),
+                    ..
+                }) => return Some(Claim::Duplicate(*seen)),
+                Some(Entry {
+                    state: State::InFlight,
+                    ..
+                }) => in_flight = true,
+                None => {}
             }
         }
         if in_flight && !take_over {
@@ -135,28 +150,51 @@ impl DedupeCache {
         if self.capacity == 0 {
             return;
         }
-        // Drop expired entries from the front, then the oldest while over capacity.
-        while let Some((k, at)) = inner.order.front().copied() {
-            let expired = now.duration_since(at) >= self.ttl;
-            let over = inner.entries.len() >= self.capacity;
-            if !expired && !over {
-                break;
-            }
-            inner.order.pop_front();
-            if inner.entries.get(&k).is_some_and(|(_, t)| *t == at) {
-                inner.entries.remove(&k);
+        if let Some(entry) = inner.entries.get_mut(&key) {
+            if now.duration_since(entry.at) < self.ttl {
+                // The usual case, a claim settled: said in place, the entry keeps its row (its
+                // place in the eviction order is when it was claimed), so no row goes stale.
+                entry.state = state;
+                entry.at = now;
+                return;
             }
         }
-        inner.entries.insert(key, (state, now));
-        inner.order.push_back((key, now));
-        // Re-inserted keys leave stale rows behind; keep the queue bounded too.
-        if inner.order.len() > self.capacity.saturating_mul(2) {
-            let Inner { entries, order } = inner;
-            order.retain(|(k, at)| entries.get(k).is_some_and(|(_, t)| t == at));
+        // Drop stale rows and expired entries from the front, then the oldest while over
+        // capacity.
+        let Inner {
+            entries,
+            order,
+            next_row,
+        } = inner;
+        while let Some(&(k, row)) = order.front() {
+            if let Some(entry) = entries.get(&k).filter(|e| e.row == row) {
+                let expired = now.duration_since(entry.at) >= self.ttl;
+                if !expired && entries.len() < self.capacity {
+                    break;
+                }
+                entries.remove(&k);
+            }
+            order.pop_front();
+        }
+        let row = *next_row;
+        *next_row += 1;
+        entries.insert(
+            key,
+            Entry {
+                state,
+                at: now,
+                row,
+            },
+        );
+        order.push_back((key, row));
+        // Entries released or made again after they expired leave stale rows behind (rarely:
+        // a settle reuses the claim's row); keep the queue bounded all the same.
+        if order.len() > self.capacity.saturating_mul(2) {
+            order.retain(|(k, row)| entries.get(k).is_some_and(|e| e.row == *row));
         }
     }
 
-    fn end(&self, ids: &Identities, seen: Option<Seen>, now: Instant) {
+    fn end(&self, ids: &Identities<'_>, seen: Option<Seen>, now: Instant) {
         let keys = self.fingerprints(ids);
         {
             let mut inner = self.lock();
@@ -164,7 +202,8 @@ impl DedupeCache {
                 match seen {
                     Some(seen) => self.put(&mut inner, key, State::Ended(seen), now),
                     None => {
-                        if matches!(inner.entries.get(&key), Some((State::InFlight, _))) {
+                        let in_flight = |e: &Entry| e.state == State::InFlight;
+                        if inner.entries.get(&key).is_some_and(in_flight) {
                             inner.entries.remove(&key);
                         }
                     }
@@ -185,7 +224,7 @@ impl DedupeCache {
 
 #[async_trait]
 impl Dedupe for DedupeCache {
-    async fn claim(&self, ids: &Identities, wait: Duration) -> Result<Claim, DedupeError> {
+    async fn claim(&self, ids: &Identities<'_>, wait: Duration) -> Result<Claim, DedupeError> {
         if ids.is_empty() {
             return Ok(Claim::Won);
         }
@@ -210,11 +249,11 @@ impl Dedupe for DedupeCache {
         }
     }
 
-    async fn settle(&self, ids: &Identities, seen: Seen) {
+    async fn settle(&self, ids: &Identities<'_>, seen: Seen) {
         self.end(ids, Some(seen), Instant::now());
     }
 
-    async fn release(&self, ids: &Identities) {
+    async fn release(&self, ids: &Identities<'_>) {
         self.end(ids, None, Instant::now());
     }
 }
@@ -223,9 +262,9 @@ impl Dedupe for DedupeCache {
 mod tests {
     use super::*;
 
-    fn ids(token: &str) -> Identities {
+    fn ids(token: &str) -> Identities<'_> {
         Identities {
-            token: Some(token.to_owned()),
+            token: Some(token),
             message_id: None,
         }
     }
@@ -250,7 +289,7 @@ mod tests {
         // A token and a message id with the same text are different identities.
         let message = Identities {
             token: None,
-            message_id: Some("a".into()),
+            message_id: Some("a"),
         };
         c.end(&ids("b"), Some(Seen::Delivered), t);
         assert_eq!(c.try_claim(&message, t, false), Some(Claim::Won));
@@ -268,15 +307,15 @@ mod tests {
     async fn any_matching_identity_is_a_duplicate() {
         let c = DedupeCache::new(10, Duration::from_secs(60));
         let both = Identities {
-            token: Some("t1".into()),
-            message_id: Some("m1".into()),
+            token: Some("t1"),
+            message_id: Some("m1"),
         };
         assert_eq!(c.claim(&both, NO_WAIT).await.unwrap(), Claim::Won);
         c.settle(&both, Seen::Delivered).await;
         // A replay with a fresh token but the same (signed) message id.
         let replay = Identities {
-            token: Some("t2".into()),
-            message_id: Some("m1".into()),
+            token: Some("t2"),
+            message_id: Some("m1"),
         };
         assert_eq!(
             c.claim(&replay, NO_WAIT).await.unwrap(),
@@ -355,6 +394,35 @@ mod tests {
             );
         }
         assert!(c.lock().order.len() <= 6);
+    }
+
+    #[test]
+    fn a_settled_claim_keeps_its_one_row_in_the_eviction_queue() {
+        let c = DedupeCache::new(100, Duration::from_secs(60));
+        let t = Instant::now();
+        for i in 0..1000u64 {
+            let token = i.to_string();
+            let at = t + Duration::from_millis(i);
+            assert_eq!(c.try_claim(&ids(&token), at, false), Some(Claim::Won));
+            c.end(&ids(&token), Some(Seen::Delivered), at);
+            let inner = c.lock();
+            assert_eq!(inner.order.len(), inner.entries.len(), "no stale rows");
+        }
+        assert_eq!(c.len(), 100);
+        let at = t + Duration::from_millis(1000);
+        assert_eq!(
+            c.try_claim(&ids("999"), at, false),
+            Some(Claim::Duplicate(Seen::Delivered))
+        );
+        assert_eq!(
+            c.try_claim(&ids("900"), at, false),
+            Some(Claim::Duplicate(Seen::Delivered))
+        );
+        assert_eq!(
+            c.try_claim(&ids("899"), at, false),
+            Some(Claim::Won),
+            "the oldest went first"
+        );
     }
 
     #[test]

@@ -31,24 +31,25 @@ pub enum Seen {
 }
 
 /// The identities a notification is recognised by, as the route's `dedupe.key` selects them.
-/// A copy matching any one of them is a duplicate.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Identities {
+/// A copy matching any one of them is a duplicate. Borrowed from the request for the length of
+/// its claim (a store keeps fingerprints, never these).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Identities<'a> {
     /// `I-Twilio-Idempotency-Token` (not covered by the signature).
-    pub token: Option<String>,
+    pub token: Option<&'a str>,
     /// The body's `twi_message_id` (signed).
-    pub message_id: Option<String>,
+    pub message_id: Option<&'a str>,
 }
 
-impl Identities {
+impl<'a> Identities<'a> {
     pub fn is_empty(&self) -> bool {
         self.token.is_none() && self.message_id.is_none()
     }
 
     /// `(kind, value)` pairs; the kind keeps a token and a message id with equal text apart.
-    pub fn keys(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        let token = self.token.as_deref().map(|t| ("token", t));
-        let message = self.message_id.as_deref().map(|m| ("message", m));
+    pub fn keys(&self) -> impl Iterator<Item = (&'static str, &'a str)> {
+        let token = self.token.map(|t| ("token", t));
+        let message = self.message_id.map(|m| ("message", m));
         token.into_iter().chain(message)
     }
 }
@@ -75,11 +76,11 @@ pub trait Dedupe: Send + Sync {
     /// waits up to `wait` for it to end; when the wait runs out the claim is taken over (a
     /// second delivery beats a lost call). A shared store returns within the longer of `wait`
     /// and one store call, plus at most a quarter second for the take-over.
-    async fn claim(&self, ids: &Identities, wait: Duration) -> Result<Claim, DedupeError>;
+    async fn claim(&self, ids: &Identities<'_>, wait: Duration) -> Result<Claim, DedupeError>;
     /// The claimed notification ended as `seen`: later copies are duplicates of it.
-    async fn settle(&self, ids: &Identities, seen: Seen);
+    async fn settle(&self, ids: &Identities<'_>, seen: Seen);
     /// The claimed notification was not delivered: a later copy is delivered again.
-    async fn release(&self, ids: &Identities);
+    async fn release(&self, ids: &Identities<'_>);
     /// Whether claims are failing now (a shared store that is down): copies are then delivered
     /// without duplicate suppression. Shown in `/readyz`.
     fn degraded(&self) -> bool {

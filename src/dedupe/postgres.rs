@@ -82,7 +82,7 @@ fn fingerprint(kind: &str, value: &str) -> Vec<u8> {
 
 /// Sorted, so that two claims sharing identities lock their rows in the same order (no
 /// deadlock between them).
-fn fingerprints(ids: &Identities) -> Vec<Vec<u8>> {
+fn fingerprints(ids: &Identities<'_>) -> Vec<Vec<u8>> {
     let mut fps: Vec<Vec<u8>> = ids.keys().map(|(k, v)| fingerprint(k, v)).collect();
     fps.sort_unstable();
     fps.dedup();
@@ -277,7 +277,7 @@ impl PostgresDedupe {
 
 #[async_trait]
 impl Dedupe for PostgresDedupe {
-    async fn claim(&self, ids: &Identities, wait: Duration) -> Result<Claim, DedupeError> {
+    async fn claim(&self, ids: &Identities<'_>, wait: Duration) -> Result<Claim, DedupeError> {
         if ids.is_empty() {
             return Ok(Claim::Won);
         }
@@ -331,7 +331,7 @@ impl Dedupe for PostgresDedupe {
         }
     }
 
-    async fn settle(&self, ids: &Identities, seen: Seen) {
+    async fn settle(&self, ids: &Identities<'_>, seen: Seen) {
         if ids.is_empty() {
             return;
         }
@@ -359,7 +359,7 @@ impl Dedupe for PostgresDedupe {
         }
     }
 
-    async fn release(&self, ids: &Identities) {
+    async fn release(&self, ids: &Identities<'_>) {
         if ids.is_empty() {
             return;
         }

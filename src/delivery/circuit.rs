@@ -27,7 +27,13 @@ const CONNECT_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 impl UpstreamGroup {
     /// Whether an attempt may start now (when a probe is due, one caller gets `true`).
     pub fn attempt_allowed(&self) -> bool {
-        self.breaker.allow(Instant::now())
+        self.attempt_allowed_at(Instant::now())
+    }
+
+    /// [`Self::attempt_allowed`] for an attempt starting at `now` (the live path reads the
+    /// clock once per attempt, for this and for the attempt's own times).
+    pub(super) fn attempt_allowed_at(&self, now: Instant) -> bool {
+        self.breaker.allow(now)
     }
 
     /// How many attempts may start now, without taking a due probe.

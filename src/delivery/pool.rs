@@ -40,11 +40,12 @@ impl IdlePool {
         }
     }
 
-    /// The most recently released connection that has not idled out, if any.
-    pub fn take(&self) -> Option<Conn> {
+    /// The most recently released connection that has not idled out by `now`, if any.
+    pub fn take(&self, now: Instant) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let (conn, since) = idle.pop()?;
-        if since.elapsed() < self.idle_timeout {
+        // Saturating: with several threads, a connection may be released after `now` was read.
+        if now.saturating_duration_since(since) < self.idle_timeout {
             return Some(conn);
         }
         // Everything below the top is older still: drop the lot.
@@ -88,15 +89,15 @@ mod tests {
             .unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let pool = IdlePool::new(2, Duration::from_millis(200));
-        assert!(pool.take().is_none());
+        assert!(pool.take(Instant::now()).is_none());
         for _ in 0..3 {
             pool.release(conn(&rt, &listener));
         }
         assert_eq!(pool.len(), 2, "bounded by capacity");
-        assert!(pool.take().is_some());
+        assert!(pool.take(Instant::now()).is_some());
         assert_eq!(pool.len(), 1);
-        std::thread::sleep(Duration::from_millis(250));
-        assert!(pool.take().is_none(), "idled out");
+        let later = Instant::now() + Duration::from_millis(250);
+        assert!(pool.take(later).is_none(), "idled out");
         assert_eq!(pool.len(), 0);
     }
 }

@@ -74,4 +74,11 @@ fn healthy_peers_are_preferred_but_all_down_still_selects_one() {
         g.select_peer(None).is_some(),
         "with every peer down, still try one"
     );
+    // The only peer, down and just failed, is still the one selected.
+    let single = group(&["127.0.0.1:1001"]);
+    for b in single.balancer().backends().get_backend().iter() {
+        single.balancer().backends().set_enable(b, false);
+    }
+    let failed: SocketAddr = "127.0.0.1:1001".parse().unwrap();
+    assert_eq!(single.select_peer(Some(failed)).unwrap().addr, failed);
 }

@@ -32,6 +32,10 @@ use crate::probe;
 use crate::route::{LiveRoute, Served};
 use crate::snapshot::Snapshot;
 
+/// The most header lines whose index a connection keeps for its next request (Twilio sends
+/// about a dozen): a head with more grew it, and an idle connection stays small.
+const SPARE_HEADERS: usize = 32;
+
 pub async fn serve(edge: &Edge, mut stream: Stream, shutdown: &ShutdownWatch) {
     let ip = stream
         .get_socket_digest()
@@ -41,11 +45,13 @@ pub async fn serve(edge: &Edge, mut stream: Stream, shutdown: &ShutdownWatch) {
         tls: stream.get_ssl().is_some(),
     };
     let mut buf = BytesMut::with_capacity(INITIAL_BUFFER);
+    // The header index of the previous request, filled again by the next one.
+    let mut spare_headers = Vec::new();
     loop {
         // A head (or, on a kept-alive connection, the next one) must arrive within this: either
         // way the connection holds memory and a task. Closed quietly: nothing was asked.
         let deadline = Deadline::now() + edge.live.load().limits.header_timeout;
-        let head = read_head(&mut stream, &mut buf, deadline).await;
+        let head = read_head(&mut stream, &mut buf, deadline, &mut spare_headers).await;
         // Loaded once the head is here (an idle keep-alive connection may have waited across a
         // reload) and held to the end: the whole request sees one configuration.
         let snap = edge.live.load();
@@ -59,9 +65,9 @@ pub async fn serve(edge: &Edge, mut stream: Stream, shutdown: &ShutdownWatch) {
                 snap.routes
                     .unmatched()
                     .record(Outcome::Rejected, Some(Reason::Malformed), 0.0);
-                log_rejection(edge, None, &rejection, &peer, &id);
+                log_rejection(edge, None, &rejection, &peer, id.as_str());
                 let ending = Ending::rejected(&rejection);
-                let bytes = answer_bytes(&ending.reply, false, Persistence::Close, &id);
+                let bytes = answer_bytes(&ending.reply, false, Persistence::Close, id.as_str());
                 if write_within(&mut stream, &bytes, snap.limits.write_timeout).await {
                     lingering_close(&mut stream).await;
                 }
@@ -75,7 +81,7 @@ pub async fn serve(edge: &Edge, mut stream: Stream, shutdown: &ShutdownWatch) {
         let request = Request {
             head: &head,
             peer: &peer,
-            id: &id,
+            id,
             started,
         };
         let (route, ending, body_read) =
@@ -91,11 +97,11 @@ pub async fn serve(edge: &Edge, mut stream: Stream, shutdown: &ShutdownWatch) {
                 &ending,
                 elapsed,
                 &peer,
-                &id,
+                id.as_str(),
             );
         }
         if let (Some(Served::Notification(route)), true) = (route, snap.routes.reconciles()) {
-            remember_answer(edge, route, &ending, &id);
+            remember_answer(edge, route, &ending, id.as_str());
         }
 
         let closing = *shutdown.borrow() || edge.draining.is_draining();
@@ -107,7 +113,7 @@ pub async fn serve(edge: &Edge, mut stream: Stream, shutdown: &ShutdownWatch) {
             (true, _) => Persistence::KeepAlive,
         };
         let allow_post = ending.reason == Some(Reason::Method);
-        let bytes = answer_bytes(&ending.reply, allow_post, persistence, &id);
+        let bytes = answer_bytes(&ending.reply, allow_post, persistence, id.as_str());
         if !write_within(&mut stream, &bytes, snap.limits.write_timeout).await {
             return;
         }
@@ -124,6 +130,9 @@ pub async fn serve(edge: &Edge, mut stream: Stream, shutdown: &ShutdownWatch) {
         if buf.is_empty() && buf.capacity() > INITIAL_BUFFER {
             // A large request grew it: an idle connection goes back to the small buffer.
             buf = BytesMut::with_capacity(INITIAL_BUFFER);
+        }
+        if head.headers.capacity() <= SPARE_HEADERS {
+            spare_headers = head.headers;
         }
     }
 }
@@ -153,7 +162,7 @@ async fn serve_one<'s>(
     let Some(route) = snap.routes.find(&target[..path_end]) else {
         let path = Echo(&target[..path_end]);
         let rejection = Rejection::new(Reason::UnknownRoute, format!("no route for path {path}"));
-        log_rejection(edge, None, &rejection, peer, id);
+        log_rejection(edge, None, &rejection, peer, id.as_str());
         return (
             None,
             Ending::rejected(&rejection),
@@ -180,7 +189,7 @@ async fn serve_one<'s>(
     let (framing, kind) = match checked_head {
         Ok(checked) => checked,
         Err(rejection) => {
-            log_rejection(edge, Some(route), &rejection, peer, id);
+            log_rejection(edge, Some(route), &rejection, peer, id.as_str());
             return (
                 Some(route),
                 Ending::rejected(&rejection),
@@ -192,7 +201,7 @@ async fn serve_one<'s>(
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {
-            log_rejection(edge, Some(route), &rejection, peer, id);
+            log_rejection(edge, Some(route), &rejection, peer, id.as_str());
             return (Some(route), Ending::rejected(&rejection), false);
         }
     };
@@ -222,7 +231,7 @@ async fn serve_one<'s>(
             }),
             _,
         ) => {
-            log_rejection(edge, Some(route), &rejection, peer, id);
+            log_rejection(edge, Some(route), &rejection, peer, id.as_str());
             let mut ending = Ending::rejected(&rejection);
             ending.call_sid = call_sid;
             (Some(route), ending, true)
@@ -340,7 +349,7 @@ fn prepare(
     if let Some(violation) = &verified.reported_violation {
         route.metrics.schema_reported.inc();
         tracing::warn!(
-            request_id = request.id,
+            request_id = request.id.as_str(),
             route = %route.route.name,
             call_sid = notification.call_sid.unwrap_or("-"),
             message_id = notification.message_id.unwrap_or("-"),
@@ -361,7 +370,7 @@ fn prepare(
         call_sid: notification.call_sid.map(str::to_owned),
         message_id: notification.message_id.map(str::to_owned),
         idempotency_token: text("i-twilio-idempotency-token").map(str::to_owned),
-        request_id: request.id.to_owned(),
+        request_id: request.id,
     }))
 }
 

@@ -41,13 +41,8 @@ pub(super) fn take_events(
         kind,
     )?;
     let events = items.len();
-    let errors = edge.reconciler.take(items, request.id);
-    Ok(Ending::made(
-        MadeAnswer::twilio_events(events, errors),
-        0,
-        None,
-        None,
-    ))
+    let errors = edge.reconciler.take(items, request.id.as_str());
+    Ok(Ending::made(MadeAnswer::twilio_events(events, errors), 0))
 }
 
 /// The `twi_call_sid` of a JSON body that failed a check, if it has a call SID's shape.

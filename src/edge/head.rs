@@ -3,7 +3,7 @@
 //! connection persists, `Expect`) and the limits of this edge.
 //!
 //! Pure and synchronous over a byte slice: no socket, no allocation beyond the small header
-//! index, so the fuzz target and the differential test against httparse drive it directly.
+//! index (and none when the caller hands one back), so the fuzz target and the differential test against httparse drive it directly.
 //! How a body is framed is [`crate::framing`]'s rule, applied here once per head; it never
 //! judges what a header says about the notification (that is [`crate::checks`]).
 
@@ -76,6 +76,13 @@ impl Head {
 /// Parses the head at the start of `buf`. `Ok(None)`: incomplete, read more (the caller enforces
 /// [`MAX_HEAD_BYTES`] on what it buffers; a complete head over it is refused here).
 pub fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
+    parse_reusing(buf, &mut Vec::new())
+}
+
+/// [`parse`], with the header index in `spare` (emptied first; taken into the head only when
+/// one is complete). A connection hands back the index of its previous request: one
+/// allocation less per request.
+pub fn parse_reusing(buf: &[u8], spare: &mut Vec<HeaderAt>) -> Result<Option<Head>, HeadError> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut slots);
     let len = match req.parse(buf) {
@@ -103,14 +110,12 @@ pub fn parse(buf: &[u8]) -> Result<Option<Head>, HeadError> {
         return Err(HeadError::Syntax("incomplete request line"));
     };
     let minor_version = minor_version.min(1);
-    let headers: Vec<HeaderAt> = req
-        .headers
-        .iter()
-        .map(|h| HeaderAt {
-            name: at(h.name.as_bytes()),
-            value: at(h.value),
-        })
-        .collect();
+    spare.clear();
+    spare.extend(req.headers.iter().map(|h| HeaderAt {
+        name: at(h.name.as_bytes()),
+        value: at(h.value),
+    }));
+    let headers = std::mem::take(spare);
     let mut head = Head {
         len,
         method: at(method.as_bytes()),

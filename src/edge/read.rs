@@ -7,7 +7,7 @@ use pingora::protocols::Stream;
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant as Deadline;
 
-use super::head::{self, Head, HeadError};
+use super::head::{self, Head, HeadError, HeaderAt};
 use super::respond::{write_within, CONTINUE};
 use crate::checks::{self, BodyFraming};
 use crate::chunked::{ChunkError, Dechunker};
@@ -31,15 +31,17 @@ pub(super) enum Body {
 pub(super) type BodyResult = Result<Body, Rejection>;
 
 /// Reads until `buf` starts with a complete head. `Ok(None)`: the client closed or went quiet
-/// (at the deadline) before sending one.
+/// (at the deadline) before sending one. `spare`: a header index to reuse (see
+/// [`head::parse_reusing`]).
 pub(super) async fn read_head(
     stream: &mut Stream,
     buf: &mut BytesMut,
     deadline: Deadline,
+    spare: &mut Vec<HeaderAt>,
 ) -> Result<Option<Head>, HeadError> {
     loop {
         if !buf.is_empty() {
-            if let Some(head) = head::parse(buf)? {
+            if let Some(head) = head::parse_reusing(buf, spare)? {
                 return Ok(Some(head));
             }
         }

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::head::Head;
 use crate::checks::Inbound;
+use crate::logging::RequestId;
 use crate::outcome::Rejection;
 use crate::signature::{public_url, RequestOrigin, SignedUrl};
 use crate::snapshot::Snapshot;
@@ -22,7 +23,7 @@ pub(super) struct Peer {
 pub(super) struct Request<'a> {
     pub head: &'a Head,
     pub peer: &'a Peer,
-    pub id: &'a str,
+    pub id: RequestId,
     pub started: Instant,
 }
 

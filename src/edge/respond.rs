@@ -6,6 +6,8 @@
 //! every answer. It never decides what the answer is (the checks and the flow do) nor whether
 //! the connection persists (the connection loop does).
 
+use std::future::Future;
+use std::task::Poll;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -74,7 +76,7 @@ pub fn made_bytes(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
     out.extend_from_slice(b"\r\nContent-Type: application/json\r\nContent-Length: ");
-    out.extend_from_slice(body.len().to_string().as_bytes());
+    out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
     out.extend_from_slice(b"\r\n");
     if allow_post {
         out.extend_from_slice(b"Allow: POST\r\n");
@@ -123,7 +125,15 @@ pub async fn write_within<S: AsyncWrite + Unpin>(
         stream.write_all(bytes).await?;
         stream.flush().await
     };
-    match tokio::time::timeout(timeout, write).await {
+    let mut write = std::pin::pin!(write);
+    // An answer usually fits the socket's buffer and is written at the first try: that needs no
+    // timer, nor the clock read that would set it.
+    let first_try = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+    let written = match first_try {
+        Poll::Ready(result) => Ok(result),
+        Poll::Pending => tokio::time::timeout(timeout, write).await,
+    };
+    match written {
         Ok(Ok(())) => true,
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "client went away before the answer");

@@ -32,7 +32,7 @@ impl Flow {
     pub(super) async fn buffer(
         &self,
         route: &LiveRoute,
-        accepted: Accepted,
+        accepted: &Accepted,
         how: Buffering<'_>,
     ) -> Ending {
         let Buffering {
@@ -42,18 +42,11 @@ impl Flow {
             status,
             arrived,
         } = how;
-        let ending = |answer| {
-            Ending::made(
-                answer,
-                attempts,
-                accepted.call_sid.clone(),
-                accepted.message_id.clone(),
-            )
-        };
+        let ending = |answer| Ending::made(answer, attempts);
         let failed = || ending(MadeAnswer::buffer_failed());
         let Some(store) = &self.store else {
             // Config validation guarantees a store for buffering routes.
-            tracing::error!(request_id = accepted.request_id, route = %route.route.name, "no buffer is configured; answering 503");
+            tracing::error!(request_id = accepted.request_id.as_str(), route = %route.route.name, "no buffer is configured; answering 503");
             return failed();
         };
         let now = self.clock.now_ms();
@@ -79,7 +72,7 @@ impl Flow {
             Ok(id) => {
                 self.store_writable.store(true, Ordering::Relaxed);
                 tracing::info!(
-                    request_id = accepted.request_id,
+                    request_id = accepted.request_id.as_str(),
                     route = %route.route.name,
                     call_sid = accepted.call_sid.as_deref().unwrap_or("-"),
                     message_id = accepted.message_id.as_deref().unwrap_or("-"),
@@ -96,7 +89,7 @@ impl Flow {
                     self.store_writable.store(false, Ordering::Relaxed);
                 }
                 tracing::error!(
-                    request_id = accepted.request_id,
+                    request_id = accepted.request_id.as_str(),
                     route = %route.route.name,
                     call_sid = accepted.call_sid.as_deref().unwrap_or("-"),
                     message_id = accepted.message_id.as_deref().unwrap_or("-"),

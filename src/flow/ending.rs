@@ -29,19 +29,17 @@ pub struct Ending {
     pub reply: Reply,
     /// Delivery attempts on the live path (0 when none was made).
     pub attempts: u32,
-    /// `twi_call_sid` and `twi_message_id`, once the body is verified (for the access log).
+    /// `twi_call_sid` and `twi_message_id`, once the body is verified (for the access log). The
+    /// edge also sets the call SID of a refused JSON notification (unverified, checked for a
+    /// call SID's shape) while a `twilio_errors` route exists, to reconcile a 13807 with it.
     pub call_sid: Option<String>,
     pub message_id: Option<String>,
 }
 
 impl Ending {
-    /// An answer the proxy made itself (see [`crate::outcome::MadeAnswer`]).
-    pub fn made(
-        answer: MadeAnswer,
-        attempts: u32,
-        call_sid: Option<String>,
-        message_id: Option<String>,
-    ) -> Ending {
+    /// An answer the proxy made itself (see [`crate::outcome::MadeAnswer`]). The flow names
+    /// the notification in it once it ended ([`crate::flow::Flow::run`]).
+    pub fn made(answer: MadeAnswer, attempts: u32) -> Ending {
         Ending {
             outcome: answer.outcome,
             reason: None,
@@ -50,14 +48,14 @@ impl Ending {
                 body: answer.body.into(),
             },
             attempts,
-            call_sid,
-            message_id,
+            call_sid: None,
+            message_id: None,
         }
     }
 
     /// A probe, verified in full and answered here (see [`crate::probe`]).
     pub fn probe(route: &str) -> Ending {
-        Ending::made(MadeAnswer::probe(route), 0, None, None)
+        Ending::made(MadeAnswer::probe(route), 0)
     }
 
     /// A refusal by the proxy's own checks.

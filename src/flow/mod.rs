@@ -22,6 +22,7 @@ use crate::clock::{Clock, SteadyClock};
 use crate::config::{DedupeKey, OnExhausted};
 use crate::dedupe::{Claim, Dedupe, Identities, Seen};
 use crate::delivery::Delivery;
+use crate::logging::RequestId;
 use crate::outcome::{MadeAnswer, Original, Outcome};
 use crate::route::LiveRoute;
 pub use ending::{Ending, Reply};
@@ -36,7 +37,7 @@ pub struct Accepted {
     /// `I-Twilio-Idempotency-Token`, if the request carried one.
     pub idempotency_token: Option<String>,
     /// The id of the request's log lines and of its proxy-made answer.
-    pub request_id: String,
+    pub request_id: RequestId,
 }
 
 /// Duplicate suppression as configured: which identities count, and where claims live.
@@ -78,8 +79,10 @@ impl Flow {
     /// The identities duplicates are recognised by. With `auto`, both: the token is not covered
     /// by the signature, so a replay with a fresh token must still be caught by its (signed)
     /// `twi_message_id`.
-    fn identities(key: DedupeKey, accepted: &Accepted) -> Identities {
-        let nonempty = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+    fn identities(key: DedupeKey, accepted: &Accepted) -> Identities<'_> {
+        fn nonempty(v: &Option<String>) -> Option<&str> {
+            v.as_deref().filter(|v| !v.is_empty())
+        }
         let token = nonempty(&accepted.idempotency_token);
         let message_id = nonempty(&accepted.message_id);
         match key {
@@ -98,19 +101,28 @@ impl Flow {
     /// Runs a verified request to its end: a duplicate's answer, the handler's answer, or the
     /// exhaustion policy's.
     pub async fn run(&self, route: &LiveRoute, accepted: Accepted, arrived: Instant) -> Ending {
+        let mut ending = self.end(route, &accepted, arrived).await;
+        // The ending names its notification (for the access log): moved here, once, not copied.
+        ending.call_sid = accepted.call_sid;
+        ending.message_id = accepted.message_id;
+        ending
+    }
+
+    /// Claims the notification against duplicates, then delivers it (or not).
+    async fn end(&self, route: &LiveRoute, accepted: &Accepted, arrived: Instant) -> Ending {
         let Some(dedupe) = &self.dedupe else {
             return self.deliver(route, accepted, arrived).await;
         };
-        let ids = Self::identities(dedupe.key, &accepted);
+        let ids = Self::identities(dedupe.key, accepted);
         // A copy that finds its twin in flight waits for it, but never past its own deadline.
         let wait = route.route.retry.deadline.saturating_sub(arrived.elapsed());
         match dedupe.claims.claim(&ids, wait).await {
-            Ok(Claim::Duplicate(seen)) => return duplicate(route, seen, accepted),
+            Ok(Claim::Duplicate(seen)) => return duplicate(route, seen),
             Ok(Claim::Won) => {}
             Err(e) => {
                 // Degraded, not down: delivering twice beats not delivering. The dedupe store
                 // counts and logs its own failures (rate-limited), so only a debug line here.
-                tracing::debug!(request_id = accepted.request_id, route = %route.route.name, error = %e, "dedupe unavailable; delivering without it");
+                tracing::debug!(request_id = accepted.request_id.as_str(), route = %route.route.name, error = %e, "dedupe unavailable; delivering without it");
             }
         }
         let ending = self.deliver(route, accepted, arrived).await;
@@ -124,7 +136,7 @@ impl Flow {
     }
 
     /// The live attempts, then the exhaustion policy.
-    async fn deliver(&self, route: &LiveRoute, accepted: Accepted, arrived: Instant) -> Ending {
+    async fn deliver(&self, route: &LiveRoute, accepted: &Accepted, arrived: Instant) -> Ending {
         let LiveRoute {
             route: config,
             metrics,
@@ -145,13 +157,13 @@ impl Flow {
                 reason: None,
                 reply: Reply::Forwarded(answer.answer),
                 attempts,
-                call_sid: accepted.call_sid,
-                message_id: accepted.message_id,
+                call_sid: None,
+                message_id: None,
             },
             Delivery::Exhausted { last, attempts } => {
                 let failed = MadeAnswer::gave_up(last.gave_up());
                 tracing::warn!(
-                    request_id = accepted.request_id,
+                    request_id = accepted.request_id.as_str(),
                     route = %config.name,
                     call_sid = accepted.call_sid.as_deref().unwrap_or("-"),
                     message_id = accepted.message_id.as_deref().unwrap_or("-"),
@@ -161,9 +173,7 @@ impl Flow {
                     "delivery failed"
                 );
                 match config.on_exhausted {
-                    OnExhausted::Fail => {
-                        Ending::made(failed, attempts, accepted.call_sid, accepted.message_id)
-                    }
+                    OnExhausted::Fail => Ending::made(failed, attempts),
                     OnExhausted::Buffer { ttl, status } => {
                         let buffering = Buffering {
                             attempts,
@@ -181,7 +191,7 @@ impl Flow {
 }
 
 /// The answer to a copy of a notification that was delivered or buffered before.
-fn duplicate(route: &LiveRoute, seen: Seen, accepted: Accepted) -> Ending {
+fn duplicate(route: &LiveRoute, seen: Seen) -> Ending {
     let original = match seen {
         Seen::Delivered => {
             route.metrics.duplicate_of_delivered.inc();
@@ -196,10 +206,5 @@ fn duplicate(route: &LiveRoute, seen: Seen, accepted: Accepted) -> Ending {
             }
         }
     };
-    Ending::made(
-        MadeAnswer::duplicate(original),
-        0,
-        accepted.call_sid,
-        accepted.message_id,
-    )
+    Ending::made(MadeAnswer::duplicate(original), 0)
 }

@@ -97,7 +97,7 @@ fn accepted(message_id: &str) -> Accepted {
         call_sid: Some("CA1".into()),
         message_id: Some(message_id.into()),
         idempotency_token: Some(format!("token-{message_id}")),
-        request_id: format!("request-{message_id}"),
+        request_id: crate::logging::request_id(),
     }
 }
 
@@ -313,7 +313,7 @@ fn dedupe_key_selects_the_identities() {
     let a = accepted("m1");
     let only_token = Flow::identities(DedupeKey::IdempotencyToken, &a);
     assert_eq!(only_token.message_id, None);
-    assert_eq!(only_token.token.as_deref(), Some("token-m1"));
+    assert_eq!(only_token.token, Some("token-m1"));
     let only_message = Flow::identities(DedupeKey::MessageId, &a);
     assert_eq!(only_message.token, None);
     let empty = Accepted {

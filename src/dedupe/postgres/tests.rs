@@ -11,9 +11,9 @@ use crate::buffer::PgOptions;
 const TTL: Duration = Duration::from_secs(60);
 const NO_WAIT: Duration = Duration::ZERO;
 
-fn ids(token: &str) -> Identities {
+fn ids(token: &str) -> Identities<'_> {
     Identities {
-        token: Some(token.to_owned()),
+        token: Some(token),
         message_id: None,
     }
 }
@@ -54,7 +54,7 @@ async fn a_settled_claim_is_a_duplicate_on_the_other_instance_until_ttl() {
     // A token and a message id with the same text are different identities.
     let message = Identities {
         token: None,
-        message_id: Some("t1".into()),
+        message_id: Some("t1"),
     };
     assert_eq!(a.claim(&message, NO_WAIT).await.unwrap(), Claim::Won);
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -71,15 +71,15 @@ async fn any_matching_identity_is_a_duplicate() {
     let schema = schema_or_skip!("dedupe_any_identity");
     let (a, b) = pair(&schema, TTL);
     let both = Identities {
-        token: Some("t1".into()),
-        message_id: Some("m1".into()),
+        token: Some("t1"),
+        message_id: Some("m1"),
     };
     assert_eq!(a.claim(&both, NO_WAIT).await.unwrap(), Claim::Won);
     a.settle(&both, Seen::Delivered).await;
     // A replay with a fresh token but the same (signed) message id.
     let replay = Identities {
-        token: Some("t2".into()),
-        message_id: Some("m1".into()),
+        token: Some("t2"),
+        message_id: Some("m1"),
     };
     assert_eq!(
         b.claim(&replay, NO_WAIT).await.unwrap(),

@@ -219,6 +219,27 @@ mod properties {
             prop_assert!(answer.reusable);
         }
 
+        /// Heads are cut into the lines `split` at LF would give, whatever the bytes.
+        #[test]
+        fn lines_are_those_of_a_split_at_lf(head in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'a')], 0..40)) {
+            let split: Vec<&[u8]> = head.split(|&b| b == b'\n').collect();
+            prop_assert_eq!(Lines::of(&head).collect::<Vec<_>>(), split);
+        }
+
+        /// A `Connection` line is recognised exactly as splitting it into name and value would.
+        #[test]
+        fn connection_lines_are_those_named_connection(
+            name in prop::sample::select(vec!["connection", "Connection", "CONNECTION", "connectio", "connections", "x-connection", ""]),
+            colon in prop::sample::select(vec![":", " :", "", "::"]),
+            rest in "[ a-z,:\r]{0,10}",
+        ) {
+            let line = format!("{name}{colon}{rest}");
+            let named = header_name_value(line.as_bytes())
+                .filter(|(name, _)| name.eq_ignore_ascii_case(b"connection"))
+                .map(|(_, value)| value);
+            prop_assert_eq!(connection_value(line.as_bytes()), named);
+        }
+
         /// Request heads of any shape are forwarded or skipped line by line, never panicked on.
         #[test]
         fn any_request_head_is_reframed(head in proptest::collection::vec(any::<u8>(), 0..400), body in proptest::collection::vec(any::<u8>(), 0..50)) {

@@ -1,6 +1,9 @@
 //! The per-request validation cost: signature + body hash + JSON parse + schema, as the proxy
 //! runs it (`checks::check_request`), and its parts. Target: ≤ 3 µs for the whole check.
 //!
+//! Also what remembering an answer costs a request while a `twilio_errors` route exists (the
+//! in-memory ledger at its bound: every new call forgets the oldest).
+//!
 //! Run: `cargo bench --bench hot_path`
 
 use std::collections::HashSet;
@@ -85,5 +88,39 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+fn remember_answer(c: &mut Criterion) {
+    use std::time::Duration;
+    use twilio_notify_proxy::clock::SteadyClock;
+    use twilio_notify_proxy::reconcile::{Answer, AnswerLedger, MemoryLedger};
+    const CALLS: usize = 100_000;
+    let ledger = MemoryLedger::new(
+        CALLS,
+        Duration::from_secs(600),
+        Arc::new(SteadyClock::new()),
+        "bench:1",
+    );
+    // Twice the bound of distinct calls, so every record past the first pass forgets one.
+    let calls: Vec<String> = (0..2 * CALLS).map(|i| format!("CA{i:032x}")).collect();
+    let answer = Answer {
+        route: "client-notify",
+        outcome: "forwarded_2xx",
+        reason: None,
+        status: 200,
+        answered_at_ms: 0,
+        request_id: "0123abcd-42",
+        verified: true,
+    };
+    for call in &calls[..CALLS] {
+        ledger.record(call, &answer);
+    }
+    let mut next = 0;
+    c.bench_function("remember an answer (new call, ledger full)", |b| {
+        b.iter(|| {
+            ledger.record(black_box(&calls[next]), black_box(&answer));
+            next = (next + 1) % calls.len();
+        })
+    });
+}
+
+criterion_group!(benches, bench, remember_answer);
 criterion_main!(benches);

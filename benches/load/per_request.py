@@ -28,8 +28,12 @@ callgrind: the instructions inside `checks::check_request` are not what runs nat
 Every answer must be 200 from the handler; the proxy's `forwarded_2xx` counter must have grown by
 WARMUP + REQUESTS (read after the dump, so the scrape is not counted).
 
+With --twilio-errors the config also has a `kind: twilio_errors` route, so every answer is
+remembered for reconciling Twilio's 13807s (what that costs a request).
+
 Usage: benches/load/per_request.py [--bin target/release/twilio-notify-proxy] [--requests 20000]
        [--warmup 2000] [--connections 32] [--top 25] [--callers REGEX] [--tree REGEX] [--keep]
+       [--twilio-errors]
        benches/load/per_request.py --file <kept callgrind.out.N> --requests N --top 25
 """
 
@@ -269,6 +273,8 @@ def main():
     ap.add_argument("--tree", action="append", metavar="REGEX",
                     help="also print the call tree under the functions matching REGEX (repeatable)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (callgrind output)")
+    ap.add_argument("--twilio-errors", action="store_true",
+                    help="add a twilio_errors route: every answer is then remembered for reconciling")
     ap.add_argument("--file", help="report on a kept callgrind output (with --requests) instead of running")
     args = ap.parse_args()
     if args.file:
@@ -298,6 +304,10 @@ def main():
         render("proxy.yaml.tmpl", cfg, PROXY_PORT=proxy_port, ADMIN_PORT=admin_port, UP_PORT=up_port,
                PUBLIC_URL=PUBLIC_URL, SCHEMA=os.path.join(REPO, "conf/schemas/client-notification.schema.json"),
                ACCESS_LOG="false")
+        if args.twilio_errors:
+            with open(cfg, "a") as f:
+                f.write("  - kind: twilio_errors\n    name: twilio-errors\n"
+                        "    public_url: https://voice.example.com/twilio/errors\n")
         out = os.path.join(tmp, "callgrind.out")
         env = dict(os.environ, TWILIO_AUTH_TOKEN=TOKEN)
         proxy = subprocess.Popen(

@@ -385,6 +385,15 @@ fn healthcheck_exits_0_on_healthz_and_1_naming_the_cause() {
     let err = text(&out.stderr);
     assert!(err.contains(&missing) && err.contains("404"), "{err}");
 
+    // Only a 200 is healthy: a redirect is not followed, and is not a pass.
+    let redirecting = MockUpstream::start(Behaviour::status(301, ""));
+    let moved = format!("http://{}/healthz", redirecting.addr);
+    let out = run(&["healthcheck", "--url", &moved], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(err.contains(&moved) && err.contains("301"), "{err}");
+    assert_eq!(redirecting.request_count(), 1);
+
     let nobody = format!("http://{refusing}/healthz");
     let out = run(&["healthcheck", "--url", &nobody], &[]);
     assert_eq!(out.status.code(), Some(1));

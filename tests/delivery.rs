@@ -208,6 +208,13 @@ fn open_circuit_skips_attempts_and_readiness_reports_it() {
     let ready = http_get(proxy.admin, "/readyz").unwrap();
     assert_eq!(ready.status, 503, "{}", ready.text());
     assert_eq!(ready.json()["upstreams"]["handler"]["circuit"], "open");
+
+    // 250 ms after opening the first probe is due: half-open (2) until one is let through.
+    eventually("the circuit half-open once its first probe is due", || {
+        proxy.metric(r#"notify_proxy_circuit_state{upstream="handler"}"#) == 2.0
+    });
+    let ready = http_get(proxy.admin, "/readyz").unwrap().json();
+    assert_eq!(ready["upstreams"]["handler"]["circuit"], "half_open");
 }
 
 #[test]
@@ -430,6 +437,26 @@ fn buffer_cli_lists_shows_replays_and_purges() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "a failed replay exits 1");
     assert_eq!(dead_count(&config), 2, "failed replays stay");
+    // One message that fails is a failed replay too.
+    let (_, out, _) = cli(&[
+        "buffer", "--config", &config, "list", "--dead", "--format", "json",
+    ]);
+    let one = serde_json::from_str::<serde_json::Value>(&out).unwrap()[0]["id"].to_string();
+    let out = std::process::Command::new(BIN)
+        .args(["buffer", "--config", &config, "replay", &one])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed replay of one id exits 1"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 message(s) could not be delivered"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(dead_count(&config), 2, "failed replays stay");
     let (ok, out, _) = cli(&[
         "buffer",
         "--config",
@@ -530,4 +557,91 @@ fn a_replay_with_a_fresh_token_is_still_a_duplicate() {
     assert_delivered(&proxy, &upstream, &first, 200, "ok");
     assert_eq!(proxy.send(&replay).json()["duplicate"], true);
     assert_eq!(upstream.request_count(), 1);
+}
+
+/// `buffered_status`: the 2xx Twilio gets once the request is stored, and the one a copy of it
+/// gets while it waits (a duplicate is answered what its original got).
+#[test]
+fn a_buffered_notification_and_its_copy_are_answered_the_routes_buffered_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = MockUpstream::start(Behaviour::status(503, "down"));
+    let mut spec = buffering_spec(upstream.addr, &dir.path().join("buffer.redb"), "");
+    spec.route_extra.push_str("\n    buffered_status: 202");
+    let proxy = Proxy::start(spec);
+    let raw = twilio_request(&notification());
+    let first = proxy.send(&raw);
+    assert_eq!(first.status, 202, "{}", first.text());
+    assert_eq!(first.json()["buffered"], true, "{}", first.text());
+    assert_eq!(
+        upstream.requests()[0],
+        as_forwarded(&raw),
+        "the live attempt"
+    );
+
+    let copy = proxy.send(&raw);
+    assert_eq!(copy.status, 202, "{}", copy.text());
+    let body = copy.json();
+    assert_eq!(
+        (&body["duplicate"], &body["original"]),
+        (&serde_json::json!(true), &serde_json::json!("buffered")),
+        "{body}"
+    );
+    assert_eq!(proxy.outcomes("buffered"), 1.0);
+    assert_eq!(proxy.outcomes("duplicate"), 1.0);
+    assert_eq!(proxy.pending(), 1.0, "stored once");
+
+    upstream.set_behaviour(Behaviour::status(200, "ok"));
+    eventually("the stored one redelivered", || {
+        proxy.redeliveries("delivered") == 1.0
+    });
+    assert_eq!(upstream.requests().last(), Some(&as_forwarded(&raw)));
+}
+
+/// `buffer_ttl` counts from the request's arrival (docs/config.md), so the live attempts spent
+/// part of it: the stored arrival is when the request came, not when the store took it.
+#[test]
+fn the_ttl_of_a_buffered_notification_counts_from_its_arrival() {
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("buffer.redb");
+    // The one live attempt takes 1.5 s (inside the 2 s response timeout), then fails.
+    let upstream = MockUpstream::start(Behaviour::Slow {
+        status: 503,
+        delay: Duration::from_millis(1500),
+    });
+    let mut spec = buffering_spec(upstream.addr, &store, "");
+    spec.route_extra.push_str("\n    buffer_ttl: 1h");
+    let mut proxy = Proxy::start(spec);
+    let sent = now_ms();
+    buffer_one(&proxy, &twilio_request(&notification()));
+    let answered = now_ms();
+    assert!(answered - sent >= 1500, "the live attempt took its time");
+    proxy.kill();
+
+    let config = proxy.config_path.to_str().unwrap().to_string();
+    let (ok, out, err) = cli(&["buffer", "--config", &config, "list", "--format", "json"]);
+    assert!(ok, "{err}");
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ms = |key: &str| {
+        listed[0][key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key}: {out}"))
+    };
+    assert_eq!(
+        ms("expires_at_ms") - ms("received_at_ms"),
+        3_600_000,
+        "{out}"
+    );
+    // The buffer's clock is the system's, read at start and advanced by the monotonic clock:
+    // the arrival is nearer the send than the answer (1.5 s apart).
+    assert!(
+        ms("received_at_ms") < (sent + answered) / 2,
+        "arrival {} is the store write, not the request ({sent}..{answered})",
+        ms("received_at_ms")
+    );
 }

@@ -113,6 +113,64 @@ fn final_handler_errors_pass_through_after_one_attempt() {
     assert_eq!(proxy.outcomes("upstream_4xx"), 1.0);
 }
 
+/// The handler's answer goes back as it wrote it: status line and header lines verbatim (order,
+/// case, reason phrase), hop-by-hop headers dropped, the body de-chunked and framed with
+/// `Content-Length`.
+#[test]
+fn a_chunked_answer_passes_back_verbatim_minus_hop_by_hop_headers() {
+    let upstream = MockUpstream::start(Behaviour::Raw(
+        "HTTP/1.1 200 Dispatched\r\nX-Handler: raw\r\nTransfer-Encoding: chunked\r\n\
+         Keep-Alive: timeout=5\r\nx-lower-case: Kept As Is\r\nConnection: keep-alive\r\n\r\n\
+         5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+            .into(),
+    ));
+    let proxy = proxy_with(&upstream);
+    let raw = twilio_request(&notification());
+    let mut stream = TcpStream::connect(proxy.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(&raw).unwrap();
+    let expected = "HTTP/1.1 200 Dispatched\r\nX-Handler: raw\r\nx-lower-case: Kept As Is\r\n\
+                    Content-Length: 11\r\n\r\nhello world";
+    let mut answer = vec![0; expected.len()];
+    std::io::Read::read_exact(&mut stream, &mut answer).unwrap();
+    assert_eq!(String::from_utf8_lossy(&answer), expected);
+    assert_eq!(upstream.requests(), [as_forwarded(&raw)]);
+    assert_eq!(proxy.outcomes("forwarded_2xx"), 1.0);
+}
+
+/// Up to 1 MiB of answer body passes back; one byte more is a broken answer (`502
+/// upstream_protocol`), never a cut one.
+#[test]
+fn an_answer_of_exactly_1_mib_passes_and_one_byte_more_is_upstream_protocol() {
+    const MIB: usize = 1024 * 1024;
+    let upstream = MockUpstream::start(Behaviour::status(200, &"a".repeat(MIB)));
+    let mut spec = ProxySpec::new(upstream.addr);
+    spec.route_extra = "    retry: { max_attempts: 1 }".into();
+    let proxy = Proxy::start(spec);
+    let raw = twilio_request(&notification());
+    let r = proxy.send(&raw);
+    assert_eq!((r.status, r.body.len()), (200, MIB));
+    assert!(r.body.iter().all(|&b| b == b'a'));
+    assert_eq!(r.header("X-Handler"), Some("mock"));
+    assert_eq!(upstream.requests().last(), Some(&as_forwarded(&raw)));
+
+    upstream.set_behaviour(Behaviour::status(200, &"a".repeat(MIB + 1)));
+    let raw = twilio_request(&notification());
+    let r = proxy.send(&raw);
+    assert_eq!(
+        r.status,
+        502,
+        "an answer of {} bytes passed back",
+        r.body.len()
+    );
+    assert_refused(&r, 502, "upstream_protocol");
+    assert_eq!(upstream.requests().last(), Some(&as_forwarded(&raw)));
+    assert_eq!(proxy.attempts("protocol_error"), 1.0);
+    assert_eq!(proxy.outcomes("upstream_protocol"), 1.0);
+}
+
 /// One rejection case: the raw request, the expected status and reason.
 struct Case {
     name: &'static str,

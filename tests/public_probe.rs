@@ -209,6 +209,36 @@ fn a_public_probe_over_tls_exports_the_served_certificate_expiry_and_never_reach
     );
     assert!(text.contains("PASS verified"), "{text}");
     assert_eq!(upstream.request_count(), 0);
+
+    // Reloaded to connect to a port that refuses, for the same URL: the runs fail before TLS,
+    // and the expiry of the certificate last served there is kept.
+    let expiry = || proxy.metric("notify_proxy_public_probe_certificate_expiry_timestamp_seconds ");
+    let (_held, refusing) = refusing_address();
+    let yaml = proxy.config().replace(
+        "interval: 1s",
+        &format!("interval: 1s, connect: \"{refusing}\""),
+    );
+    proxy.reload_with(&yaml, "success");
+    eventually("a run failing at connect", || {
+        failures(&proxy, "connect") >= 1.0
+    });
+    assert_eq!(success(&proxy), 0.0);
+    assert_eq!(
+        expiry(),
+        not_after as f64,
+        "kept from the last run that reached TLS"
+    );
+
+    // Another URL: what was served at the old one says nothing about it.
+    let failed = failures(&proxy, "connect");
+    let yaml = yaml.replace("url: \"https://127.0.0.1:", "url: \"https://localhost:");
+    proxy.reload_with(&yaml, "success");
+    // (A run of the old URL may have been under way: the second one after is the new URL's.)
+    eventually("a run of the new URL", || {
+        failures(&proxy, "connect") >= failed + 2.0
+    });
+    assert_eq!(expiry(), 0.0, "reset when the URL changes");
+    assert_eq!(upstream.request_count(), 0);
 }
 
 #[test]

@@ -351,3 +351,41 @@ fn a_backlog_drains_without_waiting_an_interval_between_full_passes() {
     });
     assert_eq!(second.pending(), 0.0);
 }
+
+/// `buffer.ring_window`: a buffered notification delivered later than this after its arrival
+/// counts as `after` (the call had most likely stopped ringing), with its whole wait in the
+/// histogram.
+#[test]
+fn a_delivery_later_than_the_ring_window_counts_as_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let handler = MockUpstream::start(Behaviour::status(503, "down"));
+    // After a failed redelivery the message waits 400 ms: its delivery comes well past 100 ms.
+    let spec = buffering_spec(
+        handler.addr,
+        &dir.path().join("buffer.redb"),
+        "  ring_window: 100ms\n  redelivery_backoff: { initial: 400ms, max: 400ms, jitter: 0 }\n",
+    );
+    let proxy = Proxy::start(spec);
+    let raw = twilio_request(&notification());
+    buffer_one(&proxy, &raw);
+    eventually("a failed redelivery", || {
+        proxy.redeliveries("failed") >= 1.0
+    });
+    handler.set_behaviour(Behaviour::status(200, "ok"));
+    eventually("delivered", || proxy.redeliveries("delivered") == 1.0);
+    assert_eq!(handler.requests().last(), Some(&as_forwarded(&raw)));
+    let ring = |window: &str| {
+        proxy.metric(&format!(
+            "notify_proxy_buffered_delivered_total{{ring_window=\"{window}\",route=\"notify\"}}"
+        ))
+    };
+    assert_eq!((ring("inside"), ring("after")), (0.0, 1.0));
+    assert_eq!(
+        proxy.metric(r#"notify_proxy_buffered_delivery_seconds_count{route="notify"}"#),
+        1.0
+    );
+    assert!(
+        proxy.metric(r#"notify_proxy_buffered_delivery_seconds_sum{route="notify"}"#) >= 0.4,
+        "the wait includes the backoff"
+    );
+}

@@ -49,13 +49,30 @@ impl Drop for StopOnDrop {
     }
 }
 
+/// The one `notify_proxy_config_info` sample: a reload replaces the series, never adds one.
 fn config_info(proxy: &Proxy) -> String {
     let metrics = proxy.metrics();
-    let line = metrics
+    let lines: Vec<&str> = metrics
         .lines()
-        .find(|l| l.starts_with("notify_proxy_config_info{"))
-        .expect("config info exported");
-    line.to_string()
+        .filter(|l| l.starts_with("notify_proxy_config_info{"))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "one series, the file serving now: {lines:?}"
+    );
+    lines[0].to_string()
+}
+
+/// The sample for a config file `text`: the first 16 hex digits of its SHA-256.
+fn config_info_of(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let hex: String = Sha256::digest(text.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("notify_proxy_config_info{{hash=\"{hex}\"}} 1")
 }
 
 #[test]
@@ -109,16 +126,19 @@ fn auth_token_rotation_under_load_fails_no_request() {
         );
     };
     wait_for_traffic();
-    let hash_before = config_info(&proxy);
+    eventually("config_info (exported once SIGHUP is handled)", || {
+        proxy.metrics().contains("notify_proxy_config_info{")
+    });
+    assert_eq!(config_info(&proxy), config_info_of(&original));
 
     // 1. Overlap: the new token primary, the old one secondary. Twilio may use either.
     let overlap = original.replace(&old_secrets, &secrets(dir.path(), "new", Some("old")));
     proxy.reload_with(&overlap, "success");
     assert_eq!(proxy.send(&request_signed_with(NEW_TOKEN)).status, 200);
     assert_eq!(proxy.send(&request_signed_with(TOKEN)).status, 200);
-    assert_ne!(
+    assert_eq!(
         config_info(&proxy),
-        hash_before,
+        config_info_of(&overlap),
         "the config hash follows the file"
     );
     wait_for_traffic();

@@ -92,6 +92,9 @@ fn forwarded_headers_are_used_only_from_trusted_proxies() {
     let forwarded = [
         ("X-Forwarded-Proto", "https"),
         ("X-Forwarded-Host", "voice.example.com"),
+        ("X-Forwarded-For", "198.51.100.9"),
+        ("X-Real-IP", "198.51.100.9"),
+        ("Forwarded", "for=198.51.100.9;proto=https"),
     ];
     // The same notification signed for the URL Twilio called, and for the balancer's own URL.
     let signed_for = |url: &str| {
@@ -142,7 +145,12 @@ fn forwarded_headers_are_used_only_from_trusted_proxies() {
         let text = String::from_utf8_lossy(raw).to_string();
         let head = text.split("\r\n\r\n").next().unwrap().to_string();
         head.lines()
-            .filter(|l| l.to_ascii_lowercase().starts_with("x-forwarded-"))
+            .filter(|l| {
+                let l = l.to_ascii_lowercase();
+                ["x-forwarded-", "forwarded:", "x-real-ip:"]
+                    .iter()
+                    .any(|p| l.starts_with(p))
+            })
             .map(str::to_owned)
             .collect::<Vec<_>>()
     };
@@ -156,7 +164,9 @@ fn forwarded_headers_are_used_only_from_trusted_proxies() {
         [
             "X-Forwarded-Proto: https",
             "X-Forwarded-Host: voice.example.com",
-            "X-Forwarded-For: 127.0.0.1"
+            "X-Forwarded-For: 198.51.100.9, 127.0.0.1",
+            "X-Real-IP: 198.51.100.9",
+            "Forwarded: for=198.51.100.9;proto=https"
         ],
         "from the trusted peer"
     );

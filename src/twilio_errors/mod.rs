@@ -87,3 +87,20 @@ pub enum Item {
     /// type. Acknowledged and counted as ignored.
     Ignored,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::code_label;
+
+    /// The README's list of `error_code` values, written out here rather than read from the
+    /// constants: a code dropped or mistyped there is counted as `other` and caught here.
+    #[test]
+    fn each_documented_code_has_its_own_label_and_any_other_is_other() {
+        for code in [13807, 13806, 11200, 11205, 11210, 11220, 11236] {
+            assert_eq!(code_label(code), code.to_string(), "{code}");
+        }
+        for code in [0, 11201, 11237, 13808, 30008, u32::MAX] {
+            assert_eq!(code_label(code), "other", "{code}");
+        }
+    }
+}

@@ -6,6 +6,7 @@ use super::*;
 mod buffer;
 mod probe;
 mod twilio_errors;
+mod warnings;
 use crate::signature::{Algorithm, SigningKey};
 
 /// The environment variable the test configs name for their auth token.

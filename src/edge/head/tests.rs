@@ -70,6 +70,23 @@ fn limits_on_lines_and_size() {
     assert_eq!(parse(b"POST / HTTP/1.1\r\nHost: x\r\n"), Ok(None));
 }
 
+/// "At most 32 KiB" holds for a head that arrives whole, too: exactly the limit is read, one
+/// byte more refused (the case above only covers a head still incomplete at the limit).
+#[test]
+fn a_complete_head_of_exactly_32_kib_is_read_and_one_byte_more_is_refused() {
+    let head_of = |len: usize| {
+        let (start, end) = ("POST / HTTP/1.1\r\nX: ", "\r\n\r\n");
+        format!("{start}{}{end}", "a".repeat(len - start.len() - end.len()))
+    };
+    let exact = head_of(MAX_HEAD_BYTES);
+    assert_eq!(exact.len(), MAX_HEAD_BYTES);
+    assert_eq!(parsed(&exact).len, MAX_HEAD_BYTES);
+    assert_eq!(
+        parse(head_of(MAX_HEAD_BYTES + 1).as_bytes()),
+        Err(HeadError::TooLarge)
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Differential: random heads, read by this parser and by httparse alone.
 

@@ -107,7 +107,7 @@ fn remember_answer(c: &mut Criterion) {
         reason: None,
         status: 200,
         answered_at_ms: 0,
-        request_id: "0123abcd-42",
+        request_id: twilio_notify_proxy::logging::request_id(),
         verified: true,
     };
     for call in &calls[..CALLS] {

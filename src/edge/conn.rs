@@ -101,7 +101,7 @@ pub async fn serve(edge: &Edge, mut stream: Stream, shutdown: &ShutdownWatch) {
             );
         }
         if let (Some(Served::Notification(route)), true) = (route, snap.routes.reconciles()) {
-            remember_answer(edge, route, &ending, id.as_str());
+            remember_answer(edge, route, &ending, id);
         }
 
         let closing = *shutdown.borrow() || edge.draining.is_draining();

@@ -10,6 +10,7 @@ use crate::checks;
 use crate::clock::now_ms;
 use crate::config::BodyKind;
 use crate::flow::Ending;
+use crate::logging::RequestId;
 use crate::outcome::{MadeAnswer, Outcome, Reason, Rejection};
 use crate::reconcile::Answer;
 use crate::route::{LiveErrorRoute, LiveRoute};
@@ -59,7 +60,12 @@ pub(super) fn unverified_call_sid(body: &[u8]) -> Option<String> {
 }
 
 /// Remembers what a notification route answered for its call, for reconciling Twilio's 13807.
-pub(super) fn remember_answer(edge: &Edge, route: &LiveRoute, ending: &Ending, request_id: &str) {
+pub(super) fn remember_answer(
+    edge: &Edge,
+    route: &LiveRoute,
+    ending: &Ending,
+    request_id: RequestId,
+) {
     let Some(call_sid) = &ending.call_sid else {
         return;
     };

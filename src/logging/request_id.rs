@@ -35,6 +35,12 @@ impl RequestId {
         }
     }
 
+    /// An id with a fixed prefix and `counter` (tests that need to know the id).
+    #[cfg(test)]
+    pub fn for_test(counter: u64) -> Self {
+        Self::new(0x7e57_1d00, counter)
+    }
+
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.text[..usize::from(self.len)]).expect("the id is ASCII")
     }

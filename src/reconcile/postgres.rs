@@ -183,7 +183,7 @@ impl AnswerLedger for PostgresLedger {
                     status: answer.status,
                     answered_at_ms: answer.answered_at_ms,
                     instance: self.local.instance().to_owned(),
-                    request_id: answer.request_id.to_owned(),
+                    request_id: answer.request_id.as_str().to_owned(),
                     verified: answer.verified,
                 });
                 Some(queue.len())

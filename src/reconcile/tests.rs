@@ -25,7 +25,7 @@ fn answer(status: u16) -> Answer<'static> {
         reason: None,
         status,
         answered_at_ms: 1,
-        request_id: "r1",
+        request_id: crate::logging::RequestId::for_test(1),
         verified: true,
     }
 }

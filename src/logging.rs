@@ -304,6 +304,39 @@ impl RateLimit {
     }
 }
 
+/// Says yes at most once per interval: for a failure that repeats on every call (a store that
+/// is down), logged now and then while a metric counts every occurrence. Shared by the threads
+/// that hit it (one atomic); the first call is always due.
+#[derive(Debug)]
+pub struct OncePer {
+    every_ms: u64,
+    last_ms: AtomicU64,
+}
+
+impl OncePer {
+    pub const fn new(every: std::time::Duration) -> OncePer {
+        OncePer {
+            every_ms: every.as_millis() as u64,
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether a line is due now (wall clock, unix ms); if so, the next one is `every` away.
+    pub fn due(&self) -> bool {
+        self.due_at(crate::clock::now_ms())
+    }
+
+    /// [`OncePer::due`] at `now_ms`.
+    pub fn due_at(&self, now_ms: u64) -> bool {
+        let last = self.last_ms.load(Ordering::Relaxed);
+        (last == 0 || now_ms.saturating_sub(last) >= self.every_ms)
+            && self
+                .last_ms
+                .compare_exchange(last, now_ms.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+}
+
 /// Rejection lines with their detail, per second; past it a rejection is logged without one
 /// (reason, status and request id stay, so counting by log still works).
 pub const REJECTION_DETAILS_PER_SECOND: u64 = 50;
@@ -323,6 +356,16 @@ mod tests {
         assert!(bounded(&"x".repeat(10_000)).len() < ECHO_BYTES * 3 + 32);
         assert_eq!(bounded("plain"), "plain");
         assert_eq!(bounded("two\nlines"), "two\\nlines");
+    }
+
+    #[test]
+    fn once_per_is_due_first_then_after_its_interval_and_not_before() {
+        let every = OncePer::new(std::time::Duration::from_secs(10));
+        assert!(every.due_at(5_000), "the first is always due");
+        assert!(!every.due_at(5_000));
+        assert!(!every.due_at(14_999), "one ms before the interval");
+        assert!(every.due_at(15_000), "at the interval");
+        assert!(!every.due_at(15_001));
     }
 
     #[test]

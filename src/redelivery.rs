@@ -25,6 +25,7 @@ use crate::buffer::{NotificationStore, StoreError};
 use crate::clock::{Clock, SteadyClock};
 use crate::delivery::UpstreamGroup;
 use crate::jitter::Jitter;
+use crate::logging::OncePer;
 use crate::metrics::{RouteMetrics, StoreMetrics};
 use crate::outcome::{DeadLetterReason, RedeliveryResult, StoreOperation};
 use crate::policy::{Admission, Backoff, RetryPolicy};
@@ -267,7 +268,7 @@ impl BackgroundService for Redeliverer {
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // A store that is down fails every pass (4 a second by default): say so once a minute.
-        let mut last_error_log: Option<std::time::Instant> = None;
+        let error_log = OncePer::new(Duration::from_secs(60));
         let mut backlog = false;
         loop {
             if !backlog {
@@ -286,8 +287,7 @@ impl BackgroundService for Redeliverer {
                 Ok(s) if s != PassSummary::default() => tracing::debug!(?s, "redelivery pass"),
                 Ok(_) => {}
                 Err(e) => {
-                    if last_error_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
-                        last_error_log = Some(std::time::Instant::now());
+                    if error_log.due() {
                         tracing::error!(error = %e, "redelivery pass could not read the buffer; every pass retries (this is logged once a minute; notify_proxy_buffer_store_errors_total counts each)")
                     }
                 }

@@ -31,6 +31,7 @@ use sha2::{Digest, Sha256};
 use super::{Claim, Dedupe, DedupeError, Identities, Seen};
 use crate::buffer::{PgPool, StoreError};
 use crate::clock::now_ms;
+use crate::logging::OncePer;
 
 /// How often a copy looks again while its twin is in flight. Short against Twilio's 15 s;
 /// each look is one small transaction.
@@ -40,7 +41,7 @@ const POLL: Duration = Duration::from_millis(50);
 const SWEEP_EVERY_MS: u64 = 60_000;
 
 /// Store failures are logged at most this often (each one is counted).
-const WARN_EVERY_MS: u64 = 10_000;
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// After a failure, claims skip the store for a backoff that doubles from the first to the
 /// last of these (ms), and resets once the store answers again.
@@ -96,7 +97,7 @@ pub struct PostgresDedupe {
     ttl: Duration,
     poll: Duration,
     last_sweep_ms: AtomicU64,
-    last_warn_ms: AtomicU64,
+    warn: OncePer,
     failures: AtomicU64,
     /// Claims fail at once until this time (ms), after a failure.
     skip_until_ms: AtomicU64,
@@ -116,7 +117,7 @@ impl PostgresDedupe {
             ttl,
             poll: POLL,
             last_sweep_ms: AtomicU64::new(now_ms()),
-            last_warn_ms: AtomicU64::new(0),
+            warn: OncePer::new(WARN_EVERY),
             failures: AtomicU64::new(0),
             skip_until_ms: AtomicU64::new(0),
             backoff_ms: AtomicU64::new(0),
@@ -258,13 +259,7 @@ impl PostgresDedupe {
         };
         self.backoff_ms.store(backoff, Ordering::Relaxed);
         self.skip_until_ms.store(now + backoff, Ordering::Relaxed);
-        let last = self.last_warn_ms.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= WARN_EVERY_MS
-            && self
-                .last_warn_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if self.warn.due_at(now) {
             tracing::warn!(
                 error = %error,
                 failures = self.failures(),

@@ -312,10 +312,9 @@ fn prepare(
         head.value(head_bytes, name)
             .and_then(|v| std::str::from_utf8(v).ok())
     };
-    let configured = route.route.public_url.as_ref().map(|p| p.as_signed_url());
     let signed = SignedParts::gather(
         snap,
-        configured,
+        route.route.public_url.as_ref(),
         &route.route.allowed_hosts,
         request,
         head_bytes,

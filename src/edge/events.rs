@@ -27,10 +27,9 @@ pub(super) fn take_events(
     head_bytes: &[u8],
     body: &[u8],
 ) -> Result<Ending, Rejection> {
-    let configured = route.route.public_url.as_ref().map(|p| p.as_signed_url());
     let signed = SignedParts::gather(
         snap,
-        configured,
+        route.route.public_url.as_ref(),
         &route.route.allowed_hosts,
         request,
         head_bytes,

@@ -7,9 +7,10 @@ use std::time::Instant;
 
 use super::head::Head;
 use crate::checks::Inbound;
+use crate::config::PublicUrl;
 use crate::logging::RequestId;
 use crate::outcome::Rejection;
-use crate::signature::{public_url, RequestOrigin, SignedUrl};
+use crate::signature::{self, RequestOrigin, SignedUrl};
 use crate::snapshot::Snapshot;
 
 /// What is known about the connection itself.
@@ -40,11 +41,11 @@ pub(super) struct SignedParts<'h> {
 }
 
 impl<'h> SignedParts<'h> {
-    /// Reads them off `head_bytes`, with the route's `configured` public URL (or, without one,
+    /// Reads them off `head_bytes`, with the route's `public_url` (or, without one,
     /// the URL rebuilt for one of its `allowed_hosts`).
     pub fn gather(
         snap: &Snapshot,
-        configured: Option<SignedUrl<'h>>,
+        public_url: Option<&'h PublicUrl>,
         allowed_hosts: &[String],
         request: &Request<'h>,
         head_bytes: &'h [u8],
@@ -62,7 +63,8 @@ impl<'h> SignedParts<'h> {
             tls: request.peer.tls,
             trusted: snap.trusts(request.peer.ip),
         };
-        let url = public_url(configured, allowed_hosts, &origin)?;
+        let configured = public_url.map(PublicUrl::as_signed_url);
+        let url = signature::public_url(configured, allowed_hosts, &origin)?;
         let mut signatures: [&[u8]; 2] = [&[], &[]];
         let mut count = 0;
         for value in head.values(head_bytes, "x-twilio-signature") {

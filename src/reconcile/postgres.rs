@@ -12,7 +12,6 @@
 //!
 //! It reaches PostgreSQL only through [`PgPool`] (timeouts, redaction, migrations).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,7 +24,8 @@ use tokio::sync::Notify;
 use super::ledger::{Answer, AnswerLedger, LedgerError, MemoryLedger};
 use crate::buffer::postgres::{storable, to_i64};
 use crate::buffer::PgPool;
-use crate::clock::{now_ms, Clock};
+use crate::clock::Clock;
+use crate::logging::OncePer;
 use crate::twilio_errors::AnswerRecord;
 
 /// Answers waiting for the shared table at most; beyond it they stay local only.
@@ -37,7 +37,7 @@ const FLUSH_AT: usize = 256;
 /// Expired rows are swept this often (by every instance: a cheap indexed delete).
 const SWEEP_EVERY_MS: u64 = 60_000;
 /// Falling back to memory is logged at most this often.
-const WARN_EVERY_MS: u64 = 60_000;
+const WARN_EVERY: Duration = Duration::from_secs(60);
 /// Rows read back per call at most (a few instances' worth of [`super::ANSWERS_PER_CALL`]).
 const ROWS_PER_CALL: i64 = 32;
 
@@ -50,7 +50,7 @@ pub struct PostgresLedger {
     remember_ms: u64,
     clock: Arc<dyn Clock>,
     unshared: IntCounter,
-    last_warn_ms: AtomicU64,
+    warn: OncePer,
 }
 
 impl PostgresLedger {
@@ -70,7 +70,7 @@ impl PostgresLedger {
             remember_ms: u64::try_from(remember.as_millis()).unwrap_or(u64::MAX),
             clock,
             unshared,
-            last_warn_ms: AtomicU64::new(0),
+            warn: OncePer::new(WARN_EVERY),
         }
     }
 
@@ -78,16 +78,9 @@ impl PostgresLedger {
         template.replace("{s}", self.pool.schema())
     }
 
-    /// Logs a fallback to memory, at most once per [`WARN_EVERY_MS`].
+    /// Logs a fallback to memory, at most once per [`WARN_EVERY`].
     fn degraded(&self, what: &str, error: &dyn std::fmt::Display) {
-        let now = now_ms();
-        let last = self.last_warn_ms.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= WARN_EVERY_MS
-            && self
-                .last_warn_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if self.warn.due() {
             tracing::warn!(
                 error = %error,
                 "twilio_errors: the shared answer record is unavailable ({what}); this instance \

@@ -1,5 +1,6 @@
 //! The short description of a loaded config that `check` prints: listeners, admin address,
-//! routes, the buffer and how many keys of each kind were loaded.
+//! routes (and those taking Twilio's error events), the buffer and how many keys of each kind
+//! were loaded.
 //!
 //! Owns that wording only. It must never print a secret, a token or a key id's value: counts
 //! only.
@@ -42,6 +43,22 @@ pub fn summary(config: &Config) -> BTreeMap<&'static str, String> {
             .collect::<Vec<_>>()
             .join(", "),
     );
+    if !config.error_routes.is_empty() {
+        m.insert(
+            "twilio errors",
+            format!(
+                "{} (remembered {:?}, at most {} calls)",
+                config
+                    .error_routes
+                    .iter()
+                    .map(|r| r.path.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                config.twilio_errors.remember,
+                config.twilio_errors.max_calls
+            ),
+        );
+    }
     m.insert(
         "keys",
         format!(

@@ -130,3 +130,15 @@ fn twilio_errors_memory_has_bounds_on_both_sides() {
         }
     }
 }
+
+#[test]
+fn check_shows_the_error_event_routes() {
+    let config = load(&yaml(ERRORS_ROUTE, "", TOKEN_VAR)).unwrap();
+    let shown = super::super::summary(&config);
+    assert_eq!(
+        shown.get("twilio errors").map(String::as_str),
+        Some("/twilio/errors (remembered 600s, at most 100000 calls)")
+    );
+    let without = load(&yaml("", "", TOKEN_VAR)).unwrap();
+    assert!(!super::super::summary(&without).contains_key("twilio errors"));
+}

@@ -190,6 +190,113 @@ mod tests {
         assert!(Dechunker::new(64).feed(&long_line, &mut out).is_err());
     }
 
+    /// The limit counts decoded bytes: exactly the limit passes, and a chunk that would pass
+    /// it is refused as soon as its size line is read, before any of its data.
+    #[test]
+    fn a_body_of_exactly_the_limit_passes_and_a_chunk_past_it_is_refused_at_its_size() {
+        let body = b"5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n";
+        let (out, _) = decode_in_pieces(body, body.len()).unwrap();
+        assert_eq!(out, b"helloworld");
+        let mut d = Dechunker::new(10);
+        assert!(d.feed(body, &mut Vec::new()).is_ok() && d.is_done());
+        for limit in [9, 4, 0] {
+            let mut out = Vec::new();
+            let refused = Dechunker::new(limit).feed(&body[..18], &mut out);
+            assert_eq!(refused, Err(ChunkError::TooLarge(limit)), "limit {limit}");
+        }
+        let mut out = Vec::new();
+        assert_eq!(
+            Dechunker::new(4).feed(b"5\r\n", &mut out),
+            Err(ChunkError::TooLarge(4)),
+            "refused at the size line, no data read"
+        );
+        assert!(out.is_empty());
+    }
+
+    /// A trailer line still arriving is held up to the trailer bound, and refused one byte past
+    /// it, without waiting for its end.
+    #[test]
+    fn an_unfinished_trailer_is_held_up_to_its_bound_and_no_further() {
+        for (len, refused) in [(MAX_TRAILERS, false), (MAX_TRAILERS + 1, true)] {
+            let mut input = b"0\r\n".to_vec();
+            input.extend(std::iter::repeat_n(b'a', len));
+            let verdict = Dechunker::new(64).feed(&input, &mut Vec::new());
+            if refused {
+                assert_eq!(verdict, Err(ChunkError::BadTrailers), "{len}");
+            } else {
+                assert_eq!(
+                    verdict,
+                    Ok(3),
+                    "{len}: the size line read, the trailer held"
+                );
+            }
+        }
+        // After a first trailer line, the bound counts both.
+        let mut input = b"0\r\nX: 1\r\n".to_vec();
+        input.extend(std::iter::repeat_n(b'a', MAX_TRAILERS - 5));
+        assert_eq!(
+            Dechunker::new(64).feed(&input, &mut Vec::new()),
+            Err(ChunkError::BadTrailers)
+        );
+    }
+
+    /// Trailer field lines end in CRLF, and the whole section (every line and the blank one) is at
+    /// most `MAX_TRAILERS` bytes: exactly that is read, one byte more refused.
+    #[test]
+    fn a_trailer_section_ends_in_crlf_and_is_bounded_over_all_its_lines() {
+        let section = |lines: &[usize]| {
+            let mut s = b"0\r\n".to_vec();
+            for &len in lines {
+                // "X: " + filler + CRLF is `len` bytes.
+                s.extend(b"X: ");
+                s.extend(std::iter::repeat_n(b'a', len - 5));
+                s.extend(b"\r\n");
+            }
+            s.extend(b"\r\n");
+            s
+        };
+        for lines in [
+            vec![MAX_TRAILERS - 2],
+            vec![1000, 1000, MAX_TRAILERS - 2002],
+        ] {
+            let input = section(&lines);
+            let mut d = Dechunker::new(64);
+            assert_eq!(
+                d.feed(&input, &mut Vec::new()),
+                Ok(input.len()),
+                "{lines:?}"
+            );
+            assert!(d.is_done());
+            let mut over = lines.clone();
+            *over.last_mut().unwrap() += 1;
+            let verdict = Dechunker::new(64).feed(&section(&over), &mut Vec::new());
+            assert_eq!(verdict, Err(ChunkError::BadTrailers), "{over:?}");
+        }
+        let bare_lf = b"0\r\nX: 1\n\r\n";
+        let verdict = Dechunker::new(64).feed(bare_lf, &mut Vec::new());
+        assert_eq!(
+            verdict,
+            Err(ChunkError::BadTrailers),
+            "a field line ending in a bare LF"
+        );
+    }
+
+    /// A size line may be `MAX_SIZE_LINE` bytes before its LF; one byte more is refused.
+    #[test]
+    fn a_size_line_of_exactly_its_bound_is_read_and_one_byte_more_is_refused() {
+        let line = |len: usize| {
+            // "5;" + extension + CRLF: the LF at index `len`.
+            let mut s = b"5;".to_vec();
+            s.extend(std::iter::repeat_n(b'x', len - 3));
+            s.extend(b"\r\nhello\r\n0\r\n\r\n");
+            s
+        };
+        let (out, _) = decode_in_pieces(&line(MAX_SIZE_LINE), 64).unwrap();
+        assert_eq!(out, b"hello");
+        let verdict = Dechunker::new(64).feed(&line(MAX_SIZE_LINE + 1), &mut Vec::new());
+        assert_eq!(verdict, Err(ChunkError::BadSize));
+    }
+
     /// Found by the `http_edge` fuzz target: a size line whose extension held a NUL and other
     /// bytes was refused when it arrived whole, but waited for more when it arrived in pieces.
     #[test]

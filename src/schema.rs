@@ -264,6 +264,18 @@ mod tests {
     }
 
     #[test]
+    fn an_array_of_objects_is_read_in_order_and_held_to_the_same_rules() {
+        let batch = parse_json_array(br#"[{"a":1},{"b":[2]}]"#).unwrap();
+        assert_eq!(batch, vec![json!({"a": 1}), json!({"b": [2]})]);
+        assert_eq!(parse_json_array(b"[]").unwrap(), Vec::<Value>::new());
+        let err = parse_json_array(br#"[{"a":1},{"a":1,"a":2}]"#).unwrap_err();
+        assert!(err.contains("duplicate field"), "{err}");
+        for not_objects in [&b"{}"[..], b"[1]", b"[[]]", b"[{}", b"null"] {
+            assert!(parse_json_array(not_objects).is_err());
+        }
+    }
+
+    #[test]
     fn notification_fields_are_read() {
         let body = sample();
         let n = Notification::from_json(&body);

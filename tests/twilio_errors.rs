@@ -274,6 +274,7 @@ fn each_13807_is_classified_by_what_the_proxy_answered_for_its_call() {
     }
     let line = reconciled_line(&proxy, &call_a);
     assert!(line.contains("seen=\"answered_error\""), "{line}");
+    assert!(line.contains("channel=\"debugger\""), "{line}");
     assert!(line.contains("proxy_outcome=\"upstream_5xx\""), "{line}");
     assert!(
         line.contains("proxy_status=\"502\"") && line.contains("twilio_status=\"502\""),

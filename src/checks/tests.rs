@@ -361,3 +361,68 @@ fn forms_with_empty_or_repeated_keys_are_refused_after_the_signature() {
         }
     }
 }
+
+/// A Debugger webhook's form naming `account`, as Twilio posts it.
+fn debugger_form(account: &str) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .append_pair("AccountSid", account)
+        .append_pair("Level", "Error")
+        .append_pair(
+            "Payload",
+            r#"{"resource_sid":"CA0123456789abcdef0123456789abcdef","error_code":"13807"}"#,
+        )
+        .append_pair("PayloadType", "application/json")
+        .append_pair("Sid", "NO0123456789abcdef0123456789abcdef")
+        .append_pair("Timestamp", "2026-12-06T03:00:00Z")
+        .finish()
+}
+
+#[test]
+fn an_error_event_is_verified_with_the_key_of_the_account_it_names_and_read_whole() {
+    const SUB: &str = "AC11111111111111111111111111111111";
+    let mut ring = keys();
+    ring.accounts
+        .insert(SUB.into(), SigningKey::new(Algorithm::HmacSha1, b"sub"));
+    let url = SignedUrl::parse("https://voice.example.com/twilio/errors").unwrap();
+    let events = |body: &str, token: &[u8]| {
+        let sig = SigningKey::new(Algorithm::HmacSha1, token)
+            .sign(&url, &signature::form_signing_suffix(body.as_bytes()));
+        let sigs = [sig.as_bytes()];
+        check_error_events(
+            &ring,
+            &HashSet::new(),
+            &Inbound {
+                url,
+                signatures: &sigs,
+                signature_settings: None,
+                body: body.as_bytes(),
+            },
+            BodyKind::Form,
+        )
+    };
+    // The subaccount's event is signed with the subaccount's token, picked by its AccountSid.
+    let items = events(&debugger_form(SUB), b"sub").unwrap();
+    assert_eq!(items.len(), 1);
+    let twilio_errors::Item::Error(event) = &items[0] else {
+        panic!("an error event: {items:?}")
+    };
+    assert_eq!(
+        (
+            event.account_sid.as_str(),
+            event.code,
+            event.call_sid.as_deref()
+        ),
+        (SUB, 13807, Some("CA0123456789abcdef0123456789abcdef"))
+    );
+    // The primary token does not sign for a subaccount, nor the subaccount's for the primary.
+    let primary = "AC0123456789abcdef0123456789abcdef";
+    assert_eq!(
+        events(&debugger_form(SUB), b"tok").unwrap_err().reason,
+        Reason::SignatureMismatch
+    );
+    assert_eq!(
+        events(&debugger_form(primary), b"sub").unwrap_err().reason,
+        Reason::SignatureMismatch
+    );
+    assert!(events(&debugger_form(primary), b"tok").is_ok());
+}

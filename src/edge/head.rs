@@ -123,7 +123,8 @@ pub fn parse_reusing(buf: &[u8], spare: &mut Vec<HeaderAt>) -> Result<Option<Hea
         minor_version,
         headers,
         framing: Framing::None,
-        keep_alive: minor_version == 1,
+        // Both are read from the headers just below, once the head can look them up.
+        keep_alive: false,
         expects_continue: false,
     };
     head.framing = framing(&head, buf)?;

@@ -26,3 +26,15 @@ impl ReloadResult {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ReloadResult;
+
+    /// The README's `result` values of `notify_proxy_config_reloads_total`, written out.
+    #[test]
+    fn each_result_has_its_documented_label() {
+        let labels: Vec<_> = ReloadResult::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(labels, ["success", "invalid", "restart_required"]);
+    }
+}

@@ -160,5 +160,9 @@ mod tests {
             None,
             "the wait would cross the deadline"
         );
+        // A retry needs its wait plus 10 ms for the attempt before the deadline: 7,889 ms
+        // elapsed + 100 ms + 10 ms ends 1 ms before 8 s; one more millisecond and it does not.
+        assert_eq!(p.next_attempt(1, ms(7889), 0.0), Some(ms(100)));
+        assert_eq!(p.next_attempt(1, ms(7890), 0.0), None);
     }
 }

@@ -226,6 +226,19 @@ fn shared_key_selection() {
 }
 
 #[test]
+fn a_key_prints_its_algorithm_and_never_its_secret() {
+    // Configs derive `Debug`, and a config can reach a log line: the secret must not.
+    let secret = "0123456789abcdef0123456789abcdef";
+    for (algorithm, name) in [
+        (Algorithm::HmacSha1, "HmacSha1"),
+        (Algorithm::HmacSha256, "HmacSha256"),
+    ] {
+        let printed = format!("{:?}", SigningKey::new(algorithm, secret.as_bytes()));
+        assert_eq!(printed, format!("SigningKey({name}, <redacted>)"));
+    }
+}
+
+#[test]
 fn malformed_signatures_are_mismatches_not_panics() {
     let key = SigningKey::new(Algorithm::HmacSha1, b"k");
     let url = SignedUrl::parse("https://h.example/n").unwrap();

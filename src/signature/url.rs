@@ -163,10 +163,10 @@ pub fn public_url<'a>(
     {
         return Err(SignatureError::HostNotAllowed(authority.to_owned()));
     }
-    let (host, port) = match authority.rfind(':') {
-        Some(i) if !authority[i..].contains(']') => (&authority[..i], Some(&authority[i + 1..])),
-        _ => (authority, None),
-    };
+    // An allowed host passed the same split when the config was loaded, so this cannot fail on
+    // one; refusing is the fail-closed answer if it ever did.
+    let (host, port) = split_host_port(authority)
+        .map_err(|_| SignatureError::HostNotAllowed(authority.to_owned()))?;
     Ok(SignedUrl {
         scheme,
         host,
@@ -204,6 +204,33 @@ mod tests {
             public_url(None, &[], &origin(false)).is_err(),
             "nothing allowed"
         );
+    }
+
+    #[test]
+    fn a_rebuilt_authority_keeps_its_port_apart_so_both_spellings_are_tried() {
+        let with_port = public_url(None, &allowed(), &origin(false)).unwrap();
+        assert_eq!((with_port.host, with_port.port), ("internal", Some("8080")));
+        assert_eq!(with_port.port_candidates(), [Some("8080"), None]);
+        let v6 = |host| RequestOrigin {
+            host: Some(host),
+            ..origin(false)
+        };
+        let v6_allowed = vec!["[::1]".to_owned(), "[::1]:8443".to_owned()];
+        let bare = public_url(None, &v6_allowed, &v6("[::1]")).unwrap();
+        assert_eq!((bare.host, bare.port), ("[::1]", None));
+        let ported = public_url(None, &v6_allowed, &v6("[::1]:8443")).unwrap();
+        assert_eq!((ported.host, ported.port), ("[::1]", Some("8443")));
+    }
+
+    #[test]
+    fn split_host_port_keeps_an_ipv6_literal_whole() {
+        assert_eq!(split_host_port("[::]"), Ok(("[::]", None)));
+        assert_eq!(split_host_port("[::1]:443"), Ok(("[::1]", Some("443"))));
+        assert_eq!(split_host_port("]"), Ok(("]", None)));
+        assert_eq!(split_host_port("host:443"), Ok(("host", Some("443"))));
+        assert!(split_host_port("host:").is_err());
+        assert!(split_host_port("host:123456").is_err());
+        assert!(split_host_port("").is_err());
     }
 
     fn origin(trusted: bool) -> RequestOrigin<'static> {

@@ -90,7 +90,14 @@ pub enum Item {
 
 #[cfg(test)]
 mod tests {
-    use super::code_label;
+    use super::{code_label, Channel};
+
+    /// The `channel` field of the reconciled 13807 line: fixed words an operator can grep for.
+    #[test]
+    fn channels_have_fixed_names_for_the_log() {
+        assert_eq!(Channel::Debugger.as_str(), "debugger");
+        assert_eq!(Channel::EventStreams.as_str(), "event_streams");
+    }
 
     /// The README's list of `error_code` values, written out here rather than read from the
     /// constants: a code dropped or mistyped there is counted as `other` and caught here.

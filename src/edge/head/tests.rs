@@ -78,13 +78,51 @@ fn a_complete_head_of_exactly_32_kib_is_read_and_one_byte_more_is_refused() {
         let (start, end) = ("POST / HTTP/1.1\r\nX: ", "\r\n\r\n");
         format!("{start}{}{end}", "a".repeat(len - start.len() - end.len()))
     };
-    let exact = head_of(MAX_HEAD_BYTES);
-    assert_eq!(exact.len(), MAX_HEAD_BYTES);
-    assert_eq!(parsed(&exact).len, MAX_HEAD_BYTES);
+    // The documented number, written out: a changed constant fails here, not only the docs.
+    const KIB_32: usize = 32 * 1024;
+    let exact = head_of(KIB_32);
+    assert_eq!(exact.len(), KIB_32);
+    assert_eq!(parsed(&exact).len, KIB_32);
     assert_eq!(
-        parse(head_of(MAX_HEAD_BYTES + 1).as_bytes()),
+        parse(head_of(KIB_32 + 1).as_bytes()),
         Err(HeadError::TooLarge)
     );
+}
+
+/// The syntax error is named (it reaches the log line of the refused connection).
+#[test]
+fn a_syntax_error_names_what_is_wrong() {
+    for (raw, name) in [
+        (&b"POST / HTTP/2.0\r\n\r\n"[..], "invalid HTTP version"),
+        (
+            b"POST / HTTP/1.1\r\nBad Name: v\r\n\r\n",
+            "invalid header name",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nX: a\x01b\r\n\r\n",
+            "invalid header value",
+        ),
+        (
+            b"PO(ST / HTTP/1.1\r\n\r\n",
+            "invalid token in the request line",
+        ),
+    ] {
+        assert_eq!(parse(raw), Err(HeadError::Syntax(name)), "{raw:?}");
+    }
+}
+
+#[test]
+fn a_header_is_found_by_any_case_of_its_name_and_the_first_copy_wins() {
+    let raw = "POST / HTTP/1.1\r\nX-Twilio-Signature: first\r\nHost: a\r\nx-twilio-signature: second\r\n\r\n";
+    let head = parsed(raw);
+    let buf = raw.as_bytes();
+    assert_eq!(head.value(buf, "X-TWILIO-SIGNATURE"), Some(&b"first"[..]));
+    assert_eq!(
+        head.values(buf, "x-twilio-signature").collect::<Vec<_>>(),
+        vec![&b"first"[..], &b"second"[..]]
+    );
+    assert_eq!(head.value(buf, "host"), Some(&b"a"[..]));
+    assert_eq!(head.value(buf, "content-type"), None);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -161,3 +161,33 @@ fn max_wait_shorter_than_a_quarter_second_bounds_the_first_probe() {
     assert!(!b.allow(t + ms(99)));
     assert!(b.allow(t + ms(100)));
 }
+
+/// The README's values of `notify_proxy_circuit_state`, written out.
+#[test]
+fn each_state_has_its_documented_gauge_value() {
+    let values: Vec<_> = [
+        CircuitState::Closed,
+        CircuitState::Open,
+        CircuitState::HalfOpen,
+    ]
+    .map(CircuitState::as_gauge)
+    .to_vec();
+    assert_eq!(values, [0, 1, 2]);
+}
+
+/// A connect accepted once the probe is due (at 250 ms exactly, or later) makes nothing due
+/// that was not: it says so, and leaves the probe's time where it was.
+#[test]
+fn a_connect_when_the_probe_is_already_due_changes_nothing() {
+    for at in [ms(250), ms(400)] {
+        let b = breaker();
+        let t = Instant::now();
+        open(&b, t, true);
+        assert!(!b.wants_connect_check(t + at), "{at:?}");
+        assert!(
+            !b.on_connectable(t + at),
+            "{at:?}: the probe was already due"
+        );
+        assert_eq!(b.state(t + ms(250)), CircuitState::HalfOpen, "{at:?}");
+    }
+}

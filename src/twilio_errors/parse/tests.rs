@@ -186,8 +186,11 @@ fn only_a_call_sid_names_the_call_and_the_status_is_an_http_status() {
             .unwrap_or(())
     }));
     assert_eq!(e.call_sid, None);
-    let r = with(&|p| p["resource_sid"] = json!(12));
-    assert_eq!(field_of(r.unwrap_err()), "Payload/resource_sid");
+    // A string that is no SID is refused, not skipped: it would go into the log line.
+    for bad in [json!(12), json!("not a sid"), json!("CA<not hex>")] {
+        let r = with(&|p| p["resource_sid"] = bad.clone());
+        assert_eq!(field_of(r.unwrap_err()), "Payload/resource_sid", "{bad}");
+    }
 
     let e = event(with(&|p| {
         p["webhook"]["response"]["status_code"] = json!("503")
@@ -209,7 +212,15 @@ fn only_a_call_sid_names_the_call_and_the_status_is_an_http_status() {
             .unwrap_or(())
     }));
     assert_eq!((e.status_seen, e.called_url), (None, None));
-    for bad in [json!(99), json!(1000), json!("5xx"), json!(true)] {
+    // As a string, exactly three digits: "0503" or "+503" is no status Twilio writes.
+    for bad in [
+        json!(99),
+        json!(1000),
+        json!("5xx"),
+        json!("0503"),
+        json!("+503"),
+        json!(true),
+    ] {
         let r = with(&|p| p["webhook"]["response"]["status_code"] = bad.clone());
         assert_eq!(
             field_of(r.unwrap_err()),
@@ -224,14 +235,16 @@ fn only_a_call_sid_names_the_call_and_the_status_is_an_http_status() {
 #[test]
 fn a_long_url_is_cut_to_its_bound() {
     let mut p = payload_13807();
-    let long = format!("https://voice.example.com/{}", "é".repeat(URL_BYTES));
+    // 27 ASCII bytes, then two-byte characters: byte 2048 falls inside one, so the cut steps
+    // back to the character's start (2047) rather than past it or through it.
+    let long = format!("https://voice.example.com/x{}", "é".repeat(URL_BYTES));
     p["webhook"]["request"]["url"] = json!(long);
     let Item::Error(e) = debugger_event(&debugger("Error", &p)).unwrap() else {
         panic!()
     };
     let url = e.called_url.unwrap();
-    assert!(url.len() <= URL_BYTES + "…".len(), "{}", url.len());
-    assert!(url.ends_with('…'));
+    assert_eq!(url.len(), URL_BYTES - 1 + "…".len());
+    assert_eq!(url, format!("{}…", &long[..URL_BYTES - 1]));
     let exact = format!("https://v.example.com/{}", "a".repeat(URL_BYTES - 22));
     assert_eq!(exact.len(), URL_BYTES);
     p["webhook"]["request"]["url"] = json!(exact.clone());

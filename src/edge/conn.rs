@@ -25,7 +25,7 @@ use crate::checks::{self, Inbound, RequestHead};
 use crate::config::BodyKind;
 use crate::delivery::{upstream_request, Forwarding};
 use crate::flow::{Accepted, Ending};
-use crate::logging::{bounded, request_id, Echo};
+use crate::logging::{bounded, request_id, Echo, RequestId};
 use crate::metrics::UNMATCHED_ROUTE;
 use crate::outcome::{Outcome, Reason, Rejection};
 use crate::probe;
@@ -65,7 +65,7 @@ pub async fn serve(edge: &Edge, mut stream: Stream, shutdown: &ShutdownWatch) {
                 snap.routes
                     .unmatched()
                     .record(Outcome::Rejected, Some(Reason::Malformed), 0.0);
-                log_rejection(edge, None, &rejection, &peer, id.as_str());
+                log_rejection(edge, None, &rejection, &peer, id);
                 let ending = Ending::rejected(&rejection);
                 let bytes = answer_bytes(&ending.reply, false, Persistence::Close, id.as_str());
                 if write_within(&mut stream, &bytes, snap.limits.write_timeout).await {
@@ -97,7 +97,7 @@ pub async fn serve(edge: &Edge, mut stream: Stream, shutdown: &ShutdownWatch) {
                 &ending,
                 elapsed,
                 &peer,
-                id.as_str(),
+                id,
             );
         }
         if let (Some(Served::Notification(route)), true) = (route, snap.routes.reconciles()) {
@@ -162,7 +162,7 @@ async fn serve_one<'s>(
     let Some(route) = snap.routes.find(&target[..path_end]) else {
         let path = Echo(&target[..path_end]);
         let rejection = Rejection::new(Reason::UnknownRoute, format!("no route for path {path}"));
-        log_rejection(edge, None, &rejection, peer, id.as_str());
+        log_rejection(edge, None, &rejection, peer, id);
         return (
             None,
             Ending::rejected(&rejection),
@@ -189,7 +189,7 @@ async fn serve_one<'s>(
     let (framing, kind) = match checked_head {
         Ok(checked) => checked,
         Err(rejection) => {
-            log_rejection(edge, Some(route), &rejection, peer, id.as_str());
+            log_rejection(edge, Some(route), &rejection, peer, id);
             return (
                 Some(route),
                 Ending::rejected(&rejection),
@@ -201,7 +201,7 @@ async fn serve_one<'s>(
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {
-            log_rejection(edge, Some(route), &rejection, peer, id.as_str());
+            log_rejection(edge, Some(route), &rejection, peer, id);
             return (Some(route), Ending::rejected(&rejection), false);
         }
     };
@@ -231,7 +231,7 @@ async fn serve_one<'s>(
             }),
             _,
         ) => {
-            log_rejection(edge, Some(route), &rejection, peer, id.as_str());
+            log_rejection(edge, Some(route), &rejection, peer, id);
             let mut ending = Ending::rejected(&rejection);
             ending.call_sid = call_sid;
             (Some(route), ending, true)
@@ -387,7 +387,7 @@ fn log_rejection(
     route: Option<Served<'_>>,
     rejection: &Rejection,
     peer: &Peer,
-    request_id: &str,
+    request_id: RequestId,
 ) {
     let detail = if edge.rejection_details.allow() {
         bounded(&rejection.detail)
@@ -395,7 +395,7 @@ fn log_rejection(
         "(rate-limited)".to_owned()
     };
     tracing::info!(
-        request_id,
+        request_id = request_id.as_str(),
         route = route.as_ref().map_or(UNMATCHED_ROUTE, Served::name),
         reason = rejection.reason.as_str(),
         status = rejection.reason.status().as_u16(),
@@ -410,11 +410,11 @@ fn access_line(
     ending: &Ending,
     elapsed: std::time::Duration,
     peer: &Peer,
-    request_id: &str,
+    request_id: RequestId,
 ) {
     tracing::info!(
         target: "access",
-        request_id,
+        request_id = request_id.as_str(),
         route = route.unwrap_or(UNMATCHED_ROUTE),
         outcome = ending.outcome.as_str(),
         reason = ending.reason.map_or("-", Reason::as_str),
